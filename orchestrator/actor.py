@@ -1,0 +1,59 @@
+"""The orchestrator as a Ray actor: connects to the draft and target services, checks that they can
+work together, and serves OrchestratorService over grpc.aio on the actor's event loop.
+
+`ready()` returns the client address or re-raises a failed start (for example a draft/target pair
+whose tokenizers differ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from transformers import AutoTokenizer
+
+from specdec.config import ServeConfig, resolve_model
+from specdec.orchestrator.core import Orchestrator
+from specdec.orchestrator.remote import RemoteProposer, RemoteScorer
+from specdec.orchestrator.servicer import OrchestratorServicer
+from specdec.runtime.rpc import RpcLimits, format_address, start_server
+from specdec.runtime.service_actor import advertised_host
+from specdec.v1 import specdec_pb2_grpc as pb_grpc
+
+SERVICE_NAME = "specdec.v1.OrchestratorService"
+
+
+class OrchestratorActor:
+    def __init__(self, config: ServeConfig, draft_address: str, target_address: str):
+        self._config = config
+        self._limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
+        self._addresses = (draft_address, target_address)
+        self._start: asyncio.Task | None = None
+        self._orchestrator: Orchestrator | None = None
+        self._server: grpc.aio.Server | None = None
+
+    async def ready(self) -> str:
+        if self._start is None:
+            self._start = asyncio.get_running_loop().create_task(self._serve())
+        return await asyncio.shield(self._start)
+
+    async def health(self) -> dict:
+        o = self._orchestrator
+        return {"service": SERVICE_NAME, "serving": self._server is not None,
+                "active_requests": o.active_requests if o else 0,
+                "draft": self._addresses[0], "target": self._addresses[1]}
+
+    async def _serve(self) -> str:
+        proposer = RemoteProposer(self._addresses[0], self._limits)
+        scorer = RemoteScorer(self._addresses[1], self._limits)
+        draft_info, target_info = await asyncio.gather(proposer.info(), scorer.info())
+        tokenizer = await asyncio.get_running_loop().run_in_executor(
+            None, AutoTokenizer.from_pretrained, resolve_model(self._config.target.model))
+        self._orchestrator = Orchestrator(proposer, scorer, tokenizer, draft_info, target_info,
+                                          self._config.defaults, self._config.limits)
+        cfg = self._config.orchestrator
+        self._server, port = await start_server(
+            lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
+                OrchestratorServicer(self._orchestrator), server),
+            cfg.host, cfg.port, self._limits, [SERVICE_NAME])
+        return format_address(advertised_host(cfg.host), port)

@@ -1,0 +1,151 @@
+"""The `specdec` command line: serve, generate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+DEFAULT_ADDRESS = os.environ.get("SPECDEC_ADDRESS", "127.0.0.1:50051")
+
+
+def _init_ray(address: str | None, quiet: bool) -> None:
+    import ray
+
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=not quiet)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from specdec.config import ServeConfig
+    from specdec.launch import deploy
+
+    config = ServeConfig.load(args.config)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        config = config.with_overrides(orchestrator=overrides)
+    if args.detach and not args.address:
+        print("specdec serve: --detach needs --address (a running cluster outlives this command; "
+              "a local instance does not)", file=sys.stderr)
+        return 2
+    _init_ray(args.address, quiet=False)
+    deployment = deploy(config, detached=args.detach)
+    placement = "GPU" if deployment.use_gpu else "CPU"
+    print(f"draft  service at {deployment.draft_address} ({config.draft.model}, {placement})")
+    print(f"target service at {deployment.target_address} ({config.target.model}, {placement})")
+    print(f"orchestrator listening on {deployment.address}", flush=True)
+    if args.detach:
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        print("serving; press Ctrl-C to stop", flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    deployment.stop()
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import grpc
+
+    from specdec.orchestrator.client import Client
+
+    with Client(args.address) as client:
+        try:
+            for delta in client.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                       top_k=args.top_k, top_p=args.top_p, rule=args.rule or "", gamma=args.gamma,
+                                       seed=args.seed, ignore_eos=args.ignore_eos):
+                print(delta.text, end="", flush=True)
+        except grpc.RpcError as exc:
+            print(f"\nspecdec generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+        print()
+        if args.stats:
+            for key, value in client.last_stats.items():
+                print(f"{key}: {value}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from specdec.config import ServeConfig
+    from specdec.launch import deploy
+    from specdec.orchestrator.demo import render, run_demo
+
+    console = Console()
+    with console.status("starting Ray, the draft and target services and the orchestrator..."):
+        _init_ray(None, quiet=True)
+        deployment = deploy(ServeConfig.load(args.config).with_overrides(orchestrator={"port": 0}))
+    console.print(f"orchestrator at {deployment.address}; draft at {deployment.draft_address}, "
+                  f"target at {deployment.target_address} ({'GPU' if deployment.use_gpu else 'CPU'}, one each)")
+    try:
+        runs = run_demo(deployment.address, args.prompts, args.max_new_tokens, args.gamma, args.temperature, console)
+        render(runs, console)
+    finally:
+        deployment.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specdec", description="Distributed speculative decoding: a draft and a target model as gRPC services "
+                                    "in Ray actors, and an orchestrator that runs the acceptance rule.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="start the draft, target and orchestrator services",
+                           description="Start (or join) a Ray cluster, place the draft and target services and "
+                                       "start the orchestrator; print the orchestrator's gRPC address.")
+    serve.add_argument("--config", help="serve config YAML (default: the demo pair; see deploy/demo.yaml)")
+    serve.add_argument("--address", help="Ray cluster to join ('auto' or host:port); default: start a local one")
+    serve.add_argument("--host", help="interface the orchestrator binds (overrides the config)")
+    serve.add_argument("--port", type=int, help="orchestrator port, 0 for any free one (overrides the config)")
+    serve.add_argument("--detach", action="store_true",
+                       help="start detached actors on a running cluster and return at once (needs --address)")
+    serve.set_defaults(func=cmd_serve)
+
+    generate = sub.add_parser("generate", help="stream a completion from a running orchestrator",
+                              description="Send one prompt to the orchestrator and stream the completion.")
+    generate.add_argument("prompt", help="the prompt text")
+    generate.add_argument("--address", default=DEFAULT_ADDRESS,
+                          help="orchestrator gRPC address (default: $SPECDEC_ADDRESS or 127.0.0.1:50051)")
+    generate.add_argument("--max-new-tokens", type=int, default=0, help="tokens to generate (0: server default)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
+    generate.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
+    generate.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (1: off)")
+    generate.add_argument("--rule", help="acceptance rule: sd or greedy (default: server default)")
+    generate.add_argument("--gamma", type=int, help="draft tokens per round; 0 is target-only decoding")
+    generate.add_argument("--seed", type=int, help="seed for every random choice (same seed, same output)")
+    generate.add_argument("--ignore-eos", action="store_true", help="keep going past the end-of-text token")
+    generate.add_argument("--stats", action="store_true", help="print the request's statistics to stderr")
+    generate.set_defaults(func=cmd_generate)
+
+    demo = sub.add_parser("demo", help="run everything locally on the demo pair and print a speed table",
+                          description="Start Ray and all services locally on the demo model pair, decode held-out "
+                                      "code prompts target-only and speculatively, and print tokens/s, speedup, "
+                                      "acceptance rate, mean acceptance length and the measured cost ratio c.")
+    demo.add_argument("--config", help="serve config YAML (default: the demo pair)")
+    demo.add_argument("--prompts", type=int, default=8, help="number of held-out code prompts")
+    demo.add_argument("--max-new-tokens", type=int, default=128, help="tokens generated per prompt")
+    demo.add_argument("--gamma", type=int, default=4, help="draft tokens per round for the speculative runs")
+    demo.add_argument("--temperature", type=float, default=1.0,
+                      help="sampling temperature of the sampled runs (greedy runs are always included)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

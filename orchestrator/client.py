@@ -1,0 +1,96 @@
+"""The Python client of the orchestrator: blocking and streaming generation over gRPC.
+
+    from specdec.orchestrator.client import Client
+    with Client("127.0.0.1:50051") as client:
+        print(client.generate("def fib(n):", max_new_tokens=64).text)
+        for delta in client.stream("import os", temperature=0.8):
+            print(delta.text, end="")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.message import Message
+
+from specdec.runtime.rpc import RpcLimits
+from specdec.v1 import specdec_pb2 as pb
+from specdec.v1 import specdec_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+    token_ids: list[int]
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)  # RequestStats as a dict (snake_case keys)
+
+
+def message_to_dict(message: Message) -> dict:
+    """Every field by its proto name, with Python values (ints stay ints, repeated fields become lists)."""
+    out = {}
+    for descriptor in message.DESCRIPTOR.fields:
+        value = getattr(message, descriptor.name)
+        if descriptor.message_type is not None and not descriptor.is_repeated:
+            value = message_to_dict(value)
+        elif descriptor.is_repeated:
+            value = list(value)
+        out[descriptor.name] = value
+    return out
+
+
+class Client:
+    def __init__(self, address: str, timeout_s: float | None = 600.0, limits: RpcLimits | None = None):
+        self.address, self.timeout_s = address, timeout_s
+        self._channel = grpc.insecure_channel(address, options=(limits or RpcLimits()).options())
+        self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
+        self.last_stats: dict = {}
+
+    def stream(self, prompt: str, *, max_new_tokens: int = 0, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, rule: str = "", gamma: int | None = None, seed: int | None = None,
+               ignore_eos: bool = False) -> Iterator[Delta]:
+        """Yield text deltas as they are committed; afterwards `last_stats` holds the request's stats.
+
+        max_new_tokens 0 and rule "" mean the server defaults; gamma None the server default, 0 target-only.
+        Raises grpc.RpcError (INVALID_ARGUMENT naming the field) for bad input.
+        """
+        request = pb.GenerateRequest(prompt=prompt, max_new_tokens=max_new_tokens, rule=rule, ignore_eos=ignore_eos,
+                                     sampling=pb.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p))
+        if gamma is not None:
+            request.gamma = gamma
+        if seed is not None:
+            request.seed = seed
+        self.last_stats = {}
+        for response in self._stub.Generate(request, timeout=self.timeout_s):
+            if response.HasField("delta"):
+                yield Delta(response.delta.text, list(response.delta.token_ids))
+            else:
+                self.last_stats = message_to_dict(response.stats)
+
+    def generate(self, prompt: str, **kwargs) -> Completion:
+        """Blocking generation: the whole completion and its stats. Takes the keyword arguments of `stream`."""
+        completion = Completion()
+        for delta in self.stream(prompt, **kwargs):
+            completion.text += delta.text
+            completion.token_ids += delta.token_ids
+        completion.stats = self.last_stats
+        return completion
+
+    def server_info(self) -> dict:
+        return message_to_dict(self._stub.GetServerInfo(pb.GetInfoRequest(), timeout=self.timeout_s))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

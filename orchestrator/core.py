@@ -1,0 +1,118 @@
+"""The orchestrator's request handling: validate, run the round loop, detokenize, free sessions.
+
+Knows the engine, the rules, the controllers and a tokenizer; knows nothing of gRPC or Ray (the
+servicer and the actor are thin shells around this). Every request gets its own session id in both
+services and its own seeded generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from specdec.config import DefaultsConfig, LimitsConfig
+from specdec.orchestrator.controllers.fixed import FixedGamma
+from specdec.orchestrator.detokenize import IncrementalDetokenizer
+from specdec.orchestrator.engine import GenerationRequest, Proposer, Scorer, generate
+from specdec.orchestrator.rules import RULES, make_rule
+from specdec.orchestrator.stats import RequestStats
+from specdec.runtime.validation import InvalidField, check_range, check_sampling
+from specdec.types import ModelInfo, SamplingParams
+
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    """A client's request as received; None means "use the server default"."""
+
+    prompt: str
+    max_new_tokens: int | None = None
+    sampling: SamplingParams = SamplingParams()
+    rule: str | None = None
+    gamma: int | None = None
+    seed: int | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+    token_ids: list[int]
+
+
+class Orchestrator:
+    def __init__(self, proposer: Proposer, scorer: Scorer, tokenizer: PreTrainedTokenizerBase,
+                 draft_info: ModelInfo, target_info: ModelInfo, defaults: DefaultsConfig, limits: LimitsConfig):
+        if draft_info.tokenizer_fingerprint != target_info.tokenizer_fingerprint:
+            raise ValueError(
+                f"draft and target tokenizers do not match: draft {draft_info.model!r} (vocab {draft_info.vocab_size},"
+                f" fingerprint {draft_info.tokenizer_fingerprint}) vs target {target_info.model!r} (vocab "
+                f"{target_info.vocab_size}, fingerprint {target_info.tokenizer_fingerprint})")
+        self.proposer, self.scorer, self.tokenizer = proposer, scorer, tokenizer
+        self.draft_info, self.target_info = draft_info, target_info
+        self.defaults, self.limits = defaults, limits
+        self.max_context = min(draft_info.max_context, target_info.max_context)
+        self.active_requests = 0
+
+    def prepare(self, params: GenerateParams) -> tuple[GenerationRequest, str, int]:
+        """Validate and fill defaults; return the engine request, the rule name and gamma. Raises InvalidField."""
+        if not params.prompt:
+            raise InvalidField("prompt", "must not be empty")
+        if len(params.prompt) > self.limits.max_prompt_chars:
+            raise InvalidField("prompt", f"longer than {self.limits.max_prompt_chars} characters")
+        max_new_tokens = self.defaults.max_new_tokens if not params.max_new_tokens else params.max_new_tokens
+        check_range("max_new_tokens", max_new_tokens, 1, self.limits.max_new_tokens)
+        check_sampling(params.sampling, self.target_info.vocab_size)
+        rule = params.rule or self.defaults.rule
+        if rule not in RULES:
+            raise InvalidField("rule", f"unknown rule {rule!r}; known: {', '.join(RULES)}")
+        if params.sampling.greedy and rule == "sd":
+            rule = "greedy"  # sd at temperature 0 is greedy: one-hot distributions, token ids suffice
+        if rule == "greedy" and not params.sampling.greedy:
+            raise InvalidField("rule", "greedy needs sampling.temperature = 0")
+        gamma = self.defaults.gamma if params.gamma is None else params.gamma
+        check_range("gamma", gamma, 0, self.limits.max_gamma)
+        seed = secrets.randbelow(MAX_SEED) if params.seed is None else params.seed
+        check_range("seed", seed, 0, MAX_SEED)
+        prompt_ids = self.tokenizer(params.prompt, add_special_tokens=False)["input_ids"]
+        if not prompt_ids:
+            raise InvalidField("prompt", "encodes to no tokens")
+        if len(prompt_ids) >= self.max_context:
+            raise InvalidField("prompt", f"{len(prompt_ids)} tokens; the model's context is {self.max_context}")
+        eos = self.target_info.eos_token_id
+        stops = frozenset() if params.ignore_eos or eos < 0 else frozenset({eos})
+        request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
+                                    max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
+                                    max_context=self.max_context, stop_token_ids=stops)
+        return request, rule, gamma
+
+    async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
+        """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output."""
+        request, rule_name, gamma = self.prepare(params)
+        stats = RequestStats(request_id=request.request_id, rule=rule_name, gamma=gamma,
+                             prompt_tokens=len(request.prompt_ids))
+        detokenizer = IncrementalDetokenizer(self.tokenizer)
+        self.active_requests += 1
+        try:
+            async for emitted in generate(request, self.proposer, self.scorer, make_rule(rule_name),
+                                          FixedGamma(gamma), stats):
+                text = detokenizer.push(emitted)
+                yield TextDelta(text=text, token_ids=emitted)
+            tail = detokenizer.push([], final=True)
+            if tail:
+                yield TextDelta(text=tail, token_ids=[])
+            yield stats
+        finally:
+            self.active_requests -= 1
+            # Free both sessions whether the request finished, failed or was cancelled.
+            await asyncio.shield(self._end_sessions(request.request_id))
+
+    async def _end_sessions(self, session_id: str) -> None:
+        await asyncio.gather(self.proposer.end_session(session_id), self.scorer.end_session(session_id),
+                             return_exceptions=True)

@@ -1,0 +1,62 @@
+"""OrchestratorService over gRPC: a thin adapter around `Orchestrator`."""
+
+from __future__ import annotations
+
+import grpc
+
+from specdec.orchestrator.core import GenerateParams, Orchestrator, TextDelta
+from specdec.orchestrator.stats import RequestStats
+from specdec.runtime import messages
+from specdec.runtime.rpc import status_code
+from specdec.runtime.validation import InvalidField
+from specdec.v1 import specdec_pb2 as pb
+from specdec.v1 import specdec_pb2_grpc as pb_grpc
+
+
+def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
+    return GenerateParams(
+        prompt=request.prompt,
+        max_new_tokens=request.max_new_tokens or None,
+        sampling=messages.sampling_from_pb(request.sampling),
+        rule=request.rule or None,
+        gamma=request.gamma if request.HasField("gamma") else None,
+        seed=request.seed if request.HasField("seed") else None,
+        ignore_eos=request.ignore_eos,
+    )
+
+
+def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
+    return pb.RequestStats(
+        request_id=stats.request_id, prompt_tokens=stats.prompt_tokens, output_tokens=stats.output_tokens,
+        finish_reason=stats.finish_reason, num_drafts=stats.num_drafts, num_draft_tokens=stats.num_draft_tokens,
+        num_accepted_tokens=stats.num_accepted_tokens,
+        num_accepted_tokens_per_pos=stats.num_accepted_tokens_per_pos, acceptance_rate=stats.acceptance_rate,
+        mean_acceptance_length=stats.mean_acceptance_length, tokens_per_second=stats.tokens_per_second,
+        seconds=stats.seconds, num_rounds=stats.num_rounds, draft_seconds=stats.draft_seconds,
+        verify_seconds=stats.verify_seconds, num_draft_forwards=stats.num_draft_forwards,
+        num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
+        wire_bytes=stats.wire_bytes)
+
+
+class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
+    def __init__(self, orchestrator: Orchestrator):
+        self._orchestrator = orchestrator
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
+        try:
+            async for event in self._orchestrator.stream(params_from_pb(request)):
+                if isinstance(event, TextDelta):
+                    yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text, token_ids=event.token_ids))
+                else:
+                    yield pb.GenerateResponse(stats=stats_to_pb(event))
+        except InvalidField as exc:
+            await context.abort(status_code(exc.code), str(exc))
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"a model service failed: {exc.code().name}: {exc.details()}")
+
+    async def GetServerInfo(self, request: pb.GetInfoRequest, context) -> pb.ServerInfoResponse:
+        o = self._orchestrator
+        return pb.ServerInfoResponse(draft=messages.info_to_pb(o.draft_info), target=messages.info_to_pb(o.target_info),
+                                     default_rule=o.defaults.rule, default_gamma=o.defaults.gamma,
+                                     max_new_tokens_limit=o.limits.max_new_tokens, max_gamma=o.limits.max_gamma)

@@ -1,0 +1,60 @@
+"""Per-request speculation statistics, with vLLM's names and definitions.
+
+acceptance rate = accepted / draft tokens; mean acceptance length = 1 + accepted / drafts (it counts the
+recovered or bonus token), where a draft is a round that drafted at least one token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RequestStats:
+    request_id: str
+    rule: str
+    gamma: int
+    prompt_tokens: int
+    output_tokens: int = 0
+    finish_reason: str = ""
+    num_rounds: int = 0
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    num_accepted_tokens_per_pos: list[int] = field(default_factory=list)
+    num_draft_forwards: int = 0
+    num_verify_forwards: int = 0
+    draft_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    wire_bytes: int = 0
+    seconds: float = 0.0
+
+    def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
+                     verify_seconds: float, wire_bytes: int) -> None:
+        self.num_rounds += 1
+        self.num_verify_forwards += 1
+        self.verify_seconds += verify_seconds
+        self.wire_bytes += wire_bytes
+        if num_draft_tokens == 0:
+            return
+        self.num_drafts += 1
+        self.num_draft_tokens += num_draft_tokens
+        self.num_accepted_tokens += num_accepted
+        self.num_draft_forwards += num_draft_tokens
+        self.draft_seconds += draft_seconds
+        if len(self.num_accepted_tokens_per_pos) < num_draft_tokens:
+            self.num_accepted_tokens_per_pos += [0] * (num_draft_tokens - len(self.num_accepted_tokens_per_pos))
+        for position in range(num_accepted):
+            self.num_accepted_tokens_per_pos[position] += 1
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.output_tokens / self.seconds if self.seconds > 0 else 0.0

@@ -1,0 +1,30 @@
+"""The target model runner: score a window of draft tokens in one forward pass.
+
+Knows the model runtime and the warps, not gRPC or acceptance rules. Returns gamma + 1 next-token
+distributions (warped, in wire precision) and their argmaxes: position i is the target's distribution
+after the committed tokens and the first i draft tokens.
+"""
+
+from __future__ import annotations
+
+import time
+
+from specdec.runtime.model import SessionLM
+from specdec.runtime.warps import warped_probs
+from specdec.runtime.wire import wire_precision
+from specdec.types import Verification, VerifyCall
+
+
+class TargetRunner:
+    def __init__(self, lm: SessionLM):
+        self.lm = lm
+
+    def verify(self, call: VerifyCall) -> Verification:
+        started = time.perf_counter()
+        window = len(call.draft_tokens) + 1
+        logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)[-window:]
+        logits = logits.cpu()
+        target_probs = wire_precision(warped_probs(logits, call.sampling)) if call.want_probs else None
+        return Verification(target_argmax=logits.argmax(-1).tolist(), target_probs=target_probs,
+                            cache_len=self.lm.cache_len(call.session_id),
+                            compute_seconds=time.perf_counter() - started)

@@ -1,0 +1,120 @@
+"""The serve config: which models, where they run, and the server's defaults and limits.
+
+Loaded from YAML (see deploy/demo.yaml, which spells out every key). Unknown keys are errors that name
+the key. `demo:target` and `demo:draft` name the project's own demo pair shipped with the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
+STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
+ACCELERATORS = ("auto", "gpu", "cpu")
+
+
+def resolve_model(name: str) -> str:
+    """`demo:target` / `demo:draft` -> the shipped checkpoint folder; anything else unchanged."""
+    if name.startswith("demo:"):
+        return str(DEMO_PAIR_DIR / name.removeprefix("demo:"))
+    return name
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str
+    dtype: str = "float32"
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    strategy: str = "PACK"  # PACK: one node if it fits; STRICT_SPREAD: draft and target on different nodes
+    accelerator: str = "auto"  # auto: one GPU per service when the cluster has GPUs, else CPUs
+    cpus_per_service: int = 1  # CPUs per service (and torch threads) on CPU placement
+    host: str = "127.0.0.1"  # services bind here; 0.0.0.0 for multi-node clusters
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port
+    name: str = "specdec-orchestrator"
+    namespace: str = "specdec"
+    num_cpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class DefaultsConfig:
+    rule: str = "sd"
+    gamma: int = 4
+    max_new_tokens: int = 128
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_new_tokens: int = 4096
+    max_gamma: int = 32
+    max_prompt_chars: int = 1_000_000
+    rpc_timeout_s: float = 60.0
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    draft: ModelConfig = field(default_factory=lambda: ModelConfig("demo:draft"))
+    target: ModelConfig = field(default_factory=lambda: ModelConfig("demo:target"))
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def __post_init__(self) -> None:
+        if self.placement.strategy not in STRATEGIES:
+            raise ValueError(f"placement.strategy: must be one of {STRATEGIES}, got {self.placement.strategy!r}")
+        if self.placement.accelerator not in ACCELERATORS:
+            raise ValueError(f"placement.accelerator: must be one of {ACCELERATORS}, "
+                             f"got {self.placement.accelerator!r}")
+        if self.placement.cpus_per_service < 1:
+            raise ValueError("placement.cpus_per_service: must be >= 1")
+        if not 0 <= self.defaults.gamma <= self.limits.max_gamma:
+            raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
+        if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:
+            raise ValueError("defaults.max_new_tokens: must be in [1, limits.max_new_tokens]")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ServeConfig:
+        return _build(cls, raw or {}, "")
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> ServeConfig:
+        if path is None:
+            return cls()
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+
+    def with_overrides(self, **sections: dict[str, Any]) -> ServeConfig:
+        """A copy with some keys of some sections replaced, e.g. with_overrides(orchestrator={"port": 0})."""
+        return dataclasses.replace(self, **{name: dataclasses.replace(getattr(self, name), **values)
+                                            for name, values in sections.items()})
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, value in raw.items():
+        kind = fields[name].type
+        nested = {"ModelConfig": ModelConfig, "PlacementConfig": PlacementConfig,
+                  "OrchestratorConfig": OrchestratorConfig, "DefaultsConfig": DefaultsConfig,
+                  "LimitsConfig": LimitsConfig}.get(kind if isinstance(kind, str) else kind.__name__)
+        values[name] = _build(nested, value, f"{prefix}{name}.") if nested else value
+    return cls(**values)

@@ -1,0 +1,93 @@
+"""Start a deployment on a Ray cluster: draft and target service actors in one placement group, and
+the named orchestrator actor. Ray glue only; the services and the orchestrator know nothing of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from specdec.config import ServeConfig, resolve_model
+from specdec.orchestrator.actor import OrchestratorActor
+from specdec.runtime.model import LoadSpec
+from specdec.runtime.rpc import RpcLimits
+from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.target.servicer import TargetServiceActor
+
+log = logging.getLogger(__name__)
+PLACEMENT_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Deployment:
+    address: str  # the orchestrator's gRPC address, what clients dial
+    draft_address: str
+    target_address: str
+    use_gpu: bool
+    orchestrator: ray.actor.ActorHandle
+    draft: ray.actor.ActorHandle
+    target: ray.actor.ActorHandle
+    placement_group: PlacementGroup
+
+    def stop(self) -> None:
+        for actor in (self.orchestrator, self.draft, self.target):
+            ray.kill(actor, no_restart=True)
+        remove_placement_group(self.placement_group)
+
+
+def wants_gpu(config: ServeConfig) -> bool:
+    if config.placement.accelerator == "auto":
+        return ray.cluster_resources().get("GPU", 0) >= 2
+    return config.placement.accelerator == "gpu"
+
+
+def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
+    """Place and start draft, target and orchestrator; return once the orchestrator serves. Needs ray.init()."""
+    use_gpu = wants_gpu(config)
+    cpus = config.placement.cpus_per_service
+    bundle = {"CPU": cpus, "GPU": 1} if use_gpu else {"CPU": cpus}
+    lifetime = "detached" if detached else None
+    group = placement_group([bundle, bundle], strategy=config.placement.strategy, lifetime=lifetime)
+    ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
+    if not ready:
+        remove_placement_group(group)
+        raise RuntimeError(f"placement: could not reserve two bundles of {bundle} with strategy "
+                           f"{config.placement.strategy} within {PLACEMENT_TIMEOUT_S:.0f}s; cluster has "
+                           f"{ray.cluster_resources()}")
+    limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
+    started: list[ray.actor.ActorHandle] = []
+    try:
+        services = []
+        for index, (actor_class, model) in enumerate(((DraftServiceActor, config.draft),
+                                                      (TargetServiceActor, config.target))):
+            spec = LoadSpec(resolve_model(model.model), model.dtype, model.device)
+            handle = ray.remote(actor_class).options(
+                num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index),
+            ).remote(spec, config.placement.host, 0, cpus, limits)
+            started.append(handle)
+            services.append(handle)
+        draft_address, target_address = ray.get([s.ready.remote() for s in services], timeout=START_TIMEOUT_S)
+        cfg = config.orchestrator
+        orchestrator = ray.remote(OrchestratorActor).options(
+            name=cfg.name, namespace=cfg.namespace, lifetime=lifetime, num_cpus=cfg.num_cpus,
+        ).remote(config, draft_address, target_address)
+        started.append(orchestrator)
+        address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)
+    except BaseException:
+        for handle in started:
+            ray.kill(handle, no_restart=True)
+        remove_placement_group(group)
+        raise
+    log.info("draft at %s, target at %s, orchestrator at %s", draft_address, target_address, address)
+    return Deployment(address, draft_address, target_address, use_gpu, orchestrator, services[0], services[1], group)
+
+
+def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:
+    """The running orchestrator actor of a cluster, by name."""
+    return ray.get_actor(config.orchestrator.name, namespace=config.orchestrator.namespace)

@@ -1,0 +1,129 @@
+"""Load a Hugging Face causal LM and run it over per-session KV caches with explicit rollback.
+
+Shared by the draft and the target service. Knows nothing about gRPC, acceptance rules or rounds: a
+session is a list of tokens and the KV cache that holds exactly those tokens. `extend(session, keep_len,
+tokens)` rolls the cache back to `keep_len` tokens, appends `tokens` in one forward pass and returns the
+logits at the appended positions. Not thread-safe: each service drives it from one worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerBase
+
+from specdec.types import ModelInfo
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class SessionError(ValueError):
+    """A request does not fit the state of its session (unknown session, keep_len past the cache)."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+class SessionLM(Protocol):
+    """What the draft and target runners need of a model: per-session extend with rollback."""
+
+    vocab_size: int
+
+    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor: ...
+
+    def cache_len(self, session_id: str) -> int: ...
+
+    def end_session(self, session_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Where to load a model from and how. `model` is a local path or a hub id."""
+
+    model: str
+    dtype: str = "float32"
+    device: str = "auto"  # "auto": CUDA when this process sees a GPU, else CPU
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+
+@dataclass
+class Session:
+    tokens: list[int] = field(default_factory=list)
+    cache: DynamicCache | None = None
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of the vocabulary and the special tokens: equal fingerprints mean interchangeable token ids."""
+    payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": tokenizer.all_special_tokens,
+               "eos": tokenizer.eos_token_id}
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+class CausalLM:
+    """A causal LM plus its tokenizer, with per-session KV caches."""
+
+    def __init__(self, spec: LoadSpec):
+        if spec.dtype not in DTYPES:
+            raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
+        self.spec = spec
+        self.device = torch.device(spec.resolved_device())
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
+        self.model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=DTYPES[spec.dtype]).to(self.device)
+        self.model.eval()
+        # Distributions cover the tokenizer's ids only: some checkpoints pad the output layer.
+        self.vocab_size = len(self.tokenizer)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)
+        self.sessions: dict[str, Session] = {}
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            model=self.spec.model,
+            vocab_size=self.vocab_size,
+            max_context=self.max_context,
+            tokenizer_fingerprint=tokenizer_fingerprint(self.tokenizer),
+            device=str(self.device),
+            dtype=self.spec.dtype,
+            eos_token_id=-1 if self.tokenizer.eos_token_id is None else int(self.tokenizer.eos_token_id),
+        )
+
+    @torch.inference_mode()
+    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
+        """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
+        session = self.sessions.get(session_id)
+        cached = len(session.tokens) if session else 0
+        if keep_len < 0 or keep_len > cached:
+            raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
+        if not tokens:
+            raise SessionError("new_tokens", "at least one token must be appended")
+        if keep_len + len(tokens) > self.max_context:
+            raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
+                                             f"more than the model's context of {self.max_context}")
+        if min(tokens) < 0 or max(tokens) >= self.vocab_size:
+            raise SessionError("new_tokens", f"token ids must be in [0, {self.vocab_size})")
+        if session is None:
+            session = self.sessions[session_id] = Session()
+        if session.cache is None:
+            session.cache = DynamicCache(config=self.model.config)
+        if keep_len < cached:
+            session.cache.crop(keep_len - cached)
+            del session.tokens[keep_len:]
+        input_ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        logits = self.model(input_ids=input_ids, past_key_values=session.cache, use_cache=True).logits
+        session.tokens.extend(tokens)
+        return logits[0, :, : self.vocab_size].float()
+
+    def cache_len(self, session_id: str) -> int:
+        session = self.sessions.get(session_id)
+        return len(session.tokens) if session else 0
+
+    def end_session(self, session_id: str) -> bool:
+        return self.sessions.pop(session_id, None) is not None

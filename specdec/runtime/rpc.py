@@ -1,0 +1,71 @@
+"""gRPC plumbing shared by every service: limits, server start-up, channels, error mapping.
+
+Every server and channel gets message size limits; every client call gets a deadline (`RpcLimits`).
+Handlers raise `InvalidField` or `SessionError` for bad input; `abort_on_bad_input` turns those into a
+status code with a message naming the field, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from specdec.runtime.model import SessionError
+from specdec.runtime.validation import InvalidField
+
+
+@dataclass(frozen=True)
+class RpcLimits:
+    max_message_bytes: int = 64 * 1024 * 1024
+    timeout_s: float = 60.0
+
+    def options(self) -> list[tuple[str, int]]:
+        return [("grpc.max_send_message_length", self.max_message_bytes),
+                ("grpc.max_receive_message_length", self.max_message_bytes)]
+
+
+def status_code(name: str) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, name)
+
+
+def abort_on_bad_input(handler: Callable) -> Callable:
+    """Wrap an async unary handler: InvalidField / SessionError become an aborted call naming the field."""
+
+    @functools.wraps(handler)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await handler(self, request, context)
+        except InvalidField as exc:
+            await context.abort(status_code(exc.code), str(exc))
+        except SessionError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+    return wrapper
+
+
+async def start_server(register: Callable[[grpc.aio.Server], None], host: str, port: int, limits: RpcLimits,
+                       service_names: list[str]) -> tuple[grpc.aio.Server, int]:
+    """Start a grpc.aio server on the running loop with the standard health service; return it and its port."""
+    server = grpc.aio.server(options=limits.options())
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind a gRPC server to {host}:{port}")
+    await server.start()
+    for name in ["", *service_names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound
+
+
+def aio_channel(address: str, limits: RpcLimits) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=limits.options())
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

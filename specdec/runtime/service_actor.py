@@ -1,0 +1,61 @@
+"""Host a model service (draft or target) as a grpc.aio server inside a Ray actor.
+
+The server runs as a tracked task on the actor's event loop; `ready()` waits for it and returns the
+address, re-raising a failed start (a model that would not load, a port that would not bind). Model
+compute runs on one worker thread, never on the event loop, with torch threads bounded to the CPUs the
+actor was given. This module knows nothing about what the service computes: subclasses say that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import ray
+import torch
+
+from specdec.runtime.model import CausalLM, LoadSpec
+from specdec.runtime.rpc import RpcLimits, format_address, start_server
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host clients should dial: the node's IP when bound to every interface."""
+    if bind_host in ("0.0.0.0", "::", ""):
+        return ray.util.get_node_ip_address()
+    return bind_host
+
+
+class ModelServiceActor:
+    """Base for the draft and target actors. Subclasses implement `register(server, lm, executor)`."""
+
+    service_name = ""
+
+    def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
+                 limits: RpcLimits | None = None):
+        self._spec, self._host, self._port, self._threads = spec, host, port, threads
+        self._limits = limits or RpcLimits()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model",
+                                            initializer=torch.set_num_threads, initargs=(threads,))
+        self._start: asyncio.Task | None = None
+        self._server: grpc.aio.Server | None = None
+
+    async def ready(self) -> str:
+        if self._start is None:
+            self._start = asyncio.get_running_loop().create_task(self._serve())
+        return await asyncio.shield(self._start)
+
+    async def health(self) -> dict:
+        """Answers from the event loop: proves it is not blocked."""
+        return {"service": self.service_name, "serving": self._server is not None, "spec": self._spec.model}
+
+    async def _serve(self) -> str:
+        torch.set_num_threads(self._threads)
+        loop = asyncio.get_running_loop()
+        lm = await loop.run_in_executor(self._executor, CausalLM, self._spec)
+        self._server, port = await start_server(lambda server: self.register(server, lm, self._executor),
+                                                self._host, self._port, self._limits, [self.service_name])
+        return format_address(advertised_host(self._host), port)
+
+    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> None:
+        raise NotImplementedError

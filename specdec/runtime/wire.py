@@ -1,0 +1,83 @@
+"""Compact wire encoding of probability distributions (DESIGN.md, wire contract).
+
+Distributions travel as fp16 bytes: dense rows, or only the non-zero entries (int32 index + fp16 value)
+when a truncating warp makes rows sparse. Never as repeated fp32 over the vocabulary.
+
+Exactness: fp16 rounding changes a distribution slightly, so the sender samples from
+`wire_precision(probs)`, which is bit for bit what the receiver's `decode` returns. The acceptance rule
+therefore sees exactly the distribution a draft token was sampled from.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specdec.v1 import specdec_pb2 as pb
+
+SPARSE_ENTRY_BYTES = 6  # int32 index + fp16 value
+DENSE_ENTRY_BYTES = 2
+
+
+def wire_precision(probs: torch.Tensor) -> torch.Tensor:
+    """probs [rows, vocab] -> the float32 rows the receiver will decode (fp16-rounded, renormalized)."""
+    rounded = probs.to(torch.float16).float()
+    return rounded / rounded.sum(-1, keepdim=True)
+
+
+def encode(probs: torch.Tensor) -> pb.Distributions:
+    """probs [rows, vocab] float -> Distributions, choosing the smaller of the dense and sparse forms."""
+    if probs.dim() != 2:
+        raise ValueError(f"probs must be [rows, vocab], got shape {tuple(probs.shape)}")
+    half = probs.detach().to("cpu", torch.float16).contiguous()
+    rows, vocab = half.shape
+    nonzero = half != 0
+    nnz = int(nonzero.sum())
+    if nnz * SPARSE_ENTRY_BYTES < rows * vocab * DENSE_ENTRY_BYTES:
+        row_idx, col_idx = nonzero.nonzero(as_tuple=True)
+        return pb.Distributions(
+            encoding=pb.Distributions.SPARSE_FP16,
+            rows=rows,
+            vocab_size=vocab,
+            values=half[row_idx, col_idx].numpy().tobytes(),
+            indices=col_idx.to(torch.int32).numpy().tobytes(),
+            row_lengths=nonzero.sum(-1).tolist(),
+        )
+    return pb.Distributions(encoding=pb.Distributions.DENSE_FP16, rows=rows, vocab_size=vocab,
+                            values=half.numpy().tobytes())
+
+
+def decode(message: pb.Distributions) -> torch.Tensor:
+    """Distributions -> float32 [rows, vocab], rows renormalized. Raises ValueError on a malformed message."""
+    rows, vocab = message.rows, message.vocab_size
+    if rows < 0 or vocab <= 0:
+        raise ValueError(f"distributions: bad shape rows={rows} vocab_size={vocab}")
+    values = _frombuffer(message.values, torch.float16, "values")
+    if message.encoding == pb.Distributions.DENSE_FP16:
+        if values.numel() != rows * vocab:
+            raise ValueError(f"distributions: {values.numel()} values for {rows} x {vocab}")
+        dense = values.float().reshape(rows, vocab)
+    elif message.encoding == pb.Distributions.SPARSE_FP16:
+        indices = _frombuffer(message.indices, torch.int32, "indices").long()
+        lengths = list(message.row_lengths)
+        if len(lengths) != rows or sum(lengths) != values.numel() or indices.numel() != values.numel():
+            raise ValueError("distributions: row_lengths, indices and values disagree")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
+            raise ValueError("distributions: index out of vocabulary")
+        row_idx = torch.repeat_interleave(torch.arange(rows), torch.tensor(lengths, dtype=torch.long))
+        dense = torch.zeros(rows, vocab)
+        dense[row_idx, indices] = values.float()
+    else:
+        raise ValueError(f"distributions: unknown encoding {message.encoding}")
+    sums = dense.sum(-1, keepdim=True)
+    if not bool(torch.isfinite(dense).all()) or bool((dense < 0).any()) or bool((sums <= 0).any()):
+        raise ValueError("distributions: rows must be finite, non-negative and have positive mass")
+    return dense / sums
+
+
+def _frombuffer(data: bytes, dtype: torch.dtype, name: str) -> torch.Tensor:
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    if len(data) % itemsize:
+        raise ValueError(f"distributions: {name} is {len(data)} bytes, not a multiple of {itemsize}")
+    if not data:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(bytearray(data), dtype=dtype)

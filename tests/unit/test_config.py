@@ -1,0 +1,42 @@
+"""Serve config: the shipped YAML equals the defaults; bad keys and values are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specdec.config import ServeConfig, resolve_model
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def test_demo_yaml_spells_out_the_defaults():
+    assert ServeConfig.load(DEPLOY / "demo.yaml") == ServeConfig()
+
+
+def test_demo_models_resolve_to_shipped_checkpoints():
+    for name in ("demo:draft", "demo:target"):
+        assert (Path(resolve_model(name)) / "config.json").exists()
+    assert resolve_model("org/model") == "org/model"
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"draft": {"modle": "x"}}, "draft.modle"),
+        ({"bogus": 1}, "bogus"),
+        ({"placement": {"strategy": "NEAR"}}, "placement.strategy"),
+        ({"placement": {"accelerator": "tpu"}}, "placement.accelerator"),
+        ({"defaults": {"gamma": 99}}, "defaults.gamma"),
+        ({"placement": "PACK"}, "placement"),
+    ],
+)
+def test_bad_config_names_the_key(raw, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        ServeConfig.from_dict(raw)
+
+
+def test_overrides_replace_single_keys():
+    config = ServeConfig().with_overrides(orchestrator={"port": 0})
+    assert config.orchestrator.port == 0 and config.orchestrator.host == "127.0.0.1"

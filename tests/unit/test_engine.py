@@ -1,0 +1,139 @@
+"""The round loop with the real runners over Markov-chain models (no RPC, no Ray).
+
+The strongest losslessness check: whole generated sequences, drafted and verified over several rounds
+with rollback, must follow the target's warped distribution (chi-square over every sequence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from specdec.orchestrator.controllers.fixed import FixedGamma
+from specdec.orchestrator.engine import GenerationRequest, generate
+from specdec.orchestrator.local import LocalProposer, LocalScorer
+from specdec.orchestrator.rules import Acceptance, make_rule
+from specdec.orchestrator.stats import RequestStats
+from specdec.runtime.warps import warped_probs
+from specdec.runtime.wire import wire_precision
+from specdec.services.draft.runner import DraftRunner
+from specdec.services.target.runner import TargetRunner
+from specdec.types import SamplingParams
+from tests.fakes import MarkovLM, random_table
+
+VOCAB = 4
+LENGTH = 3
+
+
+def make_pair(seed: int = 0):
+    target = MarkovLM(random_table(VOCAB, seed))
+    draft = MarkovLM(random_table(VOCAB, seed) + random_table(VOCAB, seed + 100, scale=1.0))
+    return LocalProposer(DraftRunner(draft)), LocalScorer(TargetRunner(target)), target
+
+
+def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int, max_new_tokens: int = LENGTH,
+        prompt=(0,), stop=frozenset()):
+    request = GenerationRequest(request_id=f"r{seed}", prompt_ids=list(prompt), max_new_tokens=max_new_tokens,
+                                sampling=sampling, seed=seed, max_context=64, stop_token_ids=stop)
+    stats = RequestStats(request.request_id, rule.name, gamma, len(prompt))
+
+    async def collect():
+        out = []
+        async for emitted in generate(request, proposer, scorer, rule, FixedGamma(gamma), stats):
+            out += emitted
+        await proposer.end_session(request.request_id)
+        await scorer.end_session(request.request_id)
+        return out
+
+    return asyncio.run(collect()), stats
+
+
+def sequence_probs(table: torch.Tensor, sampling: SamplingParams, first: int = 0) -> dict[tuple, float]:
+    """Exact probability of every length-LENGTH continuation under the warped Markov target."""
+    step = wire_precision(warped_probs(table, sampling))
+    out = {}
+    for seq in itertools.product(range(VOCAB), repeat=LENGTH):
+        prob, last = 1.0, first
+        for token in seq:
+            prob, last = prob * float(step[last, token]), token
+        out[seq] = prob
+    return out
+
+
+def chi_square_pvalue(samples: list[tuple], probs: dict[tuple, float]) -> float:
+    keys = [k for k, p in probs.items() if p > 0]
+    assert all(s in probs and probs[s] > 0 for s in samples), "a sequence the target cannot produce"
+    observed = [sum(1 for s in samples if s == k) for k in keys]
+    total = sum(probs[k] for k in keys)
+    return chisquare(observed, [probs[k] / total * len(samples) for k in keys]).pvalue
+
+
+WARPS = [SamplingParams(1.0), SamplingParams(0.7, top_k=3), SamplingParams(1.3, top_p=0.8)]
+
+
+@pytest.mark.parametrize("sampling", WARPS, ids=["t1", "t0.7-topk3", "t1.3-topp0.8"])
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_sd_sequences_follow_the_warped_target(sampling, gamma):
+    proposer, scorer, target = make_pair()
+    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed)[0]) for seed in range(3000)]
+    assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
+
+
+class AcceptEverything:
+    """A wrong rule: keeps every draft token. The statistical test must catch it."""
+
+    name, needs_probs = "wrong", True
+
+    def accept(self, scores, generator):
+        return Acceptance(scores.gamma, int(torch.multinomial(scores.target_probs[-1], 1, generator=generator)))
+
+
+def test_the_statistical_test_catches_a_lossy_rule():
+    proposer, scorer, target = make_pair()
+    samples = [tuple(run(proposer, scorer, AcceptEverything(), 2, WARPS[0], seed)[0]) for seed in range(3000)]
+    assert chi_square_pvalue(samples, sequence_probs(target.table, WARPS[0])) < 1e-6
+
+
+@pytest.mark.parametrize("gamma", [0, 1, 2, 5])
+def test_greedy_equals_target_only_greedy(gamma):
+    proposer, scorer, target = make_pair(seed=3)
+    out, stats = run(proposer, scorer, make_rule("greedy"), gamma, SamplingParams(0.0), 0, max_new_tokens=20)
+    expected, last = [], 0
+    for _ in range(20):
+        last = int(target.table[last].argmax())
+        expected.append(last)
+    assert out == expected
+    assert stats.output_tokens == 20 and stats.finish_reason == "length"
+
+
+def test_same_seed_same_output_and_sessions_freed():
+    proposer, scorer, target = make_pair()
+    first = [run(proposer, scorer, make_rule("sd"), 3, WARPS[0], seed, max_new_tokens=12)[0] for seed in range(5)]
+    again = [run(proposer, scorer, make_rule("sd"), 3, WARPS[0], seed, max_new_tokens=12)[0] for seed in range(5)]
+    assert first == again
+    assert len({tuple(x) for x in first}) > 1
+    assert target.sessions == {} and proposer.runner.lm.sessions == {}
+
+
+def test_stop_token_ends_the_request_and_budget_truncates():
+    proposer, scorer, target = make_pair(seed=3)
+    greedy_path = run(proposer, scorer, make_rule("greedy"), 4, SamplingParams(0.0), 0, max_new_tokens=10)[0]
+    stop = greedy_path[2]
+    out, stats = run(proposer, scorer, make_rule("greedy"), 4, SamplingParams(0.0), 0, max_new_tokens=10,
+                     stop=frozenset({stop}))
+    assert out == greedy_path[: greedy_path.index(stop) + 1] and stats.finish_reason == "stop"
+
+
+def test_stats_count_drafts_and_accepted_positions():
+    proposer, scorer, _ = make_pair()
+    _, stats = run(proposer, scorer, make_rule("sd"), 3, WARPS[0], 1, max_new_tokens=40)
+    assert stats.num_draft_tokens == 3 * stats.num_drafts or stats.num_draft_tokens < 3 * stats.num_drafts
+    assert stats.num_accepted_tokens == sum(stats.num_accepted_tokens_per_pos)
+    assert stats.num_accepted_tokens_per_pos == sorted(stats.num_accepted_tokens_per_pos, reverse=True)
+    assert stats.output_tokens == 40
+    assert stats.num_rounds == stats.num_drafts  # gamma > 0 every round until the budget's last token
+    assert stats.mean_acceptance_length == pytest.approx(1 + stats.num_accepted_tokens / stats.num_drafts)
