@@ -296,6 +296,8 @@ def main() -> None:
 
 def write_card(args: argparse.Namespace, metrics: dict[str, float], target_ms: float, draft_ms: float,
                steps: int, train_tokens: int, heldout_tokens: int, target_params: int, draft_params: int) -> None:
+    t, d = TARGET_SHAPE, DRAFT_SHAPE
+    shapes = " | ".join(f"{s.layers} x {s.width} ({s.heads}, {s.intermediate})" for s in (t, d))
     card = f"""# specdec demo model pair
 
 Two Llama-architecture causal LMs and a byte-level BPE tokenizer ({args.vocab_size} tokens), trained by
@@ -305,13 +307,13 @@ run anywhere without a model hub; they load through `AutoModelForCausalLM.from_p
 
 | | target | draft |
 |---|---|---|
-| layers x width (heads, MLP) | {TARGET_SHAPE.layers} x {TARGET_SHAPE.width} ({TARGET_SHAPE.heads}, {TARGET_SHAPE.intermediate}) | {DRAFT_SHAPE.layers} x {DRAFT_SHAPE.width} ({DRAFT_SHAPE.heads}, {DRAFT_SHAPE.intermediate}) |
+| layers x width (heads, MLP) | {shapes} |
 | parameters | {target_params / 1e6:.2f}M | {draft_params / 1e6:.2f}M |
 | held-out loss (nats/token) | {metrics['target_loss']:.3f} | {metrics['draft_loss']:.3f} |
 | one-token forward, 1 thread, 128-token cache | {target_ms:.2f} ms | {draft_ms:.2f} ms |
 
 - cost ratio target/draft: {target_ms / draft_ms:.1f}x (c = {draft_ms / target_ms:.3f})
-- expected `sd` acceptance rate at temperature 1 (mean over held-out positions of sum min(P, Q)): {metrics['acceptance_t1']:.3f}
+- expected `sd` acceptance rate at temperature 1 (held-out mean of sum min(P, Q)): {metrics['acceptance_t1']:.3f}
 - greedy top-1 agreement of draft and target on held-out positions: {metrics['greedy_agreement']:.3f}
 
 Training: {steps} steps of {args.batch_size} x {args.seq_len} tokens in {args.minutes:.0f} minutes on

@@ -15,7 +15,7 @@ import torch
 from specdec.runtime.model import SessionLM
 from specdec.runtime.warps import warped_probs
 from specdec.runtime.wire import wire_precision
-from specdec.types import ProposeCall, Proposal
+from specdec.types import Proposal, ProposeCall
 
 _MASK63 = (1 << 63) - 1
 

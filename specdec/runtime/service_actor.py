@@ -39,6 +39,7 @@ class ModelServiceActor:
                                             initializer=torch.set_num_threads, initargs=(threads,))
         self._start: asyncio.Task | None = None
         self._server: grpc.aio.Server | None = None
+        self._lm: CausalLM | None = None
 
     async def ready(self) -> str:
         if self._start is None:
@@ -47,12 +48,13 @@ class ModelServiceActor:
 
     async def health(self) -> dict:
         """Answers from the event loop: proves it is not blocked."""
-        return {"service": self.service_name, "serving": self._server is not None, "spec": self._spec.model}
+        return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
+                "sessions": len(self._lm.sessions) if self._lm else 0}
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
         loop = asyncio.get_running_loop()
-        lm = await loop.run_in_executor(self._executor, CausalLM, self._spec)
+        self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec)
         self._server, port = await start_server(lambda server: self.register(server, lm, self._executor),
                                                 self._host, self._port, self._limits, [self.service_name])
         return format_address(advertised_host(self._host), port)

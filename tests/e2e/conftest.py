@@ -1,0 +1,32 @@
+"""A local Ray cluster with the whole deployment: draft and target actors in a placement group and the
+named orchestrator actor, exactly as `specdec serve` starts them."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import ray
+
+from specdec.config import ServeConfig
+from specdec.launch import deploy
+from tests.helpers import TargetOracle
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def deployment(ray_cluster):
+    dep = deploy(ServeConfig().with_overrides(orchestrator={"port": 0}))
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    return TargetOracle()

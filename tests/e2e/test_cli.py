@@ -1,0 +1,84 @@
+"""`specdec serve` and `specdec generate` as a user runs them, and start-up refusing a mismatched pair."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from specdec.config import ServeConfig, resolve_model
+from specdec.demo_pair.train import DRAFT_SHAPE, build_model, train_tokenizer
+from specdec.launch import deploy
+
+SPECDEC = [sys.executable, "-m", "specdec.orchestrator.cli"]
+
+
+def test_serve_then_generate(tmp_path: Path):
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"orchestrator": {"port": 0, "name": "cli-test-orchestrator"}}))
+    serve = subprocess.Popen([*SPECDEC, "serve", "--config", str(config)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=os.environ | {"RAY_ADDRESS": ""})
+    try:
+        address, lines, deadline = None, [], time.time() + 300
+        while address is None and time.time() < deadline:
+            line = serve.stdout.readline()
+            if not line and serve.poll() is not None:
+                break
+            lines.append(line)
+            if match := re.search(r"orchestrator listening on (\S+)", line):
+                address = match.group(1)
+        assert address, "serve never printed its address:\n" + "".join(lines)
+        result = subprocess.run([*SPECDEC, "generate", "def add(a, b):", "--address", address, "--temperature", "0",
+                                 "--max-new-tokens", "12", "--ignore-eos", "--stats"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "output_tokens: 12" in result.stderr and "rule: greedy" in result.stderr
+        bad = subprocess.run([*SPECDEC, "generate", "x", "--address", address, "--top-p", "7"],
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 1 and "INVALID_ARGUMENT: sampling.top_p" in bad.stderr
+    finally:
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+
+
+def test_help_describes_every_subcommand():
+    for command in ([], ["serve"], ["generate"], ["demo"]):
+        result = subprocess.run([*SPECDEC, *command, "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage: specdec" in result.stdout
+        for line in result.stdout.splitlines():
+            if line.strip().startswith("--") and "--help" not in line:
+                option = line.split()[0]
+                assert len(line.split()) > 1 or option, f"{command}: option {option} has no help"
+
+
+@pytest.fixture
+def foreign_draft(tmp_path: Path) -> Path:
+    """A draft-sized model with a tokenizer of its own: a pair that must be refused."""
+    texts = ["def f(x):\n    return x + 1\n" * 20, "import os\nprint(os.getcwd())\n" * 20]
+    tokenizer = train_tokenizer(texts, vocab_size=300)
+    build_model(DRAFT_SHAPE, tokenizer, context=128).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_mismatched_tokenizers_are_refused_at_start(ray_cluster, foreign_draft: Path):
+    config = ServeConfig.from_dict({"draft": {"model": str(foreign_draft)}, "target": {"model": "demo:target"},
+                                    "orchestrator": {"port": 0, "name": "mismatch-test"}})
+    with pytest.raises(Exception, match="tokenizers do not match") as info:
+        deploy(config)
+    assert resolve_model("demo:target") in str(info.value)
+    deadline = time.time() + 60  # the refused start gives its placement group back (asynchronously)
+    while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) >= 2

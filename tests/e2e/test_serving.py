@@ -1,0 +1,71 @@
+"""End to end on a local Ray cluster: greedy speculative output equals target-only output through the
+system and the target's own generate(), token for token; concurrency, seeds, bad input, placement."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+import ray
+
+from specdec.config import ServeConfig
+from specdec.demo_pair.heldout import code_prompts
+from specdec.launch import find_orchestrator
+from specdec.orchestrator.client import Client
+from tests.helpers import TargetOracle
+
+PROMPTS = [p.prompt for p in code_prompts(4, seed=3)]
+NEW_TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def client(deployment):
+    with Client(deployment.address, timeout_s=300) as c:
+        yield c
+
+
+def test_greedy_speculative_equals_target_only_and_generate(client: Client, oracle: TargetOracle):
+    for prompt in PROMPTS:
+        reference = oracle.hf_generate(prompt, NEW_TOKENS)
+        for gamma in (0, 1, 3, 6):
+            out = client.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0.0, gamma=gamma, ignore_eos=True)
+            assert out.token_ids == reference, f"gamma={gamma} diverged from the target for prompt {prompt[:40]!r}"
+
+
+def test_many_requests_in_flight_each_with_own_sessions(client: Client, deployment):
+    def greedy(prompt: str) -> list[int]:
+        return client.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0.0, gamma=3,
+                               ignore_eos=True).token_ids
+
+    def sampled(seed: int) -> list[int]:
+        return client.generate(PROMPTS[0], max_new_tokens=NEW_TOKENS, temperature=1.0, gamma=3, seed=seed,
+                               ignore_eos=True).token_ids
+
+    sequential = [greedy(p) for p in PROMPTS] + [sampled(s) for s in range(4)]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(greedy, PROMPTS)) + list(pool.map(sampled, range(4)))
+    assert concurrent == sequential
+    health = ray.get([deployment.draft.health.remote(), deployment.target.health.remote()])
+    assert [h["sessions"] for h in health] == [0, 0]
+
+
+def test_sampled_generation_reports_acceptance(client: Client):
+    out = client.generate(PROMPTS[1], max_new_tokens=NEW_TOKENS, temperature=1.0, gamma=4, seed=1, ignore_eos=True)
+    stats = out.stats
+    assert stats["output_tokens"] == NEW_TOKENS and stats["rule"] == "sd"
+    assert 0 <= stats["acceptance_rate"] <= 1 and stats["num_drafts"] > 0
+    assert sum(stats["num_accepted_tokens_per_pos"]) == stats["num_accepted_tokens"]
+
+
+def test_bad_input_through_the_system(client: Client):
+    with pytest.raises(grpc.RpcError) as info:
+        client.generate("def f():", gamma=-3)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "gamma" in info.value.details()
+    assert client.generate("def f():", max_new_tokens=3, ignore_eos=True).stats["output_tokens"] == 3
+
+
+def test_orchestrator_is_a_named_actor_with_placement(deployment):
+    handle = find_orchestrator(ServeConfig())
+    assert ray.get(handle.health.remote())["serving"]
+    assert not deployment.use_gpu  # this machine has no GPU: one CPU bundle each

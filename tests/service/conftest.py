@@ -1,0 +1,32 @@
+"""Real gRPC servers on loopback (port 0) with the demo pair, started in-process without Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from specdec.config import ServeConfig, resolve_model
+from specdec.orchestrator.actor import OrchestratorActor
+from specdec.runtime.model import LoadSpec
+from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.target.servicer import TargetServiceActor
+from tests.helpers import BackgroundLoop, TargetOracle
+
+
+@pytest.fixture(scope="session")
+def servers():
+    loop = BackgroundLoop()
+    draft = DraftServiceActor(LoadSpec(resolve_model("demo:draft")))
+    target = TargetServiceActor(LoadSpec(resolve_model("demo:target")))
+    draft_address = loop.run(draft.ready())
+    target_address = loop.run(target.ready())
+    config = ServeConfig().with_overrides(orchestrator={"port": 0})
+    orchestrator = OrchestratorActor(config, draft_address, target_address)
+    address = loop.run(orchestrator.ready())
+    yield {"draft": draft_address, "target": target_address, "orchestrator": address, "loop": loop,
+           "draft_actor": draft, "target_actor": target}
+    loop.stop()
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    return TargetOracle()

@@ -1,0 +1,149 @@
+"""Draft and target services over real gRPC on loopback: contract, compact wire, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import pytest
+
+from specdec.v1 import specdec_pb2 as pb
+from specdec.v1 import specdec_pb2_grpc as pb_grpc
+from tests.helpers import TargetOracle
+
+
+@pytest.fixture(scope="module")
+def stubs(servers):
+    draft_channel = grpc.insecure_channel(servers["draft"])
+    target_channel = grpc.insecure_channel(servers["target"])
+    yield pb_grpc.DraftServiceStub(draft_channel), pb_grpc.TargetServiceStub(target_channel)
+    draft_channel.close()
+    target_channel.close()
+
+
+PROMPT = [10, 20, 30, 40, 50]
+GREEDY = pb.SamplingParams(temperature=0.0)
+SAMPLED = pb.SamplingParams(temperature=1.0)
+
+
+def test_info_matches_between_draft_and_target(stubs):
+    draft, target = stubs
+    d, t = draft.GetInfo(pb.GetInfoRequest()), target.GetInfo(pb.GetInfoRequest())
+    assert d.tokenizer_fingerprint == t.tokenizer_fingerprint and d.vocab_size == t.vocab_size > 0
+    assert d.device == "cpu" and t.max_context > 0
+
+
+def test_greedy_propose_sends_token_ids_only(stubs):
+    draft, _ = stubs
+    response = draft.Propose(pb.ProposeRequest(session_id="g1", keep_len=0, new_tokens=PROMPT, gamma=4,
+                                               sampling=GREEDY, want_probs=False))
+    assert len(response.draft_tokens) == 4 and not response.HasField("draft_probs")
+    assert response.cache_len == len(PROMPT) + 3  # the last draft token is never fed
+    draft.EndSession(pb.EndSessionRequest(session_id="g1"))
+
+
+def test_sampled_propose_reports_the_distributions_it_sampled_from(stubs):
+    draft, _ = stubs
+    response = draft.Propose(pb.ProposeRequest(session_id="s1", keep_len=0, new_tokens=PROMPT, gamma=3,
+                                               sampling=pb.SamplingParams(temperature=1.0, top_k=5), seed=9,
+                                               want_probs=True))
+    probs = response.draft_probs
+    assert probs.encoding == pb.Distributions.SPARSE_FP16 and list(probs.row_lengths) == [5, 5, 5]
+    from specdec.runtime.wire import decode
+
+    rows = decode(probs)
+    assert all(rows[i, tok] > 0 for i, tok in enumerate(response.draft_tokens))
+    again = draft.Propose(pb.ProposeRequest(session_id="s2", keep_len=0, new_tokens=PROMPT, gamma=3,
+                                            sampling=pb.SamplingParams(temperature=1.0, top_k=5), seed=9,
+                                            want_probs=True))
+    assert list(again.draft_tokens) == list(response.draft_tokens)  # same seed, same round: same draft
+    for sid in ("s1", "s2"):
+        draft.EndSession(pb.EndSessionRequest(session_id=sid))
+
+
+def test_verify_returns_gamma_plus_one_positions_from_one_call(stubs, oracle: TargetOracle):
+    _, target = stubs
+    response = target.Verify(pb.VerifyRequest(session_id="v1", keep_len=0, new_tokens=PROMPT,
+                                              draft_tokens=[1, 2, 3], sampling=SAMPLED, want_probs=True))
+    assert len(response.target_argmax) == 4
+    assert response.target_probs.rows == 4 and response.target_probs.encoding == pb.Distributions.DENSE_FP16
+    assert len(response.target_probs.values) == 4 * response.target_probs.vocab_size * 2
+    assert response.cache_len == len(PROMPT) + 3
+    # Roll back two draft tokens and extend: the argmax matches the plain model on the same tokens.
+    response = target.Verify(pb.VerifyRequest(session_id="v1", keep_len=len(PROMPT) + 1, new_tokens=[7],
+                                              draft_tokens=[], sampling=GREEDY))
+    import torch
+
+    logits = oracle.model(torch.tensor([PROMPT + [1, 7]])).logits[0, -1]
+    assert list(response.target_argmax) == [int(logits.argmax())]
+    assert response.cache_len == len(PROMPT) + 2
+    target.EndSession(pb.EndSessionRequest(session_id="v1"))
+
+
+def propose(**fields) -> pb.ProposeRequest:
+    base = {"session_id": "bad", "keep_len": 0, "new_tokens": PROMPT, "gamma": 2, "sampling": SAMPLED}
+    base.update(fields)
+    return pb.ProposeRequest(**base)
+
+
+def verify(**fields) -> pb.VerifyRequest:
+    base = {"session_id": "bad", "keep_len": 0, "new_tokens": PROMPT, "draft_tokens": [1], "sampling": SAMPLED}
+    base.update(fields)
+    return pb.VerifyRequest(**base)
+
+
+BAD_PROPOSALS = [
+    (propose(session_id=""), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
+    (propose(gamma=0), grpc.StatusCode.INVALID_ARGUMENT, "gamma"),
+    (propose(gamma=1000), grpc.StatusCode.INVALID_ARGUMENT, "gamma"),
+    (propose(sampling=pb.SamplingParams(temperature=math.nan)), grpc.StatusCode.INVALID_ARGUMENT, "temperature"),
+    (propose(sampling=pb.SamplingParams(temperature=-1)), grpc.StatusCode.INVALID_ARGUMENT, "temperature"),
+    (propose(sampling=pb.SamplingParams(temperature=1, top_p=1.5)), grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
+    (propose(sampling=pb.SamplingParams(temperature=1, top_k=-3)), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
+    (propose(new_tokens=[10**6]), grpc.StatusCode.INVALID_ARGUMENT, "new_tokens"),
+    (propose(new_tokens=[]), grpc.StatusCode.FAILED_PRECONDITION, "new_tokens"),
+    (propose(keep_len=50), grpc.StatusCode.FAILED_PRECONDITION, "keep_len"),
+]
+BAD_VERIFIES = [
+    (verify(session_id="x" * 1000), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
+    (verify(draft_tokens=[-1]), grpc.StatusCode.INVALID_ARGUMENT, "draft_tokens"),
+    (verify(draft_tokens=[1] * 500), grpc.StatusCode.INVALID_ARGUMENT, "draft_tokens"),
+    (verify(sampling=pb.SamplingParams(temperature=math.inf)), grpc.StatusCode.INVALID_ARGUMENT, "temperature"),
+    (verify(keep_len=-2), grpc.StatusCode.FAILED_PRECONDITION, "keep_len"),
+    (verify(new_tokens=[1] * 5000), grpc.StatusCode.FAILED_PRECONDITION, "context"),
+]
+
+
+@pytest.mark.parametrize("request_message, code, field", BAD_PROPOSALS)
+def test_bad_propose_gets_a_status_naming_the_field(stubs, request_message, code, field):
+    with pytest.raises(grpc.RpcError) as info:
+        stubs[0].Propose(request_message)
+    assert info.value.code() == code and field in info.value.details()
+
+
+@pytest.mark.parametrize("request_message, code, field", BAD_VERIFIES)
+def test_bad_verify_gets_a_status_naming_the_field(stubs, request_message, code, field):
+    with pytest.raises(grpc.RpcError) as info:
+        stubs[1].Verify(request_message)
+    assert info.value.code() == code and field in info.value.details()
+
+
+def test_services_keep_serving_after_bad_input(stubs):
+    draft, target = stubs
+    for request_message, _, _ in BAD_PROPOSALS:
+        with pytest.raises(grpc.RpcError):
+            draft.Propose(request_message)
+    assert len(draft.Propose(propose(session_id="ok")).draft_tokens) == 2
+    assert len(target.Verify(verify(session_id="ok")).target_argmax) == 2
+    for stub in stubs:
+        stub.EndSession(pb.EndSessionRequest(session_id="ok"))
+
+
+def test_health_service_reports_serving(servers):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    for address, name in ((servers["draft"], "specdec.v1.DraftService"),
+                          (servers["target"], "specdec.v1.TargetService")):
+        with grpc.insecure_channel(address) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name))
+            assert status.status == health_pb2.HealthCheckResponse.SERVING

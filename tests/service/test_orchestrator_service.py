@@ -1,0 +1,88 @@
+"""OrchestratorService over real gRPC with the real draft and target services (no Ray)."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import pytest
+
+from specdec.orchestrator.client import Client
+from tests.helpers import TargetOracle
+
+PROMPTS = ["import os\nimport sys\n\n\ndef main(", "class Stack:\n    def __init__(self):\n        self."]
+
+
+@pytest.fixture(scope="module")
+def client(servers):
+    with Client(servers["orchestrator"], timeout_s=120) as c:
+        yield c
+
+
+@pytest.mark.parametrize("gamma", [0, 1, 4])
+def test_greedy_output_equals_the_targets_generate(client: Client, oracle: TargetOracle, gamma):
+    for prompt in PROMPTS:
+        completion = client.generate(prompt, max_new_tokens=24, temperature=0.0, gamma=gamma, ignore_eos=True)
+        assert completion.token_ids == oracle.hf_generate(prompt, 24)
+        assert completion.stats["output_tokens"] == 24 and completion.stats["rule"] == "greedy"
+        assert completion.text == oracle.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+
+
+def test_stream_yields_deltas_then_stats(client: Client):
+    deltas = list(client.stream(PROMPTS[0], max_new_tokens=16, temperature=1.0, gamma=3, seed=4, ignore_eos=True))
+    assert sum(len(d.token_ids) for d in deltas) == 16 and len(deltas) > 1
+    stats = client.last_stats
+    assert stats["num_draft_tokens"] >= stats["num_accepted_tokens"] >= 0
+    assert stats["mean_acceptance_length"] == pytest.approx(1 + stats["num_accepted_tokens"] / stats["num_drafts"])
+    assert 0 < stats["wire_bytes"]
+
+
+def test_same_seed_same_output(client: Client):
+    runs = [client.generate(PROMPTS[1], max_new_tokens=20, temperature=1.0, top_p=0.9, gamma=3, seed=s,
+                            ignore_eos=True).token_ids for s in (1, 1, 2)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+BAD = [
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "x = 1\n" * 2000}, "prompt"),
+    ({"max_new_tokens": -1}, "max_new_tokens"),
+    ({"max_new_tokens": 10**6}, "max_new_tokens"),
+    ({"temperature": -0.5}, "temperature"),
+    ({"temperature": math.nan}, "temperature"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_p": -0.1}, "top_p"),
+    ({"top_k": -1}, "top_k"),
+    ({"top_k": 10**7}, "top_k"),
+    ({"gamma": -1}, "gamma"),
+    ({"gamma": 1000}, "gamma"),
+    ({"seed": -5}, "seed"),
+    ({"rule": "bogus"}, "rule"),
+    ({"rule": "greedy", "temperature": 1.0}, "rule"),
+]
+
+
+@pytest.mark.parametrize("fields, field", BAD, ids=[f for _, f in BAD])
+def test_bad_input_is_invalid_argument_naming_the_field(client: Client, fields, field):
+    kwargs = {"prompt": "def f(x):", "max_new_tokens": 4} | fields
+    with pytest.raises(grpc.RpcError) as info:
+        client.generate(kwargs.pop("prompt"), **kwargs)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(field) or f".{field}" in info.value.details()
+
+
+def test_server_keeps_serving_and_frees_sessions(client: Client, servers):
+    for fields, _ in BAD:
+        kwargs = {"prompt": "def f(x):", "max_new_tokens": 4} | fields
+        with pytest.raises(grpc.RpcError):
+            client.generate(kwargs.pop("prompt"), **kwargs)
+    assert client.generate("def f(x):", max_new_tokens=4, ignore_eos=True).stats["output_tokens"] == 4
+    loop = servers["loop"]
+    for actor in (servers["draft_actor"], servers["target_actor"]):
+        assert loop.run(actor.health())["sessions"] == 0
+
+
+def test_server_info(client: Client):
+    info = client.server_info()
+    assert info["draft"]["tokenizer_fingerprint"] == info["target"]["tokenizer_fingerprint"]
+    assert info["default_rule"] == "sd"

@@ -1,0 +1,51 @@
+"""The shared model runtime on the real demo target: KV rollback then extend equals a fresh prefill."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specdec.config import resolve_model
+from specdec.runtime.model import CausalLM, LoadSpec, SessionError
+
+
+@pytest.fixture(scope="module")
+def lm() -> CausalLM:
+    return CausalLM(LoadSpec(resolve_model("demo:target")))
+
+
+def test_rollback_then_extend_equals_fresh_prefill(lm: CausalLM):
+    prefix, wrong, right = [5, 17, 99, 250, 3, 41], [7, 8, 9], [11, 12]
+    lm.extend("a", 0, prefix)
+    lm.extend("a", len(prefix), wrong)
+    assert lm.cache_len("a") == len(prefix) + 3
+    rolled = lm.extend("a", len(prefix) + 1, right)  # keep one of the wrong tokens, replace the rest
+    fresh = lm.extend("b", 0, prefix + wrong[:1] + right)[-len(right):]
+    assert torch.allclose(rolled, fresh, atol=1e-4)
+    assert lm.cache_len("a") == lm.cache_len("b") == len(prefix) + 1 + len(right)
+    assert lm.sessions["a"].tokens == lm.sessions["b"].tokens
+    assert lm.end_session("a") and lm.end_session("b") and not lm.end_session("a")
+
+
+def test_logits_cover_the_tokenizer_vocabulary(lm: CausalLM):
+    assert lm.extend("c", 0, [1, 2, 3]).shape == (3, len(lm.tokenizer))
+    lm.end_session("c")
+
+
+@pytest.mark.parametrize("keep_len, tokens, field", [(3, [1], "keep_len"), (-1, [1], "keep_len"), (0, [], "new_tokens"),
+                                                     (0, [10**6], "new_tokens")])
+def test_session_errors_name_the_field(lm: CausalLM, keep_len, tokens, field):
+    with pytest.raises(SessionError) as info:
+        lm.extend("d", keep_len, tokens)
+    assert info.value.field == field
+
+
+def test_info_describes_the_model(lm: CausalLM):
+    info = lm.info()
+    assert info.vocab_size == len(lm.tokenizer) and info.eos_token_id == lm.tokenizer.eos_token_id
+    assert info.device == "cpu" and info.dtype == "float32" and len(info.tokenizer_fingerprint) == 16
+
+
+def test_unknown_dtype_is_refused():
+    with pytest.raises(ValueError, match="dtype"):
+        CausalLM(LoadSpec(resolve_model("demo:draft"), dtype="float8"))
