@@ -82,6 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from specdec.orchestrator.demo import render, run_demo
 
     console = Console()
+    console.width = max(console.width, 110)  # the table stays readable when piped to a log
     with console.status("starting Ray, the draft and target services and the orchestrator..."):
         _init_ray(None, quiet=True)
         deployment = deploy(ServeConfig.load(args.config).with_overrides(orchestrator={"port": 0}))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from specdec.runtime import messages
 from specdec.runtime.model import CausalLM
+from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
 from specdec.runtime.service_actor import ModelServiceActor
 from specdec.runtime.validation import check_range, check_sampling, check_session_id, check_token_ids
@@ -19,12 +19,10 @@ from specdec.v1 import specdec_pb2_grpc as pb_grpc
 MAX_GAMMA = 64
 
 
-class DraftServicer(pb_grpc.DraftServiceServicer):
+class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
     def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor):
-        self._lm, self._runner, self._executor = lm, DraftRunner(lm), executor
-
-    async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
-        return messages.info_to_pb(self._lm.info())
+        super().__init__(lm, executor)
+        self._runner = DraftRunner(lm)
 
     @abort_on_bad_input
     async def Propose(self, request: pb.ProposeRequest, context: grpc.aio.ServicerContext) -> pb.ProposeResponse:
@@ -33,13 +31,7 @@ class DraftServicer(pb_grpc.DraftServiceServicer):
         check_range("gamma", call.gamma, 1, MAX_GAMMA)
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
-        proposal = await asyncio.get_running_loop().run_in_executor(self._executor, self._runner.propose, call)
-        return messages.proposal_to_pb(proposal)
-
-    async def EndSession(self, request: pb.EndSessionRequest, context) -> pb.EndSessionResponse:
-        existed = await asyncio.get_running_loop().run_in_executor(self._executor, self._lm.end_session,
-                                                                   request.session_id)
-        return pb.EndSessionResponse(existed=existed)
+        return messages.proposal_to_pb(await self.run_model(self._runner.propose, call))
 
 
 class DraftServiceActor(ModelServiceActor):
