@@ -2,7 +2,7 @@
 
 Knows the engine, the rules, the controllers and a tokenizer; knows nothing of gRPC or Ray (the
 servicer and the actor are thin shells around this). Every request gets its own session id in both
-services and its own seeded generator.
+services, its own seeded generator, and its own rule and gamma controller.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
 from specdec.config import DefaultsConfig, LimitsConfig
-from specdec.orchestrator.controllers.fixed import FixedGamma
+from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams, GammaController, make_controller
 from specdec.orchestrator.detokenize import IncrementalDetokenizer
 from specdec.orchestrator.engine import GenerationRequest, Proposer, Scorer, generate
-from specdec.orchestrator.rules import RULES, make_rule
+from specdec.orchestrator.rules import RULE_NAMES, AcceptanceRule, RuleParams, make_rule
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime.validation import InvalidField, check_range, check_sampling
 from specdec.types import ModelInfo, SamplingParams
@@ -38,6 +38,18 @@ class GenerateParams:
     gamma: int | None = None
     seed: int | None = None
     ignore_eos: bool = False
+    rule_params: RuleParams = field(default_factory=RuleParams)
+    gamma_controller: str | None = None
+    controller_params: ControllerParams = field(default_factory=ControllerParams)
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    request: GenerationRequest
+    rule: AcceptanceRule
+    controller: GammaController
+    controller_name: str
+    gamma: int
 
 
 @dataclass(frozen=True)
@@ -60,8 +72,8 @@ class Orchestrator:
         self.max_context = min(draft_info.max_context, target_info.max_context)
         self.active_requests = 0
 
-    def prepare(self, params: GenerateParams) -> tuple[GenerationRequest, str, int]:
-        """Validate and fill defaults; return the engine request, the rule name and gamma. Raises InvalidField."""
+    def prepare(self, params: GenerateParams) -> PreparedRequest:
+        """Validate and fill defaults. Raises InvalidField naming the first bad field."""
         if not params.prompt:
             raise InvalidField("prompt", "must not be empty")
         if len(params.prompt) > self.limits.max_prompt_chars:
@@ -69,15 +81,23 @@ class Orchestrator:
         max_new_tokens = self.defaults.max_new_tokens if not params.max_new_tokens else params.max_new_tokens
         check_range("max_new_tokens", max_new_tokens, 1, self.limits.max_new_tokens)
         check_sampling(params.sampling, self.target_info.vocab_size)
-        rule = params.rule or self.defaults.rule
-        if rule not in RULES:
-            raise InvalidField("rule", f"unknown rule {rule!r}; known: {', '.join(RULES)}")
-        if params.sampling.greedy and rule == "sd":
-            rule = "greedy"  # sd at temperature 0 is greedy: one-hot distributions, token ids suffice
-        if rule == "greedy" and not params.sampling.greedy:
+        rule_name = params.rule or self.defaults.rule
+        if rule_name not in RULE_NAMES:
+            raise InvalidField("rule", f"unknown rule {rule_name!r}; known: {', '.join(RULE_NAMES)}")
+        if params.sampling.greedy and rule_name == "sd":
+            rule_name = "greedy"  # sd at temperature 0 is greedy: one-hot distributions, token ids suffice
+        if rule_name == "greedy" and not params.sampling.greedy:
             raise InvalidField("rule", "greedy needs sampling.temperature = 0")
         gamma = self.defaults.gamma if params.gamma is None else params.gamma
         check_range("gamma", gamma, 0, self.limits.max_gamma)
+        controller_name = params.gamma_controller or self.defaults.gamma_controller
+        if controller_name not in CONTROLLER_NAMES:
+            raise InvalidField("gamma_controller", f"unknown controller {controller_name!r}; known: "
+                                                   f"{', '.join(CONTROLLER_NAMES)}")
+        if params.controller_params.gamma_max is not None:
+            check_range("controller_params.gamma_max", params.controller_params.gamma_max, 1, self.limits.max_gamma)
+        rule = _build("rule_params", make_rule, rule_name, params.rule_params)
+        controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params)
         seed = secrets.randbelow(MAX_SEED) if params.seed is None else params.seed
         check_range("seed", seed, 0, MAX_SEED)
         prompt_ids = self.tokenizer(params.prompt, add_special_tokens=False)["input_ids"]
@@ -90,20 +110,20 @@ class Orchestrator:
         request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
                                     max_context=self.max_context, stop_token_ids=stops)
-        return request, rule, gamma
+        return PreparedRequest(request, rule, controller, controller_name, gamma)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
         """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output."""
-        request, rule_name, gamma = self.prepare(params)
-        stats = RequestStats(request_id=request.request_id, rule=rule_name, gamma=gamma,
-                             prompt_tokens=len(request.prompt_ids))
+        prepared = self.prepare(params)
+        request = prepared.request
+        stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
+                             prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         self.active_requests += 1
         try:
-            async for emitted in generate(request, self.proposer, self.scorer, make_rule(rule_name),
-                                          FixedGamma(gamma), stats):
-                text = detokenizer.push(emitted)
-                yield TextDelta(text=text, token_ids=emitted)
+            async for emitted in generate(request, self.proposer, self.scorer, prepared.rule, prepared.controller,
+                                          stats):
+                yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted)
             tail = detokenizer.push([], final=True)
             if tail:
                 yield TextDelta(text=tail, token_ids=[])
@@ -116,3 +136,12 @@ class Orchestrator:
     async def _end_sessions(self, session_id: str) -> None:
         await asyncio.gather(self.proposer.end_session(session_id), self.scorer.end_session(session_id),
                              return_exceptions=True)
+
+
+def _build(prefix: str, factory, *args):
+    """Call a rule/controller factory; its ValueError("field: ...") becomes InvalidField("prefix.field")."""
+    try:
+        return factory(*args)
+    except ValueError as exc:
+        field_name, _, message = str(exc).partition(": ")
+        raise InvalidField(f"{prefix}.{field_name}", message or str(exc)) from exc

@@ -55,7 +55,9 @@ async def generate(request: GenerationRequest, proposer: Proposer, scorer: Score
     draft_cursor = target_cursor = 0  # leading committed tokens each service's cache holds
     generator = torch.Generator().manual_seed(request.seed)
     round_index = 0
+    want_raw = rule.needs_raw_probs and not request.sampling.is_identity
     while True:
+        round_started = time.perf_counter()
         produced = len(committed) - len(request.prompt_ids)
         room = request.max_context - len(committed)  # positions the target can still fill
         if produced >= request.max_new_tokens or room <= 0:
@@ -64,27 +66,30 @@ async def generate(request: GenerationRequest, proposer: Proposer, scorer: Score
         # The round emits at most gamma + 1 tokens: draft no more than the budget and the context allow.
         gamma = max(0, min(controller.next_gamma(), request.max_new_tokens - produced - 1, room - 1))
 
-        # 1. Propose gamma draft tokens.
+        # 1. Propose up to gamma draft tokens (fewer if the draft stops early on low confidence).
         proposal = None
         if gamma > 0:
             proposal = await proposer.propose(ProposeCall(
                 session_id=request.request_id, round=round_index, keep_len=draft_cursor,
                 new_tokens=committed[draft_cursor:], gamma=gamma, sampling=request.sampling, seed=request.seed,
-                want_probs=rule.needs_probs))
+                want_probs=rule.needs_probs, confidence_threshold=controller.confidence_threshold,
+                want_raw_probs=want_raw))
         draft_tokens = proposal.draft_tokens if proposal else []
 
         # 2. Verify them with one target forward.
         verification = await scorer.verify(VerifyCall(
             session_id=request.request_id, round=round_index, keep_len=target_cursor,
             new_tokens=committed[target_cursor:], draft_tokens=draft_tokens, sampling=request.sampling,
-            want_probs=rule.needs_probs))
+            want_probs=rule.needs_probs, want_raw_probs=want_raw))
 
         # 3. Accept a prefix of the draft tokens, plus the recovered or bonus token.
         acceptance = rule.accept(RoundScores(
             draft_tokens=torch.tensor(draft_tokens, dtype=torch.long),
             target_argmax=torch.tensor(verification.target_argmax, dtype=torch.long),
             draft_probs=proposal.draft_probs if proposal else None,
-            target_probs=verification.target_probs), generator)
+            target_probs=verification.target_probs,
+            draft_raw_probs=proposal.draft_raw_probs if proposal else None,
+            target_raw_probs=verification.target_raw_probs), generator)
         emitted = draft_tokens[: acceptance.num_accepted] + [acceptance.next_token]
 
         # 4. Each cache keeps what it fed that is still committed; the rest is rolled back next round.
@@ -100,10 +105,11 @@ async def generate(request: GenerationRequest, proposer: Proposer, scorer: Score
         emitted = emitted[: request.max_new_tokens - produced]
         committed += emitted
         draft_seconds = proposal.compute_seconds if proposal else 0.0
-        stats.record_round(gamma, acceptance.num_accepted, draft_seconds, verification.compute_seconds,
+        stats.record_round(len(draft_tokens), acceptance.num_accepted, draft_seconds, verification.compute_seconds,
                            verification.wire_bytes + (proposal.wire_bytes if proposal else 0))
         stats.output_tokens = len(committed) - len(request.prompt_ids)
-        controller.update(RoundStats(gamma, acceptance.num_accepted, draft_seconds, verification.compute_seconds))
+        controller.update(RoundStats(len(draft_tokens), acceptance.num_accepted, draft_seconds,
+                                     verification.compute_seconds, time.perf_counter() - round_started))
         round_index += 1
         stats.seconds = time.perf_counter() - started
         yield emitted

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import grpc
 
+from specdec.orchestrator.controllers import ControllerParams
 from specdec.orchestrator.core import GenerateParams, Orchestrator, TextDelta
+from specdec.orchestrator.rules import RuleParams
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime import messages
 from specdec.runtime.rpc import status_code
 from specdec.runtime.validation import InvalidField
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
+
+
+def _present(message) -> dict:
+    """The fields of a message that are set (optional scalars) or non-default (plain scalars)."""
+    return {descriptor.name: value for descriptor, value in message.ListFields()}
 
 
 def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
@@ -22,6 +29,9 @@ def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
         gamma=request.gamma if request.HasField("gamma") else None,
         seed=request.seed if request.HasField("seed") else None,
         ignore_eos=request.ignore_eos,
+        rule_params=RuleParams(**_present(request.rule_params)),
+        gamma_controller=request.gamma_controller or None,
+        controller_params=ControllerParams(**_present(request.controller_params)),
     )
 
 
@@ -35,7 +45,8 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         seconds=stats.seconds, num_rounds=stats.num_rounds, draft_seconds=stats.draft_seconds,
         verify_seconds=stats.verify_seconds, num_draft_forwards=stats.num_draft_forwards,
         num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
-        wire_bytes=stats.wire_bytes)
+        wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
+        measured_c=stats.measured_c)
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 class RequestStats:
     request_id: str
     rule: str
-    gamma: int
+    gamma: int  # the controller's starting gamma
     prompt_tokens: int
+    gamma_controller: str = "fixed"
     output_tokens: int = 0
     finish_reason: str = ""
     num_rounds: int = 0
@@ -28,6 +29,7 @@ class RequestStats:
     verify_seconds: float = 0.0
     wire_bytes: int = 0
     seconds: float = 0.0
+    gamma_trace: list[int] = field(default_factory=list)  # tokens drafted in each round
 
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
                      verify_seconds: float, wire_bytes: int) -> None:
@@ -35,6 +37,7 @@ class RequestStats:
         self.num_verify_forwards += 1
         self.verify_seconds += verify_seconds
         self.wire_bytes += wire_bytes
+        self.gamma_trace.append(num_draft_tokens)
         if num_draft_tokens == 0:
             return
         self.num_drafts += 1
@@ -54,6 +57,13 @@ class RequestStats:
     @property
     def mean_acceptance_length(self) -> float:
         return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+
+    @property
+    def measured_c(self) -> float:
+        """Draft time per drafted token / target time per verify forward (0 when nothing was drafted)."""
+        if not self.num_draft_forwards or not self.num_verify_forwards:
+            return 0.0
+        return (self.draft_seconds / self.num_draft_forwards) / (self.verify_seconds / self.num_verify_forwards)
 
     @property
     def tokens_per_second(self) -> float:

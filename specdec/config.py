@@ -53,6 +53,7 @@ class OrchestratorConfig:
 class DefaultsConfig:
     rule: str = "sd"
     gamma: int = 4
+    gamma_controller: str = "fixed"
     max_new_tokens: int = 128
 
 
@@ -82,6 +83,14 @@ class ServeConfig:
                              f"got {self.placement.accelerator!r}")
         if self.placement.cpus_per_service < 1:
             raise ValueError("placement.cpus_per_service: must be >= 1")
+        from specdec.orchestrator.controllers import CONTROLLER_NAMES
+        from specdec.orchestrator.rules import RULE_NAMES
+
+        if self.defaults.rule not in RULE_NAMES:
+            raise ValueError(f"defaults.rule: must be one of {RULE_NAMES}, got {self.defaults.rule!r}")
+        if self.defaults.gamma_controller not in CONTROLLER_NAMES:
+            raise ValueError(f"defaults.gamma_controller: must be one of {CONTROLLER_NAMES}, "
+                             f"got {self.defaults.gamma_controller!r}")
         if not 0 <= self.defaults.gamma <= self.limits.max_gamma:
             raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
         if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:

@@ -28,6 +28,11 @@ class SamplingParams:
         return self.temperature == 0.0
 
     @property
+    def is_identity(self) -> bool:
+        """True when the warps leave the model's distribution unchanged (raw == warped)."""
+        return self.temperature == 1.0 and not self.truncates
+
+    @property
     def truncates(self) -> bool:
         """True when the warped distributions have zeros (sparse wire encoding pays)."""
         return self.top_k > 0 or self.top_p < 1.0
@@ -45,15 +50,18 @@ class ProposeCall:
     sampling: SamplingParams
     seed: int
     want_probs: bool
+    confidence_threshold: float = 0.0  # > 0: stop once the draft's probability of its token is below it
+    want_raw_probs: bool = False
 
 
 @dataclass(frozen=True)
 class Proposal:
-    draft_tokens: list[int]
-    draft_probs: torch.Tensor | None  # [gamma, vocab] float32: the distributions actually sampled from
+    draft_tokens: list[int]  # up to gamma: fewer after an early stop
+    draft_probs: torch.Tensor | None  # [len(draft_tokens), vocab] float32: the distributions actually sampled from
     cache_len: int
     compute_seconds: float
     wire_bytes: int = 0
+    draft_raw_probs: torch.Tensor | None = None  # [len(draft_tokens), vocab] un-warped
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class VerifyCall:
     draft_tokens: list[int]
     sampling: SamplingParams
     want_probs: bool
+    want_raw_probs: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class Verification:
     cache_len: int
     compute_seconds: float
     wire_bytes: int = 0
+    target_raw_probs: torch.Tensor | None = None  # [gamma + 1, vocab] un-warped
 
 
 @dataclass(frozen=True)

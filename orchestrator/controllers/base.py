@@ -1,24 +1,42 @@
 """The gamma-controller interface: choose the next round's gamma, learn from each round.
 
 Like Hugging Face's `CandidateGenerator.update_candidate_strategy`, `update` is the feedback channel.
-gamma = 0 means a target-only round.
+gamma = 0 means a target-only round. `confidence_threshold` > 0 asks the draft to stop drafting inside
+a round once its probability of its own token falls below it (0: never stop early).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
 
 @dataclass(frozen=True)
 class RoundStats:
-    num_draft_tokens: int
+    num_draft_tokens: int  # drafted this round (may be below the gamma asked for, after an early stop)
     num_accepted: int
-    draft_seconds: float
-    verify_seconds: float
+    draft_seconds: float  # model time in the draft service
+    verify_seconds: float  # model time in the target service
+    round_seconds: float = 0.0  # wall time of the whole round (RPCs and rule included)
+    load: int = 1  # requests in flight when the round ran
 
 
 class GammaController(Protocol):
+    confidence_threshold: float
+
     def next_gamma(self) -> int: ...
 
     def update(self, stats: RoundStats) -> None: ...
+
+
+def check_gamma_bounds(gamma_min: int, gamma_max: int) -> None:
+    if gamma_min < 0 or gamma_max < max(gamma_min, 1):
+        raise ValueError(f"gamma_max: need 0 <= gamma_min <= gamma_max and gamma_max >= 1, got "
+                         f"gamma_min={gamma_min}, gamma_max={gamma_max}")
+
+
+def check_fraction(field_name: str, value: float, low: float = 0.0, high: float = 1.0) -> float:
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{field_name}: must be in [{low}, {high}], got {value}")
+    return float(value)

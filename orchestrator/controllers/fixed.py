@@ -6,9 +6,11 @@ from specdec.orchestrator.controllers.base import RoundStats
 
 
 class FixedGamma:
+    confidence_threshold = 0.0
+
     def __init__(self, gamma: int):
         if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+            raise ValueError(f"gamma: must be >= 0, got {gamma}")
         self.gamma = gamma
 
     def next_gamma(self) -> int:

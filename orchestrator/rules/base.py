@@ -20,6 +20,10 @@ class RoundScores:
     target_argmax: torch.Tensor  # [gamma + 1] int64
     draft_probs: torch.Tensor | None = None  # [gamma, vocab] float32, what each draft token was sampled from
     target_probs: torch.Tensor | None = None  # [gamma + 1, vocab] float32, warped
+    # Un-warped (temperature 1, no truncation) distributions, for rules that compare raw distributions;
+    # None when the request's warps are the identity (then the warped ones are the raw ones).
+    draft_raw_probs: torch.Tensor | None = None  # [gamma, vocab]
+    target_raw_probs: torch.Tensor | None = None  # [gamma + 1, vocab]
 
     def __post_init__(self) -> None:
         gamma = self.draft_tokens.shape[0]
@@ -38,6 +42,14 @@ class RoundScores:
     def gamma(self) -> int:
         return int(self.draft_tokens.shape[0])
 
+    def require_probs(self, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target_probs [gamma + 1, vocab], draft_probs [gamma, vocab]) or a clear error."""
+        if self.target_probs is None or self.draft_probs is None:
+            if self.target_probs is not None and self.gamma == 0:
+                return self.target_probs, self.target_probs[:0]
+            raise ValueError(f"{rule} needs draft_probs and target_probs")
+        return self.target_probs, self.draft_probs
+
 
 @dataclass(frozen=True)
 class Acceptance:
@@ -48,6 +60,7 @@ class Acceptance:
 class AcceptanceRule(Protocol):
     name: str
     needs_probs: bool  # False: token ids are enough (greedy rounds send no distributions)
+    needs_raw_probs: bool  # True: also the un-warped distributions of both models
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance: ...
 
@@ -55,3 +68,19 @@ class AcceptanceRule(Protocol):
 def sample(probs: torch.Tensor, generator: torch.Generator) -> int:
     """One token from a [vocab] distribution."""
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def first_false(accepted: torch.Tensor) -> int:
+    """Length of the leading run of True in a [gamma] bool tensor."""
+    rejected = (~accepted).nonzero()
+    return int(rejected[0]) if rejected.numel() else int(accepted.shape[0])
+
+
+def residual_or_target(target_row: torch.Tensor, draft_row: torch.Tensor) -> torch.Tensor:
+    """normalize(max(0, P - Q)); P itself when the residual has no mass (P == Q up to round-off).
+
+    A rejection has probability sum (Q - P)_+ = sum (P - Q)_+, so the residual has mass whenever a
+    rejection can happen, except through float round-off when P == Q; then P is the right distribution.
+    """
+    residual = (target_row - draft_row).clamp_min(0)
+    return residual if float(residual.sum()) > 0 else target_row

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from specdec.orchestrator.rules.base import Acceptance, RoundScores
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 
 
 class Greedy:
     name = "greedy"
     needs_probs = False
+    needs_raw_probs = False
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        gamma = scores.gamma
-        mismatches = (scores.draft_tokens != scores.target_argmax[:gamma]).nonzero()
-        num_accepted = int(mismatches[0]) if mismatches.numel() else gamma
+        num_accepted = first_false(scores.draft_tokens == scores.target_argmax[: scores.gamma])
         return Acceptance(num_accepted, int(scores.target_argmax[num_accepted]))

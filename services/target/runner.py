@@ -2,12 +2,14 @@
 
 Knows the model runtime and the warps, not gRPC or acceptance rules. Returns gamma + 1 next-token
 distributions (warped, in wire precision) and their argmaxes: position i is the target's distribution
-after the committed tokens and the first i draft tokens.
+after the committed tokens and the first i draft tokens. Un-warped distributions on request.
 """
 
 from __future__ import annotations
 
 import time
+
+import torch
 
 from specdec.runtime.model import SessionLM
 from specdec.runtime.warps import warped_probs
@@ -24,7 +26,10 @@ class TargetRunner:
         window = len(call.draft_tokens) + 1
         logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)[-window:]
         logits = logits.cpu()
-        target_probs = wire_precision(warped_probs(logits, call.sampling)) if call.want_probs else None
-        return Verification(target_argmax=logits.argmax(-1).tolist(), target_probs=target_probs,
-                            cache_len=self.lm.cache_len(call.session_id),
-                            compute_seconds=time.perf_counter() - started)
+        return Verification(
+            target_argmax=logits.argmax(-1).tolist(),
+            target_probs=wire_precision(warped_probs(logits, call.sampling)) if call.want_probs else None,
+            cache_len=self.lm.cache_len(call.session_id),
+            compute_seconds=time.perf_counter() - started,
+            target_raw_probs=wire_precision(torch.softmax(logits, -1)) if call.want_raw_probs else None,
+        )

@@ -37,13 +37,15 @@ def info_from_pb(message: pb.ModelInfo) -> ModelInfo:
 def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
     return ProposeCall(session_id=message.session_id, round=message.round, keep_len=message.keep_len,
                        new_tokens=list(message.new_tokens), gamma=message.gamma,
-                       sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs)
+                       sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs,
+                       confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs)
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
     return pb.ProposeRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
                              new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
-                             seed=call.seed, want_probs=call.want_probs)
+                             seed=call.seed, want_probs=call.want_probs,
+                             confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs)
 
 
 def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
@@ -51,27 +53,30 @@ def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
                                  compute_seconds=proposal.compute_seconds)
     if proposal.draft_probs is not None:
         message.draft_probs.CopyFrom(wire.encode(proposal.draft_probs))
+    if proposal.draft_raw_probs is not None:
+        message.draft_raw_probs.CopyFrom(wire.encode(proposal.draft_raw_probs))
     return message
 
 
 def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int) -> Proposal:
-    draft_probs = None
-    if message.HasField("draft_probs"):
-        draft_probs = _decode(message.draft_probs, len(message.draft_tokens), "draft_probs")
-    return Proposal(draft_tokens=list(message.draft_tokens), draft_probs=draft_probs, cache_len=message.cache_len,
-                    compute_seconds=message.compute_seconds, wire_bytes=wire_bytes)
+    rows = len(message.draft_tokens)
+    return Proposal(draft_tokens=list(message.draft_tokens), draft_probs=_optional(message, "draft_probs", rows),
+                    cache_len=message.cache_len, compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
+                    draft_raw_probs=_optional(message, "draft_raw_probs", rows))
 
 
 def verify_call_from_pb(message: pb.VerifyRequest) -> VerifyCall:
     return VerifyCall(session_id=message.session_id, round=message.round, keep_len=message.keep_len,
                       new_tokens=list(message.new_tokens), draft_tokens=list(message.draft_tokens),
-                      sampling=sampling_from_pb(message.sampling), want_probs=message.want_probs)
+                      sampling=sampling_from_pb(message.sampling), want_probs=message.want_probs,
+                      want_raw_probs=message.want_raw_probs)
 
 
 def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
     return pb.VerifyRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
                             new_tokens=call.new_tokens, draft_tokens=call.draft_tokens,
-                            sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs)
+                            sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
+                            want_raw_probs=call.want_raw_probs)
 
 
 def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
@@ -79,15 +84,21 @@ def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
                                 compute_seconds=verification.compute_seconds)
     if verification.target_probs is not None:
         message.target_probs.CopyFrom(wire.encode(verification.target_probs))
+    if verification.target_raw_probs is not None:
+        message.target_raw_probs.CopyFrom(wire.encode(verification.target_raw_probs))
     return message
 
 
 def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verification:
-    target_probs = None
-    if message.HasField("target_probs"):
-        target_probs = _decode(message.target_probs, len(message.target_argmax), "target_probs")
-    return Verification(target_argmax=list(message.target_argmax), target_probs=target_probs,
-                        cache_len=message.cache_len, compute_seconds=message.compute_seconds, wire_bytes=wire_bytes)
+    rows = len(message.target_argmax)
+    return Verification(target_argmax=list(message.target_argmax),
+                        target_probs=_optional(message, "target_probs", rows), cache_len=message.cache_len,
+                        compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
+                        target_raw_probs=_optional(message, "target_raw_probs", rows))
+
+
+def _optional(message, field_name: str, rows: int):
+    return _decode(getattr(message, field_name), rows, field_name) if message.HasField(field_name) else None
 
 
 def _decode(message: pb.Distributions, rows: int, field_name: str):

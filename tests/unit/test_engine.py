@@ -86,7 +86,7 @@ def test_sd_sequences_follow_the_warped_target(sampling, gamma):
 class AcceptEverything:
     """A wrong rule: keeps every draft token. The statistical test must catch it."""
 
-    name, needs_probs = "wrong", True
+    name, needs_probs, needs_raw_probs = "wrong", True, False
 
     def accept(self, scores, generator):
         return Acceptance(scores.gamma, int(torch.multinomial(scores.target_probs[-1], 1, generator=generator)))

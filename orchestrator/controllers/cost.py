@@ -1,0 +1,102 @@
+"""`cost`: choose the gamma with the most expected tokens per second, from measurements.
+
+Keeps exponential moving averages of the per-position acceptance alpha_i (the chance that position i
+is accepted given that every earlier one was), of the draft time per token, and of the verify time as
+a line in the window length (verify time grows with the tokens scored, and with batch size under
+load). A round of gamma drafts is expected to emit 1 + sum_k prod_{i<=k} alpha_i tokens in
+gamma * t_draft + t_verify(gamma) + t_overhead seconds; the controller picks the gamma in [0, gamma_max]
+with the highest ratio. When speculation stops paying (slow draft, low acceptance, verify cost that
+grows with load) that is gamma = 0, target-only; then every `probe_every` rounds it drafts one token
+to keep its acceptance estimate fresh.
+"""
+
+from __future__ import annotations
+
+from specdec.orchestrator.controllers.base import RoundStats, check_fraction, check_gamma_bounds
+
+
+def expected_tokens(alphas: list[float], gamma: int) -> float:
+    """1 + sum_{k=1..gamma} prod_{i<k} alpha_i: expected emitted tokens of a round of gamma drafts."""
+    total, survive = 1.0, 1.0
+    for position in range(gamma):
+        survive *= alphas[position]
+        total += survive
+    return total
+
+
+class CostModelGamma:
+    confidence_threshold = 0.0
+
+    def __init__(self, gamma: int = 4, gamma_max: int = 16, smoothing: float = 0.1, prior_alpha: float = 0.6,
+                 probe_every: int = 16):
+        check_gamma_bounds(0, gamma_max)
+        self.smoothing = check_fraction("smoothing", smoothing, 1e-3, 1.0)
+        if probe_every < 1:
+            raise ValueError(f"probe_every: must be >= 1, got {probe_every}")
+        self.gamma_max, self.probe_every = gamma_max, probe_every
+        self.alphas = [check_fraction("prior_alpha", prior_alpha)] * gamma_max
+        self.gamma = min(gamma, gamma_max)
+        self.draft_token_s: float | None = None
+        self.overhead_s: float | None = None
+        self._verify_fit = _ForgettingLine(1 - self.smoothing)
+        self._rounds_at_zero = 0
+
+    def next_gamma(self) -> int:
+        return self.gamma
+
+    def update(self, stats: RoundStats) -> None:
+        drafted, accepted = stats.num_draft_tokens, stats.num_accepted
+        a = self.smoothing
+        for position in range(min(accepted + 1, drafted)):  # positions the rule looked at
+            hit = 1.0 if position < accepted else 0.0
+            self.alphas[position] += a * (hit - self.alphas[position])
+        if drafted:
+            per_token = stats.draft_seconds / drafted
+            self.draft_token_s = per_token if self.draft_token_s is None else self.draft_token_s + a * (
+                per_token - self.draft_token_s)
+        self._verify_fit.add(drafted + 1, stats.verify_seconds)
+        overhead = max(0.0, stats.round_seconds - stats.draft_seconds - stats.verify_seconds)
+        self.overhead_s = overhead if self.overhead_s is None else self.overhead_s + a * (overhead - self.overhead_s)
+        self.gamma = self._choose()
+
+    def expected_rate(self, gamma: int) -> float:
+        """Expected emitted tokens per second at this gamma under the current estimates."""
+        seconds = gamma * (self.draft_token_s or 0.0) + self._verify_fit.predict(gamma + 1) + (self.overhead_s or 0)
+        return expected_tokens(self.alphas, gamma) / seconds if seconds > 0 else 0.0
+
+    def _choose(self) -> int:
+        if self.draft_token_s is None:  # nothing measured about the draft yet: keep the starting gamma
+            return self.gamma
+        best = max(range(self.gamma_max + 1), key=self.expected_rate)
+        if best == 0:
+            self._rounds_at_zero += 1
+            if self._rounds_at_zero % self.probe_every == 0:
+                return 1
+        else:
+            self._rounds_at_zero = 0
+        return best
+
+
+class _ForgettingLine:
+    """Least-squares line y = intercept + slope * x over (x, y) points, older points decaying by `keep`.
+
+    With a single distinct x the slope is unknown; then verify time is taken as flat in the window
+    length, which favours longer windows only until the draft time per token says otherwise.
+    """
+
+    def __init__(self, keep: float):
+        self.keep = keep
+        self.n = self.sx = self.sy = self.sxx = self.sxy = 0.0
+
+    def add(self, x: float, y: float) -> None:
+        k = self.keep
+        self.n, self.sx, self.sy = k * self.n + 1, k * self.sx + x, k * self.sy + y
+        self.sxx, self.sxy = k * self.sxx + x * x, k * self.sxy + x * y
+
+    def predict(self, x: float) -> float:
+        if self.n == 0:
+            return 0.0
+        mean_x, mean_y = self.sx / self.n, self.sy / self.n
+        variance = self.sxx / self.n - mean_x**2
+        slope = max(0.0, (self.sxy / self.n - mean_x * mean_y) / variance) if variance > 1e-9 else 0.0
+        return max(0.0, mean_y + slope * (x - mean_x))

@@ -1,0 +1,46 @@
+"""`fsd`: Fuzzy Speculative Decoding, a tunable accuracy-runtime trade-off.
+
+Holsman, Huang, Dhingra, "Fuzzy Speculative Decoding for a Tunable Accuracy-Runtime Tradeoff",
+Findings of ACL 2025 (arXiv 2502.20704). Accept draft positions while the divergence between the target
+and draft distributions stays at or below the threshold T; the first position above T is replaced by a
+token sampled from the (warped) target distribution P itself, and so is the bonus token. The decision
+does not depend on which token was drafted, so the residual of `sd` would be wrong here.
+
+Departures from the reference: the draft may sample (the reference drafted greedily); divergences are
+computed on un-warped distributions by default (`on_warped=True` uses the warped ones). Lossy by design:
+T = 0 gives (essentially) target-only sampling, T -> infinity the draft's own output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, sample
+from specdec.orchestrator.rules.divergences import DIVERGENCES, divergence
+
+
+class FuzzySpeculativeDecoding:
+    name = "fsd"
+    needs_probs = True
+
+    def __init__(self, threshold: float = 0.3, divergence_name: str = "js", top_k: int = 50, on_warped: bool = False):
+        if not math.isfinite(threshold) or threshold < 0:
+            raise ValueError(f"threshold: must be a finite number >= 0, got {threshold}")
+        if divergence_name not in DIVERGENCES:
+            raise ValueError(f"divergence: unknown {divergence_name!r}; known: {', '.join(DIVERGENCES)}")
+        if top_k < 1:
+            raise ValueError(f"divergence_top_k: must be >= 1, got {top_k}")
+        self.threshold, self.divergence_name, self.top_k, self.on_warped = threshold, divergence_name, top_k, on_warped
+        self.needs_raw_probs = not on_warped
+
+    def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
+        target_probs, draft_probs = scores.require_probs(self.name)
+        gamma = scores.gamma
+        compared_target, compared_draft = target_probs[:gamma], draft_probs
+        if not self.on_warped and scores.target_raw_probs is not None and scores.draft_raw_probs is not None:
+            compared_target, compared_draft = scores.target_raw_probs[:gamma], scores.draft_raw_probs
+        divergences = divergence(self.divergence_name, compared_target, compared_draft, self.top_k)  # [gamma]
+        num_accepted = first_false(divergences <= self.threshold)
+        return Acceptance(num_accepted, sample(target_probs[num_accepted], generator))

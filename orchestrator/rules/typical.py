@@ -1,0 +1,38 @@
+"""`typical`: typical acceptance (Medusa).
+
+Cai et al., "Medusa: Simple LLM Inference Acceleration Framework with Multiple Decoding Heads", 2024.
+Accept draft token d if P(d) > min(epsilon, delta * exp(-H(P))), H the entropy of the warped target
+distribution P; take the longest accepted prefix; the next token is sampled from P. Lossy: it keeps
+tokens the target finds typical enough rather than matching P exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, sample
+
+
+class TypicalAcceptance:
+    name = "typical"
+    needs_probs = True
+    needs_raw_probs = False
+
+    def __init__(self, epsilon: float = 0.09, delta: float = 0.3):
+        for field_name, value in (("epsilon", epsilon), ("delta", delta)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{field_name}: must be a finite number >= 0, got {value}")
+        self.epsilon, self.delta = epsilon, delta
+
+    def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
+        if scores.target_probs is None:
+            raise ValueError("typical needs target_probs")
+        target_probs, gamma = scores.target_probs, scores.gamma
+        window = target_probs[:gamma]  # [gamma, vocab]
+        entropy = -(window * window.clamp_min(1e-30).log()).sum(-1)  # [gamma]
+        bound = torch.minimum(torch.full_like(entropy, self.epsilon), self.delta * torch.exp(-entropy))
+        chosen = window[torch.arange(gamma), scores.draft_tokens]
+        num_accepted = first_false(chosen > bound)
+        return Acceptance(num_accepted, sample(target_probs[num_accepted], generator))

@@ -1,0 +1,97 @@
+"""Gamma controllers: table-driven traces, and the cost model choosing the analytically best gamma."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from specdec.orchestrator.controllers import ControllerParams, RoundStats, make_controller
+from specdec.orchestrator.controllers.cost import CostModelGamma, expected_tokens
+
+
+def feed(controller, rounds: list[tuple[int, int]]) -> list[int]:
+    """Run (drafted, accepted) rounds; return the gamma chosen before each round and after the last."""
+    trace = [controller.next_gamma()]
+    for drafted, accepted in rounds:
+        controller.update(RoundStats(drafted, accepted, 0.001 * drafted, 0.01))
+        trace.append(controller.next_gamma())
+    return trace
+
+
+def test_heuristic_grows_by_two_and_shrinks_by_one():
+    controller = make_controller("heuristic", 4, ControllerParams(gamma_max=9))
+    assert feed(controller, [(4, 4), (6, 6), (8, 2), (7, 0), (6, 6), (8, 8), (9, 0)]) == [4, 6, 8, 7, 6, 8, 9, 8]
+    low = make_controller("heuristic", 1)
+    assert feed(low, [(1, 0), (1, 0)]) == [1, 1, 1]
+
+
+def test_gammatune_follows_the_documented_reading():
+    controller = make_controller("gammatune", 3)  # eta 0.3, delta 2, gamma in [1, 10], g = 3
+    # full acceptance: gamma = A + delta, g unchanged; partial: g = 0.7 g + 0.3 A, gamma = ceil(g)
+    trace = feed(controller, [(3, 3), (5, 1), (3, 0), (2, 2)])
+    assert trace == [3, 5, 3, 2, 4]
+    assert controller.smoothed == pytest.approx(0.7 * (0.7 * 3 + 0.3 * 1) + 0.0)
+
+
+def test_gammatune_plus_asks_for_early_stop():
+    assert make_controller("gammatune+", 3).confidence_threshold == 0.4
+    assert make_controller("gammatune", 3).confidence_threshold == 0.0
+
+
+@pytest.mark.parametrize(
+    "name, params, field",
+    [("heuristic", ControllerParams(gamma_max=0), "gamma_max"), ("gammatune", ControllerParams(eta=1.5), "eta"),
+     ("gammatune+", ControllerParams(confidence_threshold=-0.1), "confidence_threshold"),
+     ("cost", ControllerParams(smoothing=0.0), "smoothing"), ("cost", ControllerParams(probe_every=0), "probe_every")],
+)
+def test_bad_hyperparameters_name_the_field(name, params, field):
+    with pytest.raises(ValueError, match=field):
+        make_controller(name, 3, params)
+
+
+def test_expected_tokens_matches_the_closed_form():
+    alpha, gamma = 0.7, 5
+    assert expected_tokens([alpha] * gamma, gamma) == pytest.approx((1 - alpha ** (gamma + 1)) / (1 - alpha))
+
+
+def accepts(rng: random.Random, alpha: float, gamma: int) -> int:
+    """Accepted count of a round where each position is accepted with probability alpha until a rejection."""
+    accepted = 0
+    while accepted < gamma and rng.random() < alpha:
+        accepted += 1
+    return accepted
+
+
+def serial_speedup(alpha: float, gamma: int, c: float) -> float:
+    return (1 - alpha ** (gamma + 1)) / ((1 - alpha) * (gamma * c + 1))
+
+
+@pytest.mark.parametrize("c, alpha, best", [(0.05, 0.8, 8), (0.1, 0.8, 6), (0.2, 0.7, 3), (0.5, 0.5, 0)])
+def test_cost_model_converges_to_the_best_serial_gamma(c, alpha, best):
+    """Simulated rounds with per-position acceptance alpha, draft time c per token, verify time 1."""
+    assert max(range(17), key=lambda g: serial_speedup(alpha, g, c)) == best  # ALGORITHMS.md reference values
+    controller, rng = CostModelGamma(gamma=4, gamma_max=16, smoothing=0.05), random.Random(0)
+    chosen = []
+    for _ in range(3000):
+        gamma = controller.next_gamma()
+        controller.update(RoundStats(gamma, accepts(rng, alpha, gamma), c * gamma, 1.0, round_seconds=c * gamma + 1))
+        chosen.append(gamma)
+    settled = max(set(chosen[-500:]), key=chosen[-500:].count)
+    assert abs(settled - best) <= 1
+    if best == 0:
+        assert settled == 0
+
+
+def test_cost_model_shrinks_gamma_when_verify_grows_with_the_window():
+    def settle(verify_per_token: float) -> int:
+        controller, rng = CostModelGamma(gamma=4, gamma_max=16, smoothing=0.05), random.Random(1)
+        for _ in range(2000):
+            gamma = controller.next_gamma()
+            verify = 1.0 + verify_per_token * (gamma + 1)  # under load every scored token costs more
+            controller.update(RoundStats(gamma, accepts(rng, 0.8, gamma), 0.05 * gamma, verify,
+                                         0.05 * gamma + verify))
+        return controller.next_gamma()
+
+    idle, loaded, saturated = settle(0.0), settle(0.5), settle(5.0)
+    assert idle >= 6 and 1 <= loaded <= 3 and saturated in (0, 1)  # 1 only on a probe round
