@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from specdec.orchestrator.controllers import ControllerParams, make_controller
 from specdec.orchestrator.controllers.fixed import FixedGamma
 from specdec.orchestrator.engine import GenerationRequest, generate
 from specdec.orchestrator.local import LocalProposer, LocalScorer
@@ -36,9 +37,9 @@ def make_pair(seed: int = 0):
 
 
 def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int, max_new_tokens: int = LENGTH,
-        prompt=(0,), stop=frozenset()):
+        prompt=(0,), stop=frozenset(), max_context: int = 64):
     request = GenerationRequest(request_id=f"r{seed}", prompt_ids=list(prompt), max_new_tokens=max_new_tokens,
-                                sampling=sampling, seed=seed, max_context=64, stop_token_ids=stop)
+                                sampling=sampling, seed=seed, max_context=max_context, stop_token_ids=stop)
     stats = RequestStats(request.request_id, rule.name, gamma, len(prompt))
 
     async def collect():
@@ -137,3 +138,106 @@ def test_stats_count_drafts_and_accepted_positions():
     assert stats.output_tokens == 40
     assert stats.num_rounds == stats.num_drafts  # gamma > 0 every round until the budget's last token
     assert stats.mean_acceptance_length == pytest.approx(1 + stats.num_accepted_tokens / stats.num_drafts)
+
+
+class Recording:
+    """Wraps a rule; records per round whether a draft token was rejected and the TV distance of every
+    position the rule judged (computed here from the round's distributions, independently of the rule)."""
+
+    def __init__(self, rule):
+        self.rule, self.name, self.needs_probs, self.needs_raw_probs = rule, rule.name, True, False
+        self.rejections = 0
+        self.judged_tv = 0.0
+
+    def accept(self, scores, generator):
+        result = self.rule.accept(scores, generator)
+        if scores.gamma == 0:  # the budget's last token: nothing drafted, nothing judged
+            return result
+        judged = min(result.num_accepted + 1, scores.gamma)
+        tv = 0.5 * (scores.target_probs[:judged] - scores.draft_probs[:judged]).abs().sum(-1)
+        self.judged_tv += float(tv.sum())
+        self.rejections += result.num_accepted < scores.gamma
+        return result
+
+
+def expected_tv_along_the_target(target: MarkovLM, draft: MarkovLM, length: int) -> float:
+    """sum over positions n = 1..length of E[TV(P_n, Q_n)] with the prefix drawn from the target itself."""
+    p = wire_precision(torch.softmax(target.table, -1))
+    q = wire_precision(torch.softmax(draft.table, -1))
+    tv_by_state = 0.5 * (p - q).abs().sum(-1)  # [vocab]: TV after each last token
+    state = torch.nn.functional.one_hot(torch.tensor(0), VOCAB).float()
+    total = 0.0
+    for _ in range(length):
+        total += float(state @ tv_by_state)
+        state = state @ p
+    return total
+
+
+@pytest.mark.parametrize("gamma", [1, 3, 6])
+def test_rejections_match_the_sum_of_tv_distances(gamma):
+    """Yin et al. 2024, Theorem 1: every judged position rejects with probability TV(P_n, Q_n), so expected
+    rejections equal the expected TV summed over judged positions; summed over all positions (every token
+    drafted) it is the bound that bonus tokens only lower."""
+    proposer, scorer, target = make_pair()
+    recording = Recording(make_rule("sd"))
+    runs, length = 2000, 8
+    for seed in range(runs):
+        run(proposer, scorer, recording, gamma, WARPS[0], seed, max_new_tokens=length)
+    mean_rejections, mean_judged_tv = recording.rejections / runs, recording.judged_tv / runs
+    assert mean_rejections == pytest.approx(mean_judged_tv, abs=4 * (length / 4 / runs) ** 0.5)
+    assert mean_rejections <= expected_tv_along_the_target(target, proposer.runner.lm, length) + 0.05
+
+
+def test_tokens_per_round_match_the_per_position_acceptance_product():
+    proposer, scorer, _ = make_pair(seed=5)
+    gamma, drafts, per_pos, emitted = 4, 0, [0] * 4, 0
+    for seed in range(100):
+        _, stats = run(proposer, scorer, make_rule("sd"), gamma, WARPS[0], seed, max_new_tokens=400,
+                       max_context=1024)
+        assert stats.gamma_trace.count(gamma) >= stats.num_rounds - gamma  # the budget clamps only the last few
+        drafts += stats.num_drafts
+        padded = (stats.num_accepted_tokens_per_pos + [0] * gamma)[:gamma]
+        per_pos = [a + b for a, b in zip(per_pos, padded, strict=True)]
+        emitted += stats.num_drafts + stats.num_accepted_tokens
+    reached = [drafts] + per_pos[:-1]
+    alphas = [accepted / reach for accepted, reach in zip(per_pos, reached, strict=True)]
+    predicted, survive = 1.0, 1.0
+    for alpha in alphas:
+        survive *= alpha
+        predicted += survive
+    assert emitted / drafts == pytest.approx(predicted, rel=0.01)  # exact but for the clamped last rounds
+    assert 1.0 < predicted < gamma + 1
+
+
+@pytest.mark.parametrize("rule_name", ["sd", "fsd", "opt", "uno", "typical"])
+@pytest.mark.parametrize("controller_name", ["fixed", "heuristic", "gammatune", "gammatune+", "cost"])
+def test_every_rule_runs_with_every_controller(rule_name, controller_name):
+    proposer, scorer, _ = make_pair()
+    request = GenerationRequest("combo", [0], 30, SamplingParams(0.8, top_k=3), 1, 256)
+    stats = RequestStats("combo", rule_name, 3, 1)
+
+    async def collect():
+        out = []
+        async for emitted in generate(request, proposer, scorer, make_rule(rule_name),
+                                      make_controller(controller_name, 3), stats):
+            out += emitted
+        return out
+
+    out = asyncio.run(collect())
+    assert len(out) == 30 and all(0 <= t < VOCAB for t in out)
+    assert len(stats.gamma_trace) == stats.num_rounds and sum(stats.gamma_trace) == stats.num_draft_tokens
+
+
+def test_low_draft_confidence_stops_drafting_early():
+    proposer, scorer, _ = make_pair()
+    controller = make_controller("gammatune+", 5, ControllerParams(confidence_threshold=1.0))
+    request = GenerationRequest("early", [0], 12, SamplingParams(1.0), 2, 256)
+    stats = RequestStats("early", "sd", 5, 1)
+
+    async def collect():
+        async for _ in generate(request, proposer, scorer, make_rule("sd"), controller, stats):
+            pass
+
+    asyncio.run(collect())
+    assert set(stats.gamma_trace) <= {0, 1}  # every drafted token is below probability 1: stop after one
+    assert stats.num_drafts > 0
