@@ -56,20 +56,22 @@ class Client:
     def stream(self, prompt: str, *, max_new_tokens: int = 0, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, rule: str = "", gamma: int | None = None, seed: int | None = None,
                ignore_eos: bool = False, rule_params: dict | None = None, gamma_controller: str = "",
-               controller_params: dict | None = None) -> Iterator[Delta]:
+               controller_params: dict | None = None, num_drafts: int = 0) -> Iterator[Delta]:
         """Yield text deltas as they are committed; afterwards `last_stats` holds the request's stats.
 
         max_new_tokens 0, rule "" and gamma_controller "" mean the server defaults; gamma None the server
-        default, 0 target-only. rule_params (threshold, divergence, divergence_top_k, divergence_on_warped,
-        epsilon, delta) and controller_params (gamma_max, gamma_min, eta, delta, confidence_threshold,
-        smoothing, probe_every) are dicts of the RuleParams / ControllerParams fields.
+        default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one). rule_params
+        (threshold, divergence, divergence_top_k, divergence_on_warped, epsilon, delta) and
+        controller_params (gamma_max, gamma_min, eta, delta, confidence_threshold, smoothing, probe_every)
+        are dicts of the RuleParams / ControllerParams fields.
         Raises grpc.RpcError (INVALID_ARGUMENT naming the field) for bad input.
         """
         request = pb.GenerateRequest(prompt=prompt, max_new_tokens=max_new_tokens, rule=rule, ignore_eos=ignore_eos,
                                      sampling=pb.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p),
                                      rule_params=pb.RuleParams(**(rule_params or {})),
                                      gamma_controller=gamma_controller,
-                                     controller_params=pb.ControllerParams(**(controller_params or {})))
+                                     controller_params=pb.ControllerParams(**(controller_params or {})),
+                                     num_drafts=num_drafts)
         if gamma is not None:
             request.gamma = gamma
         if seed is not None:

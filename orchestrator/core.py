@@ -20,6 +20,7 @@ from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams,
 from specdec.orchestrator.detokenize import IncrementalDetokenizer
 from specdec.orchestrator.engine import GenerationRequest, Proposer, Scorer, generate
 from specdec.orchestrator.rules import RULE_NAMES, AcceptanceRule, RuleParams, make_rule
+from specdec.orchestrator.rules.multi_draft import MULTI_DRAFT_RULES
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime.validation import InvalidField, check_range, check_sampling
 from specdec.types import ModelInfo, SamplingParams
@@ -41,6 +42,7 @@ class GenerateParams:
     rule_params: RuleParams = field(default_factory=RuleParams)
     gamma_controller: str | None = None
     controller_params: ControllerParams = field(default_factory=ControllerParams)
+    num_drafts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ class Orchestrator:
                                                    f"{', '.join(CONTROLLER_NAMES)}")
         if params.controller_params.gamma_max is not None:
             check_range("controller_params.gamma_max", params.controller_params.gamma_max, 1, self.limits.max_gamma)
+        num_drafts = params.num_drafts or 1
+        check_range("num_drafts", num_drafts, 1, self.limits.max_num_drafts)
+        if num_drafts > 1 and rule_name not in MULTI_DRAFT_RULES:
+            raise InvalidField("num_drafts", f"more than one draft per round works with "
+                                             f"{' and '.join(MULTI_DRAFT_RULES)}, not {rule_name}")
         rule = _build("rule_params", make_rule, rule_name, params.rule_params)
         controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params)
         seed = secrets.randbelow(MAX_SEED) if params.seed is None else params.seed
@@ -109,7 +116,7 @@ class Orchestrator:
         stops = frozenset() if params.ignore_eos or eos < 0 else frozenset({eos})
         request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
-                                    max_context=self.max_context, stop_token_ids=stops)
+                                    max_context=self.max_context, stop_token_ids=stops, num_drafts=num_drafts)
         return PreparedRequest(request, rule, controller, controller_name, gamma)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
@@ -117,7 +124,8 @@ class Orchestrator:
         prepared = self.prepare(params)
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
-                             prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name)
+                             prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,
+                             num_drafts_per_round=request.num_drafts)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         self.active_requests += 1
         try:

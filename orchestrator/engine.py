@@ -16,7 +16,8 @@ from typing import Protocol
 import torch
 
 from specdec.orchestrator.controllers.base import GammaController, RoundStats
-from specdec.orchestrator.rules.base import AcceptanceRule, RoundScores
+from specdec.orchestrator.rules.base import Acceptance, AcceptanceRule, RoundScores
+from specdec.orchestrator.rules.multi_draft import MULTI_DRAFT_RULES, MultiDraftScores
 from specdec.orchestrator.stats import RequestStats
 from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
 
@@ -42,6 +43,7 @@ class GenerationRequest:
     seed: int
     max_context: int
     stop_token_ids: frozenset[int] = frozenset()
+    num_drafts: int = 1  # M draft sequences per round (M > 1: sd or greedy only)
 
 
 async def generate(request: GenerationRequest, proposer: Proposer, scorer: Scorer, rule: AcceptanceRule,
@@ -73,24 +75,21 @@ async def generate(request: GenerationRequest, proposer: Proposer, scorer: Score
                 session_id=request.request_id, round=round_index, keep_len=draft_cursor,
                 new_tokens=committed[draft_cursor:], gamma=gamma, sampling=request.sampling, seed=request.seed,
                 want_probs=rule.needs_probs, confidence_threshold=controller.confidence_threshold,
-                want_raw_probs=want_raw))
+                want_raw_probs=want_raw, num_drafts=request.num_drafts))
         draft_tokens = proposal.draft_tokens if proposal else []
+        copies = request.num_drafts if draft_tokens else 1
 
-        # 2. Verify them with one target forward.
+        # 2. Verify them with one target forward (all M windows in one batch).
         verification = await scorer.verify(VerifyCall(
             session_id=request.request_id, round=round_index, keep_len=target_cursor,
             new_tokens=committed[target_cursor:], draft_tokens=draft_tokens, sampling=request.sampling,
-            want_probs=rule.needs_probs, want_raw_probs=want_raw))
+            want_probs=rule.needs_probs, want_raw_probs=want_raw, num_drafts=copies))
 
         # 3. Accept a prefix of the draft tokens, plus the recovered or bonus token.
-        acceptance = rule.accept(RoundScores(
-            draft_tokens=torch.tensor(draft_tokens, dtype=torch.long),
-            target_argmax=torch.tensor(verification.target_argmax, dtype=torch.long),
-            draft_probs=proposal.draft_probs if proposal else None,
-            target_probs=verification.target_probs,
-            draft_raw_probs=proposal.draft_raw_probs if proposal else None,
-            target_raw_probs=verification.target_raw_probs), generator)
-        emitted = draft_tokens[: acceptance.num_accepted] + [acceptance.next_token]
+        acceptance = accept(rule, proposal, verification, copies, generator)
+        window = len(draft_tokens) // copies
+        drafted = draft_tokens[acceptance.window * window:(acceptance.window + 1) * window]
+        emitted = drafted[: acceptance.num_accepted] + [acceptance.next_token]
 
         # 4. Each cache keeps what it fed that is still committed; the rest is rolled back next round.
         valid = len(committed) + acceptance.num_accepted
@@ -105,10 +104,10 @@ async def generate(request: GenerationRequest, proposer: Proposer, scorer: Score
         emitted = emitted[: request.max_new_tokens - produced]
         committed += emitted
         draft_seconds = proposal.compute_seconds if proposal else 0.0
-        stats.record_round(len(draft_tokens), acceptance.num_accepted, draft_seconds, verification.compute_seconds,
+        stats.record_round(window, acceptance.num_accepted, draft_seconds, verification.compute_seconds,
                            verification.wire_bytes + (proposal.wire_bytes if proposal else 0))
         stats.output_tokens = len(committed) - len(request.prompt_ids)
-        controller.update(RoundStats(len(draft_tokens), acceptance.num_accepted, draft_seconds,
+        controller.update(RoundStats(window, acceptance.num_accepted, draft_seconds,
                                      verification.compute_seconds, time.perf_counter() - round_started))
         round_index += 1
         stats.seconds = time.perf_counter() - started
@@ -117,3 +116,22 @@ async def generate(request: GenerationRequest, proposer: Proposer, scorer: Score
             stats.finish_reason = "stop"
             break
     stats.seconds = time.perf_counter() - started
+
+
+def accept(rule: AcceptanceRule, proposal: Proposal | None, verification: Verification, copies: int,
+           generator: torch.Generator) -> Acceptance:
+    """Run the rule over one round's scores: one window, or M windows for multi-draft rules."""
+    draft_tokens = torch.tensor(proposal.draft_tokens if proposal else [], dtype=torch.long)
+    target_argmax = torch.tensor(verification.target_argmax, dtype=torch.long)
+    if copies == 1:
+        return rule.accept(RoundScores(
+            draft_tokens=draft_tokens, target_argmax=target_argmax,
+            draft_probs=proposal.draft_probs if proposal else None, target_probs=verification.target_probs,
+            draft_raw_probs=proposal.draft_raw_probs if proposal else None,
+            target_raw_probs=verification.target_raw_probs), generator)
+    gamma = draft_tokens.numel() // copies
+    reshape = lambda probs, rows: None if probs is None else probs.reshape(copies, rows, -1)  # noqa: E731
+    return MULTI_DRAFT_RULES[rule.name](MultiDraftScores(
+        draft_tokens=draft_tokens.reshape(copies, gamma), target_argmax=target_argmax.reshape(copies, gamma + 1),
+        draft_probs=reshape(proposal.draft_probs, gamma), target_probs=reshape(verification.target_probs, gamma + 1),
+    ), generator)

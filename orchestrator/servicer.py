@@ -32,6 +32,7 @@ def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
         rule_params=RuleParams(**_present(request.rule_params)),
         gamma_controller=request.gamma_controller or None,
         controller_params=ControllerParams(**_present(request.controller_params)),
+        num_drafts=request.num_drafts or None,
     )
 
 
@@ -46,7 +47,7 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         verify_seconds=stats.verify_seconds, num_draft_forwards=stats.num_draft_forwards,
         num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
         wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
-        measured_c=stats.measured_c)
+        measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round)
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):

@@ -16,6 +16,7 @@ class RequestStats:
     gamma: int  # the controller's starting gamma
     prompt_tokens: int
     gamma_controller: str = "fixed"
+    num_drafts_per_round: int = 1
     output_tokens: int = 0
     finish_reason: str = ""
     num_rounds: int = 0

@@ -61,6 +61,7 @@ class DefaultsConfig:
 class LimitsConfig:
     max_new_tokens: int = 4096
     max_gamma: int = 32
+    max_num_drafts: int = 8
     max_prompt_chars: int = 1_000_000
     rpc_timeout_s: float = 60.0
     max_message_bytes: int = 64 * 1024 * 1024

@@ -52,11 +52,12 @@ class ProposeCall:
     want_probs: bool
     confidence_threshold: float = 0.0  # > 0: stop once the draft's probability of its token is below it
     want_raw_probs: bool = False
+    num_drafts: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
 
 
 @dataclass(frozen=True)
 class Proposal:
-    draft_tokens: list[int]  # up to gamma: fewer after an early stop
+    draft_tokens: list[int]  # up to gamma (fewer after an early stop); M * gamma, sequence-major, for M drafts
     draft_probs: torch.Tensor | None  # [len(draft_tokens), vocab] float32: the distributions actually sampled from
     cache_len: int
     compute_seconds: float
@@ -76,12 +77,13 @@ class VerifyCall:
     sampling: SamplingParams
     want_probs: bool
     want_raw_probs: bool = False
+    num_drafts: int = 1  # draft_tokens holds this many windows of equal length
 
 
 @dataclass(frozen=True)
 class Verification:
-    target_argmax: list[int]  # gamma + 1 entries
-    target_probs: torch.Tensor | None  # [gamma + 1, vocab] float32, warped
+    target_argmax: list[int]  # gamma + 1 entries per window, window-major
+    target_probs: torch.Tensor | None  # [M * (gamma + 1), vocab] float32, warped
     cache_len: int
     compute_seconds: float
     wire_bytes: int = 0

@@ -29,6 +29,15 @@ class MarkovLM:
         self.forwards += 1
         return self.table[torch.tensor(tokens)]
 
+    def fork(self, session_id: str, copies: int) -> list[list[int]]:
+        return [list(self.sessions[session_id]) for _ in range(copies)]
+
+    def extend_fork(self, fork: list[list[int]], tokens: list[list[int]]) -> torch.Tensor:
+        for held, row in zip(fork, tokens, strict=True):
+            held.extend(row)
+        self.forwards += 1
+        return self.table[torch.tensor(tokens)]
+
     def cache_len(self, session_id: str) -> int:
         return len(self.sessions.get(session_id, []))
 

@@ -55,6 +55,7 @@ class RoundScores:
 class Acceptance:
     num_accepted: int
     next_token: int  # recovered token if num_accepted < gamma, else the bonus token
+    window: int = 0  # with several draft sequences: the one whose prefix was accepted
 
 
 class AcceptanceRule(Protocol):

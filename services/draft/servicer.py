@@ -17,6 +17,7 @@ from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
 MAX_GAMMA = 64
+MAX_NUM_DRAFTS = 16
 
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
@@ -29,6 +30,7 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         call = messages.propose_call_from_pb(request)
         check_session_id(call.session_id)
         check_range("gamma", call.gamma, 1, MAX_GAMMA)
+        check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         return messages.proposal_to_pb(await self.run_model(self._runner.propose, call))

@@ -1,8 +1,10 @@
-"""The target model runner: score a window of draft tokens in one forward pass.
+"""The target model runner: score windows of draft tokens in one forward pass.
 
 Knows the model runtime and the warps, not gRPC or acceptance rules. Returns gamma + 1 next-token
-distributions (warped, in wire precision) and their argmaxes: position i is the target's distribution
-after the committed tokens and the first i draft tokens. Un-warped distributions on request.
+distributions per window (warped, in wire precision) and their argmaxes: position i is the target's
+distribution after the committed tokens and the window's first i draft tokens. Un-warped distributions
+on request. With M windows they are scored as one batch over a fork of the session's cache, and the
+session keeps only the committed tokens.
 """
 
 from __future__ import annotations
@@ -23,9 +25,17 @@ class TargetRunner:
 
     def verify(self, call: VerifyCall) -> Verification:
         started = time.perf_counter()
-        window = len(call.draft_tokens) + 1
-        logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)[-window:]
-        logits = logits.cpu()
+        copies = call.num_drafts
+        gamma = len(call.draft_tokens) // copies
+        if copies == 1 or gamma == 0:
+            window = len(call.draft_tokens) + 1
+            logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)[-window:]
+            logits = logits.cpu()
+        else:
+            first = self.lm.extend(call.session_id, call.keep_len, call.new_tokens)[-1:].cpu()  # shared position 0
+            windows = [call.draft_tokens[m * gamma:(m + 1) * gamma] for m in range(copies)]
+            rest = self.lm.extend_fork(self.lm.fork(call.session_id, copies), windows).cpu()  # [M, gamma, vocab]
+            logits = torch.cat([first.expand(copies, 1, -1), rest], 1).reshape(copies * (gamma + 1), -1)
         return Verification(
             target_argmax=logits.argmax(-1).tolist(),
             target_probs=wire_precision(warped_probs(logits, call.sampling)) if call.want_probs else None,

@@ -11,12 +11,13 @@ from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
 from specdec.runtime.service_actor import ModelServiceActor
-from specdec.runtime.validation import InvalidField, check_sampling, check_session_id, check_token_ids
+from specdec.runtime.validation import InvalidField, check_range, check_sampling, check_session_id, check_token_ids
 from specdec.services.target.runner import TargetRunner
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
-MAX_DRAFT_TOKENS = 64
+MAX_DRAFT_TOKENS = 256
+MAX_NUM_DRAFTS = 16
 
 
 class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
@@ -30,6 +31,10 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         check_session_id(call.session_id)
         if len(call.draft_tokens) > MAX_DRAFT_TOKENS:
             raise InvalidField("draft_tokens", f"at most {MAX_DRAFT_TOKENS} per call, got {len(call.draft_tokens)}")
+        check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
+        if len(call.draft_tokens) % call.num_drafts:
+            raise InvalidField("draft_tokens", f"{len(call.draft_tokens)} tokens do not split into "
+                                               f"{call.num_drafts} equal windows")
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)

@@ -38,14 +38,16 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
     return ProposeCall(session_id=message.session_id, round=message.round, keep_len=message.keep_len,
                        new_tokens=list(message.new_tokens), gamma=message.gamma,
                        sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs,
-                       confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs)
+                       confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs,
+                       num_drafts=message.num_drafts or 1)
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
     return pb.ProposeRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
                              new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
                              seed=call.seed, want_probs=call.want_probs,
-                             confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs)
+                             confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
+                             num_drafts=call.num_drafts)
 
 
 def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
@@ -69,14 +71,14 @@ def verify_call_from_pb(message: pb.VerifyRequest) -> VerifyCall:
     return VerifyCall(session_id=message.session_id, round=message.round, keep_len=message.keep_len,
                       new_tokens=list(message.new_tokens), draft_tokens=list(message.draft_tokens),
                       sampling=sampling_from_pb(message.sampling), want_probs=message.want_probs,
-                      want_raw_probs=message.want_raw_probs)
+                      want_raw_probs=message.want_raw_probs, num_drafts=message.num_drafts or 1)
 
 
 def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
     return pb.VerifyRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
                             new_tokens=call.new_tokens, draft_tokens=call.draft_tokens,
                             sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
-                            want_raw_probs=call.want_raw_probs)
+                            want_raw_probs=call.want_raw_probs, num_drafts=call.num_drafts)
 
 
 def verification_to_pb(verification: Verification) -> pb.VerifyResponse:

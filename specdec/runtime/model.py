@@ -8,6 +8,7 @@ logits at the appended positions. Not thread-safe: each service drives it from o
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class SessionLM(Protocol):
 
     def end_session(self, session_id: str) -> bool: ...
 
+    def fork(self, session_id: str, copies: int) -> object: ...
+
+    def extend_fork(self, fork: object, tokens: list[list[int]]) -> torch.Tensor: ...
+
 
 @dataclass(frozen=True)
 class LoadSpec:
@@ -53,6 +58,15 @@ class LoadSpec:
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
+
+
+@dataclass
+class Fork:
+    """A batch of independent continuations of one session's cache (multi-draft windows)."""
+
+    cache: DynamicCache
+    length: int
+    copies: int
 
 
 @dataclass
@@ -120,6 +134,27 @@ class CausalLM:
         logits = self.model(input_ids=input_ids, past_key_values=session.cache, use_cache=True).logits
         session.tokens.extend(tokens)
         return logits[0, :, : self.vocab_size].float()
+
+    def fork(self, session_id: str, copies: int) -> Fork:
+        """`copies` independent continuations of the session's cache, as one batch; the session is unchanged."""
+        session = self.sessions.get(session_id)
+        if session is None or session.cache is None:
+            raise SessionError("session_id", "no cached tokens to fork from")
+        cache = copy.deepcopy(session.cache)
+        cache.batch_repeat_interleave(copies)
+        return Fork(cache=cache, length=len(session.tokens), copies=copies)
+
+    @torch.inference_mode()
+    def extend_fork(self, fork: Fork, tokens: list[list[int]]) -> torch.Tensor:
+        """Append tokens[m] to copy m (equal lengths); return float32 logits [copies, len(tokens[0]), vocab]."""
+        if len(tokens) != fork.copies or len({len(row) for row in tokens}) != 1 or not tokens[0]:
+            raise SessionError("draft_tokens", f"need {fork.copies} windows of one non-zero length")
+        if fork.length + len(tokens[0]) > self.max_context:
+            raise SessionError("draft_tokens", f"windows would reach past the model's context of {self.max_context}")
+        input_ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        logits = self.model(input_ids=input_ids, past_key_values=fork.cache, use_cache=True).logits
+        fork.length += len(tokens[0])
+        return logits[:, :, : self.vocab_size].float()
 
     def cache_len(self, session_id: str) -> int:
         session = self.sessions.get(session_id)

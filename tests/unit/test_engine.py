@@ -37,9 +37,10 @@ def make_pair(seed: int = 0):
 
 
 def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int, max_new_tokens: int = LENGTH,
-        prompt=(0,), stop=frozenset(), max_context: int = 64):
+        prompt=(0,), stop=frozenset(), max_context: int = 64, num_drafts: int = 1):
     request = GenerationRequest(request_id=f"r{seed}", prompt_ids=list(prompt), max_new_tokens=max_new_tokens,
-                                sampling=sampling, seed=seed, max_context=max_context, stop_token_ids=stop)
+                                sampling=sampling, seed=seed, max_context=max_context, stop_token_ids=stop,
+                                num_drafts=num_drafts)
     stats = RequestStats(request.request_id, rule.name, gamma, len(prompt))
 
     async def collect():
@@ -84,6 +85,28 @@ def test_sd_sequences_follow_the_warped_target(sampling, gamma):
     assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
 
 
+@pytest.mark.parametrize("sampling", WARPS[:2], ids=["t1", "t0.7-topk3"])
+@pytest.mark.parametrize("gamma, num_drafts", [(1, 3), (3, 2)])
+def test_multi_draft_sd_sequences_follow_the_warped_target(sampling, gamma, num_drafts):
+    proposer, scorer, target = make_pair()
+    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed, num_drafts=num_drafts)[0])
+               for seed in range(3000)]
+    assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
+
+
+def test_more_drafts_mean_fewer_rejections():
+    proposer, scorer, _ = make_pair()
+    rates = []
+    for num_drafts in (1, 2, 4):
+        accepted = drafted = 0
+        for seed in range(300):
+            _, stats = run(proposer, scorer, make_rule("sd"), 3, WARPS[0], seed, max_new_tokens=12,
+                           num_drafts=num_drafts)
+            accepted, drafted = accepted + stats.num_accepted_tokens, drafted + stats.num_draft_tokens
+        rates.append(accepted / drafted)
+    assert rates[0] < rates[1] < rates[2]
+
+
 class AcceptEverything:
     """A wrong rule: keeps every draft token. The statistical test must catch it."""
 
@@ -99,10 +122,11 @@ def test_the_statistical_test_catches_a_lossy_rule():
     assert chi_square_pvalue(samples, sequence_probs(target.table, WARPS[0])) < 1e-6
 
 
-@pytest.mark.parametrize("gamma", [0, 1, 2, 5])
-def test_greedy_equals_target_only_greedy(gamma):
+@pytest.mark.parametrize("gamma, num_drafts", [(0, 1), (1, 1), (2, 1), (5, 1), (3, 3)])
+def test_greedy_equals_target_only_greedy(gamma, num_drafts):
     proposer, scorer, target = make_pair(seed=3)
-    out, stats = run(proposer, scorer, make_rule("greedy"), gamma, SamplingParams(0.0), 0, max_new_tokens=20)
+    out, stats = run(proposer, scorer, make_rule("greedy"), gamma, SamplingParams(0.0), 0, max_new_tokens=20,
+                     num_drafts=num_drafts)
     expected, last = [], 0
     for _ in range(20):
         last = int(target.table[last].argmax())
