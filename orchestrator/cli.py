@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -74,25 +75,74 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+@contextlib.contextmanager
+def local_deployment(config_path: str | None, console):
+    """A local Ray instance with the whole deployment on a free port; yields the orchestrator's address."""
     from specdec.config import ServeConfig
     from specdec.launch import deploy
-    from specdec.orchestrator.demo import render, run_demo
 
-    console = Console()
-    console.width = max(console.width, 110)  # the table stays readable when piped to a log
     with console.status("starting Ray, the draft and target services and the orchestrator..."):
         _init_ray(None, quiet=True)
-        deployment = deploy(ServeConfig.load(args.config).with_overrides(orchestrator={"port": 0}))
+        deployment = deploy(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}))
     console.print(f"orchestrator at {deployment.address}; draft at {deployment.draft_address}, "
                   f"target at {deployment.target_address} ({'GPU' if deployment.use_gpu else 'CPU'}, one each)")
     try:
-        runs = run_demo(deployment.address, args.prompts, args.max_new_tokens, args.gamma, args.temperature, console)
-        render(runs, console)
+        yield deployment.address
     finally:
         deployment.stop()
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    console.width = max(console.width, 120)  # tables stay readable when piped to a log
+    return console
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from specdec.orchestrator.demo import render, run_demo
+
+    console = _console()
+    with local_deployment(args.config, console) as address:
+        render(run_demo(address, args.prompts, args.max_new_tokens, args.gamma, args.temperature, console), console)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from specdec.config import resolve_model
+    from specdec.demo_pair.heldout import code_prompts
+    from specdec.orchestrator.bench import build_sweep, findings, run_sweep
+    from specdec.orchestrator.bench_report import print_table, write_files
+    from specdec.orchestrator.client import Client
+    from specdec.orchestrator.quality import TargetScorer
+
+    console = _console()
+    sweep = build_sweep(args.gammas, args.gamma, args.controllers, args.divergences, args.thresholds, args.epsilons,
+                        args.num_drafts)
+    prompts = code_prompts(args.prompts, seed=args.seed)
+    out_dir = Path(args.out or f"bench-results/{time.strftime('%Y%m%d-%H%M%S')}")
+    with contextlib.ExitStack() as stack:
+        address = args.address or stack.enter_context(local_deployment(args.config, console))
+        client = stack.enter_context(Client(address))
+        target_model = args.target_model or resolve_model(client.server_info()["target"]["model"])
+        scorer = TargetScorer(target_model)
+        console.print(f"{len(sweep)} configurations x {len(prompts)} prompts x {args.max_new_tokens} tokens, "
+                      f"temperature {args.temperature}")
+        with Progress(console=console, transient=True) as progress:
+            rows = run_sweep(client, prompts, sweep, scorer, args.max_new_tokens, args.temperature, args.seed,
+                             progress)
+    found = findings(rows, args.gamma)
+    meta = {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+            "seed": args.seed, "address": address, "target_model": target_model}
+    print_table(rows, found, console)
+    for path in write_files(rows, found, meta, out_dir):
+        console.print(f"wrote {path}")
     return 0
 
 
@@ -140,6 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="sampling temperature of the sampled runs (greedy runs are always included)")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="sweep rules, thresholds, controllers and gamma; measure speed and quality",
+                           description="Decode held-out code prompts under every configuration of a sweep, on a "
+                                       "running deployment (--address) or a local one, and report tokens/s, speedup "
+                                       "over target-only decoding in the same run, acceptance, efficiency against "
+                                       "the ideal, and quality (exact next-line match, token accuracy against the "
+                                       "real code, the target's log-likelihood of the output). Writes JSON, CSV "
+                                       "and PNG plots.")
+    bench.add_argument("--address", help="orchestrator to measure; default: start a local deployment")
+    bench.add_argument("--config", help="serve config of the local deployment (default: the demo pair)")
+    bench.add_argument("--target-model", help="target checkpoint for log-likelihoods (default: the server's)")
+    bench.add_argument("--prompts", type=int, default=8, help="held-out code prompts per configuration")
+    bench.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per prompt")
+    bench.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every run")
+    bench.add_argument("--gamma", type=int, default=4, help="gamma of the rule and controller runs")
+    bench.add_argument("--gammas", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8], help="fixed gammas to sweep")
+    bench.add_argument("--controllers", nargs="+", default=["heuristic", "gammatune", "gammatune+", "cost"],
+                       help="gamma controllers to compare with fixed gamma")
+    bench.add_argument("--divergences", nargs="+", default=["kl", "reverse_kl", "js", "tv"],
+                       help="fsd divergences to sweep")
+    bench.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.3, 0.6, 1.0],
+                       help="fsd thresholds T to sweep")
+    bench.add_argument("--epsilons", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4],
+                       help="opt / uno over-acceptance values to sweep")
+    bench.add_argument("--num-drafts", type=int, nargs="+", default=[2], help="multi-draft M values (M > 1)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of prompts and requests")
+    bench.add_argument("--out", help="output folder (default: bench-results/<time>)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

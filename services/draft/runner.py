@@ -46,6 +46,8 @@ class DraftRunner:
             if call.sampling.greedy:
                 tokens = logits.argmax(-1)
                 confidence = torch.softmax(logits, -1).gather(-1, tokens[:, None])[:, 0]
+                if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
+                    rows.append(torch.nn.functional.one_hot(tokens, logits.shape[-1]).float())
             else:
                 probs = wire_precision(warped_probs(logits, call.sampling))
                 tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]

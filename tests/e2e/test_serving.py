@@ -69,3 +69,24 @@ def test_orchestrator_is_a_named_actor_with_placement(deployment):
     handle = find_orchestrator(ServeConfig())
     assert ray.get(handle.health.remote())["serving"]
     assert not deployment.use_gpu  # this machine has no GPU: one CPU bundle each
+
+
+def test_bench_writes_its_report(deployment, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "specdec.orchestrator.cli", "bench", "--address", deployment.address, "--prompts", "2",
+         "--max-new-tokens", "8", "--gammas", "1", "3", "--gamma", "3", "--controllers", "cost", "--divergences", "tv",
+         "--thresholds", "0.3", "--epsilons", "0.1", "--num-drafts", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    labels = [row["label"] for row in report["rows"]]
+    assert labels == ["target-only", "sd gamma=1", "sd gamma=3", "sd cost", "fsd tv T=0.3", "opt eps=0.1",
+                      "uno eps=0.1", "typical", "sd M=2"]
+    assert all(row["tokens"] == 16 for row in report["rows"])
+    assert report["rows"][0]["speedup"] == 1.0 and report["findings"]["best_fixed"].startswith("sd gamma=")
+    for name in ("bench.csv", "speed_quality.png", "controllers.png", "gamma_trace.png"):
+        assert (tmp_path / name).stat().st_size > 0

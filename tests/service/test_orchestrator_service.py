@@ -59,10 +59,21 @@ BAD = [
     ({"seed": -5}, "seed"),
     ({"rule": "bogus"}, "rule"),
     ({"rule": "greedy", "temperature": 1.0}, "rule"),
+    ({"rule": "fsd", "rule_params": {"threshold": -1.0}}, "rule_params.threshold"),
+    ({"rule": "fsd", "rule_params": {"threshold": math.nan}}, "rule_params.threshold"),
+    ({"rule": "fsd", "rule_params": {"divergence": "hellinger"}}, "rule_params.divergence"),
+    ({"rule": "opt", "rule_params": {"epsilon": -0.5}}, "rule_params.epsilon"),
+    ({"rule": "uno", "rule_params": {"epsilon": math.inf}}, "rule_params.epsilon"),
+    ({"rule": "typical", "rule_params": {"delta": math.nan}}, "rule_params.delta"),
+    ({"gamma_controller": "psychic"}, "gamma_controller"),
+    ({"gamma_controller": "gammatune", "controller_params": {"eta": 2.0}}, "controller_params.eta"),
+    ({"gamma_controller": "cost", "controller_params": {"gamma_max": 999}}, "controller_params.gamma_max"),
+    ({"num_drafts": 100}, "num_drafts"),
+    ({"num_drafts": 2, "rule": "fsd"}, "num_drafts"),
 ]
 
 
-@pytest.mark.parametrize("fields, field", BAD, ids=[f for _, f in BAD])
+@pytest.mark.parametrize("fields, field", BAD, ids=[f"{i}-{f}" for i, (_, f) in enumerate(BAD)])
 def test_bad_input_is_invalid_argument_naming_the_field(client: Client, fields, field):
     kwargs = {"prompt": "def f(x):", "max_new_tokens": 4} | fields
     with pytest.raises(grpc.RpcError) as info:
@@ -80,6 +91,32 @@ def test_server_keeps_serving_and_frees_sessions(client: Client, servers):
     loop = servers["loop"]
     for actor in (servers["draft_actor"], servers["target_actor"]):
         assert loop.run(actor.health())["sessions"] == 0
+
+
+@pytest.mark.parametrize("rule, params", [("fsd", {"threshold": 0.4, "divergence": "tv_topk"}),
+                                          ("fsd", {"threshold": 0.2, "divergence": "kl", "divergence_on_warped": True}),
+                                          ("opt", {"epsilon": 0.1}), ("uno", {"epsilon": 0.1}), ("typical", {})])
+def test_every_rule_serves_through_the_services(client: Client, rule, params):
+    out = client.generate(PROMPTS[0], max_new_tokens=16, temperature=0.8, top_k=50, rule=rule, rule_params=params,
+                          gamma=3, seed=1, ignore_eos=True)
+    assert out.stats["rule"] == rule and out.stats["output_tokens"] == 16
+
+
+@pytest.mark.parametrize("controller", ["heuristic", "gammatune", "gammatune+", "cost"])
+def test_every_controller_reports_its_gamma_trace(client: Client, controller):
+    out = client.generate(PROMPTS[1], max_new_tokens=24, temperature=1.0, gamma=3, gamma_controller=controller,
+                          seed=2, ignore_eos=True)
+    stats = out.stats
+    assert stats["gamma_controller"] == controller and len(stats["gamma_trace"]) == stats["num_rounds"]
+    assert sum(stats["gamma_trace"]) == stats["num_draft_tokens"] and stats["measured_c"] > 0
+
+
+def test_multi_draft_greedy_equals_the_targets_generate(client: Client, oracle: TargetOracle):
+    out = client.generate(PROMPTS[0], max_new_tokens=20, temperature=0.0, gamma=3, num_drafts=3, ignore_eos=True)
+    assert out.token_ids == oracle.hf_generate(PROMPTS[0], 20)
+    sampled = client.generate(PROMPTS[0], max_new_tokens=20, temperature=1.0, gamma=3, num_drafts=3, seed=5,
+                              ignore_eos=True)
+    assert sampled.stats["num_drafts_per_round"] == 3 and sampled.stats["output_tokens"] == 20
 
 
 def test_server_info(client: Client):

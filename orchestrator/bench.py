@@ -1,0 +1,186 @@
+"""`specdec bench`: sweep acceptance rules, thresholds, gamma controllers and gamma over held-out code
+prompts on one deployment, and measure what each buys in speed and costs in quality.
+
+Every configuration decodes the same prompts with the same seeds, one request at a time, in one run;
+speedups are against target-only decoding (gamma = 0) measured in that same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+
+from rich.progress import Progress
+
+from specdec.demo_pair.heldout import CodePrompt
+from specdec.orchestrator.client import Client
+from specdec.orchestrator.quality import TargetScorer, exact_line_match, token_accuracy
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    label: str
+    group: str  # baseline | fixed | controller | fsd | opt | uno | typical | multi_draft
+    rule: str
+    gamma: int
+    controller: str = "fixed"
+    rule_params: dict = field(default_factory=dict)
+    num_drafts: int = 1
+
+
+@dataclass
+class BenchRow:
+    config: BenchConfig
+    tokens: int = 0
+    seconds: float = 0.0
+    rounds: int = 0
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    draft_seconds: float = 0.0
+    draft_forwards: int = 0
+    verify_seconds: float = 0.0
+    exact_lines: int = 0
+    token_accuracy_sum: float = 0.0
+    loglik_sum: float = 0.0
+    prompts: int = 0
+    gamma_trace: list[int] = field(default_factory=list)  # the first prompt's
+    speedup: float = 0.0  # filled against the baseline row
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        return 1 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+
+    @property
+    def efficiency(self) -> float:
+        """Measured tokens/s over the ideal of DESIGN.md: tokens per round / max(verify, gamma x draft time)."""
+        if not self.rounds or not self.seconds:
+            return 0.0
+        draft_per_token = self.draft_seconds / self.draft_forwards if self.draft_forwards else 0.0
+        ideal_round = max(self.verify_seconds / self.rounds, self.num_draft_tokens / self.rounds * draft_per_token)
+        return self.tokens_per_second / ((self.tokens / self.rounds) / ideal_round) if ideal_round else 0.0
+
+    @property
+    def exact_line_match(self) -> float:
+        return self.exact_lines / self.prompts if self.prompts else 0.0
+
+    @property
+    def token_accuracy(self) -> float:
+        return self.token_accuracy_sum / self.prompts if self.prompts else 0.0
+
+    @property
+    def target_loglik(self) -> float:
+        return self.loglik_sum / self.prompts if self.prompts else 0.0
+
+    def record(self) -> dict:
+        out = asdict(self.config) | {k: v for k, v in asdict(self).items() if k != "config"}
+        for name in ("tokens_per_second", "acceptance_rate", "mean_acceptance_length", "efficiency",
+                     "exact_line_match", "token_accuracy", "target_loglik"):
+            out[name] = getattr(self, name)
+        out["gamma_trace"] = " ".join(map(str, self.gamma_trace))
+        out["rule_params"] = " ".join(f"{k}={v}" for k, v in self.config.rule_params.items())
+        return out
+
+
+def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergences: list[str],
+                thresholds: list[float], epsilons: list[float], num_drafts: list[int]) -> list[BenchConfig]:
+    """The default grid: rules x thresholds x controllers x gamma, each around the sd baseline at `gamma`."""
+    sweep = [BenchConfig("target-only", "baseline", "sd", 0)]
+    sweep += [BenchConfig(f"sd gamma={g}", "fixed", "sd", g) for g in gammas]
+    sweep += [BenchConfig(f"sd {c}", "controller", "sd", gamma, controller=c) for c in controllers]
+    sweep += [BenchConfig(f"fsd {d} T={t:g}", "fsd", "fsd", gamma, rule_params={"divergence": d, "threshold": t})
+              for d in divergences for t in thresholds]
+    for rule in ("opt", "uno"):
+        sweep += [BenchConfig(f"{rule} eps={e:g}", rule, rule, gamma, rule_params={"epsilon": e}) for e in epsilons]
+    sweep.append(BenchConfig("typical", "typical", "typical", gamma))
+    sweep += [BenchConfig(f"sd M={m}", "multi_draft", "sd", gamma, num_drafts=m) for m in num_drafts if m > 1]
+    return sweep
+
+
+def run_sweep(client: Client, prompts: list[CodePrompt], sweep: list[BenchConfig], scorer: TargetScorer,
+              max_new_tokens: int, temperature: float, seed: int, progress: Progress) -> list[BenchRow]:
+    encoded = [(scorer.encode(p.prompt), scorer.encode(p.continuation)) for p in prompts]
+    task = progress.add_task("bench", total=len(sweep) * len(prompts))
+    rows = []
+    for config in sweep:
+        row = BenchRow(config)
+        progress.update(task, description=config.label)
+        for index, (prompt, (prompt_ids, continuation_ids)) in enumerate(zip(prompts, encoded, strict=True)):
+            out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
+                                  rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
+                                  ignore_eos=True)
+            stats = out.stats
+            row.tokens += stats["output_tokens"]
+            row.seconds += stats["seconds"]
+            row.rounds += stats["num_rounds"]
+            row.num_drafts += stats["num_drafts"]
+            row.num_draft_tokens += stats["num_draft_tokens"]
+            row.num_accepted_tokens += stats["num_accepted_tokens"]
+            row.draft_seconds += stats["draft_seconds"]
+            row.draft_forwards += stats["num_draft_forwards"]
+            row.verify_seconds += stats["verify_seconds"]
+            row.exact_lines += exact_line_match(out.text, prompt.continuation)
+            row.token_accuracy_sum += token_accuracy(out.token_ids, continuation_ids)
+            row.loglik_sum += scorer.mean_loglik(prompt_ids, out.token_ids)
+            row.prompts += 1
+            if index == 0:
+                row.gamma_trace = list(stats["gamma_trace"])
+            progress.advance(task)
+        rows.append(row)
+    baseline = rows[0].tokens_per_second
+    for row in rows:
+        row.speedup = row.tokens_per_second / baseline if baseline else 0.0
+    return rows
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The headline comparisons of one bench run."""
+
+    sd_gamma: int
+    sd_tokens_per_second: float
+    sd_token_accuracy: float
+    best_fsd: str
+    fsd_gain_within_2_points: float  # best fsd tokens/s over sd's at no more than 0.02 accuracy loss
+    median_fixed_tokens_per_second: float
+    best_fixed: str
+    best_fixed_tokens_per_second: float
+    controllers: dict[str, float]  # tokens/s
+    opt_vs_uno: dict[str, dict[str, float]]  # epsilon -> figures
+
+
+def findings(rows: list[BenchRow], gamma: int) -> Findings:
+    by_label = {r.config.label: r for r in rows}
+    sd = by_label.get(f"sd gamma={gamma}") or next(r for r in rows if r.config.group == "fixed")
+    fsd_ok = [r for r in rows if r.config.group == "fsd" and r.token_accuracy >= sd.token_accuracy - 0.02]
+    best_fsd = max(fsd_ok, key=lambda r: r.tokens_per_second, default=None)
+    fixed = [r for r in rows if r.config.group == "fixed"]
+    best_fixed = max(fixed, key=lambda r: r.tokens_per_second)
+    opt_vs_uno = {}
+    for row in rows:
+        if row.config.group == "opt":
+            eps = row.config.rule_params["epsilon"]
+            uno = by_label.get(f"uno eps={eps:g}")
+            if uno:
+                opt_vs_uno[f"{eps:g}"] = {
+                    "opt_tokens_per_second": row.tokens_per_second, "uno_tokens_per_second": uno.tokens_per_second,
+                    "opt_loglik_drop": sd.target_loglik - row.target_loglik,
+                    "uno_loglik_drop": sd.target_loglik - uno.target_loglik,
+                    "opt_token_accuracy": row.token_accuracy, "uno_token_accuracy": uno.token_accuracy}
+    return Findings(
+        sd_gamma=sd.config.gamma, sd_tokens_per_second=sd.tokens_per_second, sd_token_accuracy=sd.token_accuracy,
+        best_fsd=best_fsd.config.label if best_fsd else "",
+        fsd_gain_within_2_points=best_fsd.tokens_per_second / sd.tokens_per_second if best_fsd else 0.0,
+        median_fixed_tokens_per_second=statistics.median(r.tokens_per_second for r in fixed),
+        best_fixed=best_fixed.config.label, best_fixed_tokens_per_second=best_fixed.tokens_per_second,
+        controllers={r.config.label: r.tokens_per_second for r in rows if r.config.group == "controller"},
+        opt_vs_uno=opt_vs_uno)

@@ -1,0 +1,111 @@
+"""Write a bench run out: JSON and CSV of every row, PNG plots, and a table on the console."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from specdec.orchestrator.bench import BenchRow, Findings  # noqa: E402
+
+
+def write_files(rows: list[BenchRow], found: Findings, meta: dict, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = [row.record() for row in rows]
+    (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "findings": asdict(found), "rows": records},
+                                                   indent=2))
+    with open(out_dir / "bench.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    return [out_dir / "bench.json", out_dir / "bench.csv", *plot(rows, out_dir)]
+
+
+def plot(rows: list[BenchRow], out_dir: Path) -> list[Path]:
+    paths = [out_dir / "speed_quality.png", out_dir / "controllers.png", out_dir / "gamma_trace.png"]
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    series: dict[str, list[BenchRow]] = {}
+    for row in rows:
+        if row.config.group == "fsd":
+            series.setdefault(f"fsd {row.config.rule_params['divergence']}", []).append(row)
+        elif row.config.group in ("opt", "uno"):
+            series.setdefault(row.config.group, []).append(row)
+    for name, points in series.items():
+        points.sort(key=lambda r: r.tokens_per_second)
+        ax.plot([r.tokens_per_second for r in points], [r.token_accuracy for r in points], marker="o", label=name)
+    for group, marker in (("fixed", "s"), ("baseline", "x"), ("typical", "^")):
+        points = [r for r in rows if r.config.group == group]
+        ax.scatter([r.tokens_per_second for r in points], [r.token_accuracy for r in points], marker=marker,
+                   s=60, color="black", label={"fixed": "sd (gamma sweep)", "baseline": "target-only",
+                                                "typical": "typical"}[group], zorder=3)
+    ax.set_xlabel("tokens/s")
+    ax.set_ylabel("token accuracy vs real continuation")
+    ax.set_title("speed-quality: fsd per divergence, opt / uno against sd")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    chosen = [r for r in rows if r.config.group in ("baseline", "fixed", "controller")]
+    colors = ["gray" if r.config.group == "baseline" else "tab:blue" if r.config.group == "fixed" else "tab:orange"
+              for r in chosen]
+    ax.bar([r.config.label.removeprefix("sd ") for r in chosen], [r.tokens_per_second for r in chosen], color=colors)
+    ax.set_ylabel("tokens/s")
+    ax.set_title("tokens/s by gamma controller (orange) and fixed gamma (blue)")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for row in rows:
+        if row.config.group == "controller":
+            ax.plot(row.gamma_trace, label=row.config.controller, drawstyle="steps-post")
+    ax.set_xlabel("round (first prompt)")
+    ax.set_ylabel("tokens drafted")
+    ax.set_title("gamma trace per controller")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def print_table(rows: list[BenchRow], found: Findings, console: Console) -> None:
+    table = Table(title="specdec bench (one run; speedup against target-only in the same run)")
+    for column in ("config", "tok/s", "speedup", "acc. rate", "mean acc. len", "efficiency", "line match",
+                   "token acc.", "target loglik"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for r in rows:
+        table.add_row(r.config.label, f"{r.tokens_per_second:.1f}", f"{r.speedup:.2f}x", f"{r.acceptance_rate:.3f}",
+                      f"{r.mean_acceptance_length:.2f}", f"{r.efficiency:.2f}", f"{r.exact_line_match:.2f}",
+                      f"{r.token_accuracy:.3f}", f"{r.target_loglik:.3f}")
+    console.print(table)
+    console.print(f"sd at gamma={found.sd_gamma}: {found.sd_tokens_per_second:.1f} tok/s, token accuracy "
+                  f"{found.sd_token_accuracy:.3f}")
+    if found.best_fsd:
+        console.print(f"fsd within 2 points of sd's accuracy: best {found.best_fsd}, "
+                      f"{found.fsd_gain_within_2_points:.2f}x sd's tokens/s")
+    else:
+        console.print("fsd: no setting stayed within 2 points of sd's accuracy")
+    console.print(f"fixed gamma: median {found.median_fixed_tokens_per_second:.1f} tok/s, best {found.best_fixed} "
+                  f"{found.best_fixed_tokens_per_second:.1f} tok/s")
+    for label, tps in found.controllers.items():
+        console.print(f"  {label}: {tps:.1f} tok/s = {tps / found.median_fixed_tokens_per_second:.2f}x median, "
+                      f"{tps / found.best_fixed_tokens_per_second:.2f}x best fixed")
+    for eps, figures in found.opt_vs_uno.items():
+        console.print(f"  eps={eps}: opt {figures['opt_tokens_per_second']:.1f} tok/s, loglik drop "
+                      f"{figures['opt_loglik_drop']:.3f}; uno {figures['uno_tokens_per_second']:.1f} tok/s, "
+                      f"loglik drop {figures['uno_loglik_drop']:.3f}")
