@@ -59,11 +59,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from specdec.orchestrator.client import Client
 
+    rule_params = {k: v for k, v in (("threshold", args.threshold), ("divergence", args.divergence),
+                                     ("epsilon", args.epsilon), ("delta", args.delta)) if v is not None}
     with Client(args.address) as client:
         try:
             for delta in client.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                        top_k=args.top_k, top_p=args.top_p, rule=args.rule or "", gamma=args.gamma,
-                                       seed=args.seed, ignore_eos=args.ignore_eos):
+                                       seed=args.seed, ignore_eos=args.ignore_eos, rule_params=rule_params,
+                                       gamma_controller=args.gamma_controller or "", num_drafts=args.num_drafts):
                 print(delta.text, end="", flush=True)
         except grpc.RpcError as exc:
             print(f"\nspecdec generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -172,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
     generate.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
     generate.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (1: off)")
-    generate.add_argument("--rule", help="acceptance rule: sd or greedy (default: server default)")
+    generate.add_argument("--rule", help="acceptance rule: sd, greedy, fsd, opt, uno or typical (default: server's)")
+    generate.add_argument("--threshold", type=float, help="fsd: divergence threshold T")
+    generate.add_argument("--divergence", help="fsd: kl, reverse_kl, js or tv, optionally with _topk")
+    generate.add_argument("--epsilon", type=float, help="opt / uno: over-acceptance; typical: probability floor")
+    generate.add_argument("--delta", type=float, help="typical: entropy factor")
+    generate.add_argument("--gamma-controller", help="fixed, heuristic, gammatune, gammatune+ or cost")
+    generate.add_argument("--num-drafts", type=int, default=0, help="draft sequences per round (sd and greedy)")
     generate.add_argument("--gamma", type=int, help="draft tokens per round; 0 is target-only decoding")
     generate.add_argument("--seed", type=int, help="seed for every random choice (same seed, same output)")
     generate.add_argument("--ignore-eos", action="store_true", help="keep going past the end-of-text token")
