@@ -15,6 +15,7 @@ from rich.progress import Progress
 from specdec.demo_pair.heldout import CodePrompt
 from specdec.orchestrator.client import Client
 from specdec.orchestrator.quality import TargetScorer, exact_line_match, token_accuracy
+from specdec.orchestrator.stats import acceptance_rate, mean_acceptance_length
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class BenchConfig:
 
 @dataclass
 class BenchRow:
+    """Totals of one configuration over all prompts (sums of the requests' stats)."""
+
     config: BenchConfig
     tokens: int = 0
     seconds: float = 0.0
@@ -40,12 +43,33 @@ class BenchRow:
     draft_seconds: float = 0.0
     draft_forwards: int = 0
     verify_seconds: float = 0.0
+    verify_forwards: int = 0
+    wire_bytes: int = 0
     exact_lines: int = 0
     token_accuracy_sum: float = 0.0
     loglik_sum: float = 0.0
     prompts: int = 0
     gamma_trace: list[int] = field(default_factory=list)  # the first prompt's
+    outputs: list[list[int]] = field(default_factory=list)
     speedup: float = 0.0  # filled against the baseline row
+
+    def add(self, stats: dict, token_ids: list[int]) -> None:
+        """Add one request's stats (the dict a Client returns)."""
+        self.tokens += stats["output_tokens"]
+        self.seconds += stats["seconds"]
+        self.rounds += stats["num_rounds"]
+        self.num_drafts += stats["num_drafts"]
+        self.num_draft_tokens += stats["num_draft_tokens"]
+        self.num_accepted_tokens += stats["num_accepted_tokens"]
+        self.draft_seconds += stats["draft_seconds"]
+        self.draft_forwards += stats["num_draft_forwards"]
+        self.verify_seconds += stats["verify_seconds"]
+        self.verify_forwards += stats["num_verify_forwards"]
+        self.wire_bytes += stats["wire_bytes"]
+        if not self.outputs:
+            self.gamma_trace = list(stats["gamma_trace"])
+        self.outputs.append(token_ids)
+        self.prompts += 1
 
     @property
     def tokens_per_second(self) -> float:
@@ -53,19 +77,27 @@ class BenchRow:
 
     @property
     def acceptance_rate(self) -> float:
-        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
+        return acceptance_rate(self.num_accepted_tokens, self.num_draft_tokens)
 
     @property
     def mean_acceptance_length(self) -> float:
-        return 1 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+        return mean_acceptance_length(self.num_accepted_tokens, self.num_drafts)
+
+    @property
+    def draft_ms_per_token(self) -> float:
+        return 1000 * self.draft_seconds / self.draft_forwards if self.draft_forwards else 0.0
+
+    @property
+    def verify_ms_per_forward(self) -> float:
+        return 1000 * self.verify_seconds / self.verify_forwards if self.verify_forwards else 0.0
 
     @property
     def efficiency(self) -> float:
         """Measured tokens/s over the ideal of DESIGN.md: tokens per round / max(verify, gamma x draft time)."""
         if not self.rounds or not self.seconds:
             return 0.0
-        draft_per_token = self.draft_seconds / self.draft_forwards if self.draft_forwards else 0.0
-        ideal_round = max(self.verify_seconds / self.rounds, self.num_draft_tokens / self.rounds * draft_per_token)
+        ideal_round = max(self.verify_seconds / self.rounds,
+                          self.num_draft_tokens / self.rounds * self.draft_ms_per_token / 1000)
         return self.tokens_per_second / ((self.tokens / self.rounds) / ideal_round) if ideal_round else 0.0
 
     @property
@@ -81,13 +113,35 @@ class BenchRow:
         return self.loglik_sum / self.prompts if self.prompts else 0.0
 
     def record(self) -> dict:
-        out = asdict(self.config) | {k: v for k, v in asdict(self).items() if k != "config"}
+        out = asdict(self.config) | {k: v for k, v in asdict(self).items() if k not in ("config", "outputs")}
         for name in ("tokens_per_second", "acceptance_rate", "mean_acceptance_length", "efficiency",
-                     "exact_line_match", "token_accuracy", "target_loglik"):
+                     "exact_line_match", "token_accuracy", "target_loglik", "draft_ms_per_token",
+                     "verify_ms_per_forward"):
             out[name] = getattr(self, name)
         out["gamma_trace"] = " ".join(map(str, self.gamma_trace))
         out["rule_params"] = " ".join(f"{k}={v}" for k, v in self.config.rule_params.items())
         return out
+
+
+def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, max_new_tokens: int,
+               temperature: float, seed: int, progress: Progress, scorer: TargetScorer | None = None) -> BenchRow:
+    """Decode every prompt under one configuration, one request at a time; score quality when given a scorer."""
+    row = BenchRow(config)
+    task = progress.add_task(config.label, total=len(prompts))
+    for index, prompt in enumerate(prompts):
+        out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                              rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
+                              rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
+                              ignore_eos=True)
+        row.add(out.stats, out.token_ids)
+        if scorer is not None:
+            prompt_ids = scorer.encode(prompt.prompt)
+            row.exact_lines += exact_line_match(out.text, prompt.continuation)
+            row.token_accuracy_sum += token_accuracy(out.token_ids, scorer.encode(prompt.continuation))
+            row.loglik_sum += scorer.mean_loglik(prompt_ids, out.token_ids)
+        progress.advance(task)
+    progress.remove_task(task)
+    return row
 
 
 def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergences: list[str],
@@ -107,39 +161,18 @@ def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergenc
 
 def run_sweep(client: Client, prompts: list[CodePrompt], sweep: list[BenchConfig], scorer: TargetScorer,
               max_new_tokens: int, temperature: float, seed: int, progress: Progress) -> list[BenchRow]:
-    encoded = [(scorer.encode(p.prompt), scorer.encode(p.continuation)) for p in prompts]
-    task = progress.add_task("bench", total=len(sweep) * len(prompts))
+    overall = progress.add_task("configurations", total=len(sweep))
     rows = []
     for config in sweep:
-        row = BenchRow(config)
-        progress.update(task, description=config.label)
-        for index, (prompt, (prompt_ids, continuation_ids)) in enumerate(zip(prompts, encoded, strict=True)):
-            out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                                  rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
-                                  rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
-                                  ignore_eos=True)
-            stats = out.stats
-            row.tokens += stats["output_tokens"]
-            row.seconds += stats["seconds"]
-            row.rounds += stats["num_rounds"]
-            row.num_drafts += stats["num_drafts"]
-            row.num_draft_tokens += stats["num_draft_tokens"]
-            row.num_accepted_tokens += stats["num_accepted_tokens"]
-            row.draft_seconds += stats["draft_seconds"]
-            row.draft_forwards += stats["num_draft_forwards"]
-            row.verify_seconds += stats["verify_seconds"]
-            row.exact_lines += exact_line_match(out.text, prompt.continuation)
-            row.token_accuracy_sum += token_accuracy(out.token_ids, continuation_ids)
-            row.loglik_sum += scorer.mean_loglik(prompt_ids, out.token_ids)
-            row.prompts += 1
-            if index == 0:
-                row.gamma_trace = list(stats["gamma_trace"])
-            progress.advance(task)
-        rows.append(row)
-    baseline = rows[0].tokens_per_second
-    for row in rows:
-        row.speedup = row.tokens_per_second / baseline if baseline else 0.0
+        rows.append(run_config(client, prompts, config, max_new_tokens, temperature, seed, progress, scorer))
+        progress.advance(overall)
+    set_speedups(rows, rows[0])
     return rows
+
+
+def set_speedups(rows: list[BenchRow], baseline: BenchRow) -> None:
+    for row in rows:
+        row.speedup = row.tokens_per_second / baseline.tokens_per_second if baseline.tokens_per_second else 0.0
 
 
 @dataclass(frozen=True)

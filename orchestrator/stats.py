@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def acceptance_rate(num_accepted_tokens: int, num_draft_tokens: int) -> float:
+    return num_accepted_tokens / num_draft_tokens if num_draft_tokens else 0.0
+
+
+def mean_acceptance_length(num_accepted_tokens: int, num_drafts: int) -> float:
+    return 1.0 + num_accepted_tokens / num_drafts if num_drafts else 1.0
+
+
 @dataclass
 class RequestStats:
     request_id: str
@@ -53,11 +61,11 @@ class RequestStats:
 
     @property
     def acceptance_rate(self) -> float:
-        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
+        return acceptance_rate(self.num_accepted_tokens, self.num_draft_tokens)
 
     @property
     def mean_acceptance_length(self) -> float:
-        return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
+        return mean_acceptance_length(self.num_accepted_tokens, self.num_drafts)
 
     @property
     def measured_c(self) -> float:

@@ -85,7 +85,7 @@ def test_sd_sequences_follow_the_warped_target(sampling, gamma):
     assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
 
 
-@pytest.mark.parametrize("sampling", WARPS[:2], ids=["t1", "t0.7-topk3"])
+@pytest.mark.parametrize("sampling", WARPS, ids=["t1", "t0.7-topk3", "t1.3-topp0.8"])
 @pytest.mark.parametrize("gamma, num_drafts", [(1, 3), (3, 2)])
 def test_multi_draft_sd_sequences_follow_the_warped_target(sampling, gamma, num_drafts):
     proposer, scorer, target = make_pair()
