@@ -66,7 +66,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             for delta in client.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                        top_k=args.top_k, top_p=args.top_p, rule=args.rule or "", gamma=args.gamma,
                                        seed=args.seed, ignore_eos=args.ignore_eos, rule_params=rule_params,
-                                       gamma_controller=args.gamma_controller or "", num_drafts=args.num_drafts):
+                                       gamma_controller=args.gamma_controller or "", num_drafts=args.num_drafts,
+                                       overlap=args.overlap):
                 print(delta.text, end="", flush=True)
         except grpc.RpcError as exc:
             print(f"\nspecdec generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -182,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--delta", type=float, help="typical: entropy factor")
     generate.add_argument("--gamma-controller", help="fixed, heuristic, gammatune, gammatune+ or cost")
     generate.add_argument("--num-drafts", type=int, default=0, help="draft sequences per round (sd and greedy)")
+    generate.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
+                          help="draft the next window while the target verifies (default: server's)")
     generate.add_argument("--gamma", type=int, help="draft tokens per round; 0 is target-only decoding")
     generate.add_argument("--seed", type=int, help="seed for every random choice (same seed, same output)")
     generate.add_argument("--ignore-eos", action="store_true", help="keep going past the end-of-text token")

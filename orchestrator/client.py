@@ -56,11 +56,13 @@ class Client:
     def stream(self, prompt: str, *, max_new_tokens: int = 0, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, rule: str = "", gamma: int | None = None, seed: int | None = None,
                ignore_eos: bool = False, rule_params: dict | None = None, gamma_controller: str = "",
-               controller_params: dict | None = None, num_drafts: int = 0) -> Iterator[Delta]:
+               controller_params: dict | None = None, num_drafts: int = 0,
+               overlap: bool | None = None) -> Iterator[Delta]:
         """Yield text deltas as they are committed; afterwards `last_stats` holds the request's stats.
 
         max_new_tokens 0, rule "" and gamma_controller "" mean the server defaults; gamma None the server
-        default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one). rule_params
+        default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one); overlap None is
+        the server default, True drafts the next window while the target verifies. rule_params
         (threshold, divergence, divergence_top_k, divergence_on_warped, epsilon, delta) and
         controller_params (gamma_max, gamma_min, eta, delta, confidence_threshold, smoothing, probe_every)
         are dicts of the RuleParams / ControllerParams fields.
@@ -76,6 +78,8 @@ class Client:
             request.gamma = gamma
         if seed is not None:
             request.seed = seed
+        if overlap is not None:
+            request.overlap = overlap
         self.last_stats = {}
         for response in self._stub.Generate(request, timeout=self.timeout_s):
             if response.HasField("delta"):

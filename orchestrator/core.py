@@ -43,6 +43,7 @@ class GenerateParams:
     gamma_controller: str | None = None
     controller_params: ControllerParams = field(default_factory=ControllerParams)
     num_drafts: int | None = None
+    overlap: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class Orchestrator:
         stops = frozenset() if params.ignore_eos or eos < 0 else frozenset({eos})
         request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
-                                    max_context=self.max_context, stop_token_ids=stops, num_drafts=num_drafts)
+                                    max_context=self.max_context, stop_token_ids=stops, num_drafts=num_drafts,
+                                    overlap=self.defaults.overlap if params.overlap is None else params.overlap)
         return PreparedRequest(request, rule, controller, controller_name, gamma)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
@@ -125,7 +127,7 @@ class Orchestrator:
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
                              prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,
-                             num_drafts_per_round=request.num_drafts)
+                             num_drafts_per_round=request.num_drafts, overlap=request.overlap)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         self.active_requests += 1
         try:

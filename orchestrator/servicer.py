@@ -33,6 +33,7 @@ def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
         gamma_controller=request.gamma_controller or None,
         controller_params=ControllerParams(**_present(request.controller_params)),
         num_drafts=request.num_drafts or None,
+        overlap=request.overlap if request.HasField("overlap") else None,
     )
 
 
@@ -47,7 +48,8 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         verify_seconds=stats.verify_seconds, num_draft_forwards=stats.num_draft_forwards,
         num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
         wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
-        measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round)
+        measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round,
+        overlap=stats.overlap)
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):

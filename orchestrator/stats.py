@@ -25,6 +25,7 @@ class RequestStats:
     prompt_tokens: int
     gamma_controller: str = "fixed"
     num_drafts_per_round: int = 1
+    overlap: bool = False
     output_tokens: int = 0
     finish_reason: str = ""
     num_rounds: int = 0
@@ -41,19 +42,22 @@ class RequestStats:
     gamma_trace: list[int] = field(default_factory=list)  # tokens drafted in each round
 
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
-                     verify_seconds: float, wire_bytes: int) -> None:
+                     verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None) -> None:
+        """One round: tokens drafted and accepted, model times, bytes received. `draft_forwards` counts the
+        draft forwards paid for in this round (pre-drafted windows of overlapped mode included); it
+        defaults to the tokens drafted."""
         self.num_rounds += 1
         self.num_verify_forwards += 1
         self.verify_seconds += verify_seconds
         self.wire_bytes += wire_bytes
         self.gamma_trace.append(num_draft_tokens)
+        self.num_draft_forwards += num_draft_tokens if draft_forwards is None else draft_forwards
+        self.draft_seconds += draft_seconds
         if num_draft_tokens == 0:
             return
         self.num_drafts += 1
         self.num_draft_tokens += num_draft_tokens
         self.num_accepted_tokens += num_accepted
-        self.num_draft_forwards += num_draft_tokens
-        self.draft_seconds += draft_seconds
         if len(self.num_accepted_tokens_per_pos) < num_draft_tokens:
             self.num_accepted_tokens_per_pos += [0] * (num_draft_tokens - len(self.num_accepted_tokens_per_pos))
         for position in range(num_accepted):

@@ -55,6 +55,7 @@ class DefaultsConfig:
     gamma: int = 4
     gamma_controller: str = "fixed"
     max_new_tokens: int = 128
+    overlap: bool = False  # draft the next window while the target verifies (post-verify)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,15 @@ def test_greedy_output_equals_the_targets_generate(client: Client, oracle: Targe
         assert completion.text == oracle.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
 
 
+@pytest.mark.parametrize("gamma", [1, 4])
+def test_overlapped_greedy_output_equals_the_targets_generate(client: Client, oracle: TargetOracle, gamma):
+    for prompt in PROMPTS:
+        completion = client.generate(prompt, max_new_tokens=24, temperature=0.0, gamma=gamma, overlap=True,
+                                     ignore_eos=True)
+        assert completion.token_ids == oracle.hf_generate(prompt, 24)
+        assert completion.stats["overlap"]
+
+
 def test_stream_yields_deltas_then_stats(client: Client):
     deltas = list(client.stream(PROMPTS[0], max_new_tokens=16, temperature=1.0, gamma=3, seed=4, ignore_eos=True))
     assert sum(len(d.token_ids) for d in deltas) == 16 and len(deltas) > 1

@@ -37,10 +37,10 @@ def make_pair(seed: int = 0):
 
 
 def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int, max_new_tokens: int = LENGTH,
-        prompt=(0,), stop=frozenset(), max_context: int = 64, num_drafts: int = 1):
+        prompt=(0,), stop=frozenset(), max_context: int = 64, num_drafts: int = 1, overlap: bool = False):
     request = GenerationRequest(request_id=f"r{seed}", prompt_ids=list(prompt), max_new_tokens=max_new_tokens,
                                 sampling=sampling, seed=seed, max_context=max_context, stop_token_ids=stop,
-                                num_drafts=num_drafts)
+                                num_drafts=num_drafts, overlap=overlap)
     stats = RequestStats(request.request_id, rule.name, gamma, len(prompt))
 
     async def collect():
@@ -78,10 +78,11 @@ WARPS = [SamplingParams(1.0), SamplingParams(0.7, top_k=3), SamplingParams(1.3, 
 
 
 @pytest.mark.parametrize("sampling", WARPS, ids=["t1", "t0.7-topk3", "t1.3-topp0.8"])
-@pytest.mark.parametrize("gamma", [1, 3])
-def test_sd_sequences_follow_the_warped_target(sampling, gamma):
+@pytest.mark.parametrize("gamma, overlap", [(1, False), (3, False), (1, True), (2, True)])
+def test_sd_sequences_follow_the_warped_target(sampling, gamma, overlap):
     proposer, scorer, target = make_pair()
-    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed)[0]) for seed in range(3000)]
+    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed, overlap=overlap)[0])
+               for seed in range(3000)]
     assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
 
 
@@ -122,17 +123,40 @@ def test_the_statistical_test_catches_a_lossy_rule():
     assert chi_square_pvalue(samples, sequence_probs(target.table, WARPS[0])) < 1e-6
 
 
-@pytest.mark.parametrize("gamma, num_drafts", [(0, 1), (1, 1), (2, 1), (5, 1), (3, 3)])
-def test_greedy_equals_target_only_greedy(gamma, num_drafts):
+@pytest.mark.parametrize("gamma, num_drafts, overlap", [(0, 1, False), (1, 1, False), (2, 1, False), (5, 1, False),
+                                                        (3, 3, False), (1, 1, True), (4, 1, True)])
+def test_greedy_equals_target_only_greedy(gamma, num_drafts, overlap):
     proposer, scorer, target = make_pair(seed=3)
     out, stats = run(proposer, scorer, make_rule("greedy"), gamma, SamplingParams(0.0), 0, max_new_tokens=20,
-                     num_drafts=num_drafts)
+                     num_drafts=num_drafts, overlap=overlap)
     expected, last = [], 0
     for _ in range(20):
         last = int(target.table[last].argmax())
         expected.append(last)
     assert out == expected
     assert stats.output_tokens == 20 and stats.finish_reason == "length"
+
+
+class CountingProposer(LocalProposer):
+    calls = 0
+
+    async def propose(self, call):
+        self.calls += 1
+        return await super().propose(call)
+
+
+def test_overlap_verifies_pre_drafted_windows_and_rolls_back_on_rejection():
+    _, scorer, target = make_pair(seed=3)
+    proposer = CountingProposer(DraftRunner(MarkovLM(target.table.clone())))  # the draft agrees with the target
+    out, stats = run(proposer, scorer, make_rule("greedy"), 3, SamplingParams(0.0), 0, max_new_tokens=30,
+                     overlap=True)
+    assert stats.num_accepted_tokens == stats.num_draft_tokens  # a perfect draft: every window accepted
+    assert proposer.calls == stats.num_rounds  # one call each round: the pre-draft of the next window
+    assert stats.num_rounds <= 30 // 3 + 1  # windows of 3 without bonus tokens
+    lossy_proposer, lossy_scorer, _ = make_pair(seed=3)
+    out_lossy, lossy = run(lossy_proposer, lossy_scorer, make_rule("greedy"), 3, SamplingParams(0.0), 0,
+                           max_new_tokens=30, overlap=True)
+    assert out_lossy == out and lossy.num_accepted_tokens < lossy.num_draft_tokens
 
 
 def test_same_seed_same_output_and_sessions_freed():
