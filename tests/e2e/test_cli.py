@@ -82,3 +82,12 @@ def test_mismatched_tokenizers_are_refused_at_start(ray_cluster, foreign_draft: 
     while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
         time.sleep(0.5)
     assert ray.available_resources().get("CPU", 0) >= 2
+
+
+def test_demo_runs_end_to_end():
+    result = subprocess.run([*SPECDEC, "demo", "--prompts", "2", "--max-new-tokens", "12"], capture_output=True,
+                            text=True, timeout=600, env=os.environ | {"RAY_ADDRESS": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    for expected in ("greedy target-only", "greedy speculative", "T=1 target-only", "T=1 speculative",
+                     "measured c =", "greedy speculative output identical to target-only output: yes"):
+        assert expected in result.stdout

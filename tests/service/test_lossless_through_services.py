@@ -1,0 +1,39 @@
+"""Losslessness on the real demo pair through the real gRPC services: the first emitted token of a
+speculative round (a drafted position judged by `sd`) follows the target's own warped distribution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from specdec.orchestrator.client import Client
+from specdec.runtime.warps import warped_probs
+from specdec.types import SamplingParams
+from tests.helpers import TargetOracle
+
+PROMPT = "import os\nimport sys\n\n\ndef main():\n    "
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(1.0, top_k=6), SamplingParams(0.8, top_p=0.7)],
+                         ids=["t1-topk6", "t0.8-topp0.7"])
+@pytest.mark.parametrize("overlap", [False, True])
+def test_first_token_follows_the_targets_warped_distribution(servers, oracle: TargetOracle, sampling, overlap):
+    prompt_ids = oracle.encode(PROMPT)
+    with torch.inference_mode():
+        logits = oracle.model(torch.tensor([prompt_ids])).logits[0, -1:]
+    expected = warped_probs(logits, sampling)[0]
+    support = (expected > 0).nonzero()[:, 0].tolist()
+    counts = dict.fromkeys(support, 0)
+    trials = 400
+    with Client(servers["orchestrator"]) as client:
+        for seed in range(trials):
+            out = client.generate(PROMPT, max_new_tokens=2, temperature=sampling.temperature, top_k=sampling.top_k,
+                                  top_p=sampling.top_p, gamma=1, seed=seed, overlap=overlap, ignore_eos=True)
+            assert out.stats["num_draft_tokens"] == 1  # the first token was drafted and judged
+            first = out.token_ids[0]
+            assert first in counts, f"token {first} is outside the target's warped support"
+            counts[first] += 1
+    observed = [counts[t] for t in support]
+    probs = expected[support].double() / expected[support].double().sum()
+    assert chisquare(observed, (probs * sum(observed)).tolist()).pvalue > 1e-3
