@@ -30,6 +30,7 @@ class ModelConfig:
     model: str
     dtype: str = "float32"
     device: str = "auto"
+    max_batch: int = 16  # calls of different sessions batched into one forward, at most
 
 
 @dataclass(frozen=True)

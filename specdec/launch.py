@@ -69,7 +69,7 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
             handle = ray.remote(actor_class).options(
                 num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index),
-            ).remote(spec, config.placement.host, 0, cpus, limits)
+            ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch)
             started.append(handle)
             services.append(handle)
         draft_address, target_address = ray.get([s.ready.remote() for s in services], timeout=START_TIMEOUT_S)

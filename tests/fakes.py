@@ -17,17 +17,26 @@ class MarkovLM:
         self.vocab_size = table.shape[0]
         self.sessions: dict[str, list[int]] = {}
         self.forwards = 0
+        self.batches: list[int] = []  # sizes of extend_batch calls
 
-    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
-        held = self.sessions.setdefault(session_id, [])
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+        held = self.sessions.get(session_id, [])
         if not 0 <= keep_len <= len(held):
             raise SessionError("keep_len", f"{keep_len} outside the {len(held)} cached tokens")
         if not tokens:
             raise SessionError("new_tokens", "at least one token must be appended")
+
+    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
+        self.check_extend(session_id, keep_len, tokens)
+        held = self.sessions.setdefault(session_id, [])
         del held[keep_len:]
         held.extend(tokens)
         self.forwards += 1
         return self.table[torch.tensor(tokens)]
+
+    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+        self.batches.append(len(items))
+        return [self.extend(*item) for item in items]
 
     def fork(self, session_id: str, copies: int) -> list[list[int]]:
         return [list(self.sessions[session_id]) for _ in range(copies)]

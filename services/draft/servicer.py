@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from specdec.runtime import messages
+from specdec.runtime.batcher import Batcher
 from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
@@ -21,9 +22,9 @@ MAX_NUM_DRAFTS = 16
 
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
-    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor):
-        super().__init__(lm, executor)
-        self._runner = DraftRunner(lm)
+    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 16):
+        super().__init__(lm, executor, max_batch)
+        self.batcher = Batcher(DraftRunner(lm).propose_batch, executor, max_batch)
 
     @abort_on_bad_input
     async def Propose(self, request: pb.ProposeRequest, context: grpc.aio.ServicerContext) -> pb.ProposeResponse:
@@ -33,11 +34,13 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
-        return messages.proposal_to_pb(await self.run_model(self._runner.propose, call))
+        return messages.proposal_to_pb(await self.batcher.submit(call))
 
 
 class DraftServiceActor(ModelServiceActor):
     service_name = "specdec.v1.DraftService"
 
-    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> None:
-        pb_grpc.add_DraftServiceServicer_to_server(DraftServicer(lm, executor), server)
+    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> DraftServicer:
+        servicer = DraftServicer(lm, executor, self.max_batch)
+        pb_grpc.add_DraftServiceServicer_to_server(servicer, server)
+        return servicer

@@ -1,10 +1,10 @@
-"""The target model runner: score windows of draft tokens in one forward pass.
+"""The target model runner: score windows of draft tokens, for several sessions in one forward pass.
 
 Knows the model runtime and the warps, not gRPC or acceptance rules. Returns gamma + 1 next-token
 distributions per window (warped, in wire precision) and their argmaxes: position i is the target's
 distribution after the committed tokens and the window's first i draft tokens. Un-warped distributions
-on request. With M windows they are scored as one batch over a fork of the session's cache, and the
-session keeps only the committed tokens.
+on request. Calls of different sessions are scored as one batch; a call with M windows is scored as one
+batch over a fork of its session's cache, and its session keeps only the committed tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from specdec.runtime.model import SessionLM
+from specdec.runtime.model import SessionError, SessionLM
 from specdec.runtime.warps import warped_probs
 from specdec.runtime.wire import wire_precision
 from specdec.types import Verification, VerifyCall
@@ -24,22 +24,60 @@ class TargetRunner:
         self.lm = lm
 
     def verify(self, call: VerifyCall) -> Verification:
+        result = self.verify_batch([call])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def verify_batch(self, calls: list[VerifyCall]) -> list[Verification | Exception]:
+        """Score every call; a call that cannot run gets its SessionError in its place."""
+        results: list[Verification | Exception | None] = [None] * len(calls)
+        batched: list[int] = []
+        sessions: set[str] = set()
+        for index, call in enumerate(calls):
+            try:
+                self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)
+            except SessionError as exc:
+                results[index] = exc
+                continue
+            if (call.num_drafts > 1 and call.draft_tokens) or call.session_id in sessions:
+                results[index] = self._verify_alone(call)
+            else:
+                sessions.add(call.session_id)
+                batched.append(index)
+        if batched:
+            started = time.perf_counter()
+            items = [(calls[i].session_id, calls[i].keep_len, calls[i].new_tokens + calls[i].draft_tokens)
+                     for i in batched]
+            logits = self.lm.extend_batch(items)
+            seconds = time.perf_counter() - started
+            for index, rows in zip(batched, logits, strict=True):
+                window = len(calls[index].draft_tokens) + 1
+                results[index] = self._scores(calls[index], rows[-window:].cpu(), seconds)
+        return results
+
+    def _verify_alone(self, call: VerifyCall) -> Verification | Exception:
+        """M windows of one call, scored over a fork of the session's cache after the committed tokens."""
         started = time.perf_counter()
         copies = call.num_drafts
         gamma = len(call.draft_tokens) // copies
-        if copies == 1 or gamma == 0:
-            window = len(call.draft_tokens) + 1
-            logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)[-window:]
-            logits = logits.cpu()
-        else:
+        try:
+            if copies == 1:
+                logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)
+                return self._scores(call, logits[-(gamma + 1):].cpu(), time.perf_counter() - started)
             first = self.lm.extend(call.session_id, call.keep_len, call.new_tokens)[-1:].cpu()  # shared position 0
             windows = [call.draft_tokens[m * gamma:(m + 1) * gamma] for m in range(copies)]
             rest = self.lm.extend_fork(self.lm.fork(call.session_id, copies), windows).cpu()  # [M, gamma, vocab]
-            logits = torch.cat([first.expand(copies, 1, -1), rest], 1).reshape(copies * (gamma + 1), -1)
+        except SessionError as exc:
+            return exc
+        logits = torch.cat([first.expand(copies, 1, -1), rest], 1).reshape(copies * (gamma + 1), -1)
+        return self._scores(call, logits, time.perf_counter() - started)
+
+    def _scores(self, call: VerifyCall, logits: torch.Tensor, seconds: float) -> Verification:
         return Verification(
             target_argmax=logits.argmax(-1).tolist(),
             target_probs=wire_precision(warped_probs(logits, call.sampling)) if call.want_probs else None,
             cache_len=self.lm.cache_len(call.session_id),
-            compute_seconds=time.perf_counter() - started,
+            compute_seconds=seconds,
             target_raw_probs=wire_precision(torch.softmax(logits, -1)) if call.want_raw_probs else None,
         )

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from specdec.runtime import messages
+from specdec.runtime.batcher import Batcher
 from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
@@ -21,9 +22,9 @@ MAX_NUM_DRAFTS = 16
 
 
 class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
-    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor):
-        super().__init__(lm, executor)
-        self._runner = TargetRunner(lm)
+    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 16):
+        super().__init__(lm, executor, max_batch)
+        self.batcher = Batcher(TargetRunner(lm).verify_batch, executor, max_batch)
 
     @abort_on_bad_input
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
@@ -38,11 +39,13 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)
-        return messages.verification_to_pb(await self.run_model(self._runner.verify, call))
+        return messages.verification_to_pb(await self.batcher.submit(call))
 
 
 class TargetServiceActor(ModelServiceActor):
     service_name = "specdec.v1.TargetService"
 
-    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> None:
-        pb_grpc.add_TargetServiceServicer_to_server(TargetServicer(lm, executor), server)
+    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> TargetServicer:
+        servicer = TargetServicer(lm, executor, self.max_batch)
+        pb_grpc.add_TargetServiceServicer_to_server(servicer, server)
+        return servicer

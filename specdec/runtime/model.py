@@ -41,6 +41,10 @@ class SessionLM(Protocol):
 
     def end_session(self, session_id: str) -> bool: ...
 
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None: ...
+
+    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
+
     def fork(self, session_id: str, copies: int) -> object: ...
 
     def extend_fork(self, fork: object, tokens: list[list[int]]) -> torch.Tensor: ...
@@ -109,9 +113,8 @@ class CausalLM:
             eos_token_id=-1 if self.tokenizer.eos_token_id is None else int(self.tokenizer.eos_token_id),
         )
 
-    @torch.inference_mode()
-    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
-        """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+        """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run."""
         session = self.sessions.get(session_id)
         cached = len(session.tokens) if session else 0
         if keep_len < 0 or keep_len > cached:
@@ -123,17 +126,78 @@ class CausalLM:
                                              f"more than the model's context of {self.max_context}")
         if min(tokens) < 0 or max(tokens) >= self.vocab_size:
             raise SessionError("new_tokens", f"token ids must be in [0, {self.vocab_size})")
-        if session is None:
-            session = self.sessions[session_id] = Session()
+
+    def _rolled_back(self, session_id: str, keep_len: int) -> Session:
+        session = self.sessions.setdefault(session_id, Session())
         if session.cache is None:
             session.cache = DynamicCache(config=self.model.config)
-        if keep_len < cached:
-            session.cache.crop(keep_len - cached)
+        if keep_len < len(session.tokens):
+            session.cache.crop(keep_len - len(session.tokens))
             del session.tokens[keep_len:]
+        return session
+
+    @torch.inference_mode()
+    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
+        """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
+        self.check_extend(session_id, keep_len, tokens)
+        session = self._rolled_back(session_id, keep_len)
         input_ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
         logits = self.model(input_ids=input_ids, past_key_values=session.cache, use_cache=True).logits
         session.tokens.extend(tokens)
         return logits[0, :, : self.vocab_size].float()
+
+    @torch.inference_mode()
+    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+        """`extend` for several distinct sessions in one forward pass; logits [len(tokens), vocab] per item.
+
+        The sessions' caches are left-padded to a common length and stacked, the new tokens right-padded;
+        an attention mask hides the padding and position ids continue each session's own positions. Each
+        session's cache is then cut back out of the batch.
+        """
+        if len({session_id for session_id, _, _ in items}) != len(items):
+            raise ValueError("extend_batch needs distinct sessions")
+        for item in items:
+            self.check_extend(*item)
+        if len(items) == 1:
+            return [self.extend(*items[0])]
+        sessions = [self._rolled_back(session_id, keep_len) for session_id, keep_len, _ in items]
+        cached = [len(session.tokens) for session in sessions]
+        appended = [len(tokens) for _, _, tokens in items]
+        past, width = max(cached), max(appended)
+        batch = DynamicCache(config=self.model.config)
+        for layer in range(self.model.config.num_hidden_layers):
+            batch.update(*self._stacked(sessions, layer, past), layer)
+        mask = torch.zeros(len(items), past + width, dtype=torch.long, device=self.device)
+        input_ids = torch.zeros(len(items), width, dtype=torch.long, device=self.device)
+        positions = torch.zeros(len(items), width, dtype=torch.long, device=self.device)
+        for row, ((_, _, tokens), length) in enumerate(zip(items, cached, strict=True)):
+            mask[row, past - length: past + len(tokens)] = 1
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            positions[row] = torch.arange(length, length + width)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=batch,
+                            use_cache=True).logits
+        for row, (session, length, count) in enumerate(zip(sessions, cached, appended, strict=True)):
+            span = slice(past - length, past + count)
+            session.cache = DynamicCache(config=self.model.config)
+            for layer, cache_layer in enumerate(batch.layers):
+                session.cache.update(cache_layer.keys[row:row + 1, :, span].clone(),
+                                     cache_layer.values[row:row + 1, :, span].clone(), layer)
+            session.tokens.extend(items[row][2])
+        return [logits[row, :count, : self.vocab_size].float() for row, count in enumerate(appended)]
+
+    def _stacked(self, sessions: list[Session], layer: int, past: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `layer` of every session's cache, left-padded with zeros to `past` positions: [B, H, past, D]."""
+        config = self.model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        keys = torch.zeros(len(sessions), config.num_key_value_heads, past, head_dim, dtype=self.model.dtype,
+                           device=self.device)
+        values = torch.zeros_like(keys)
+        for row, session in enumerate(sessions):
+            length = len(session.tokens)
+            if length:
+                keys[row, :, past - length:] = session.cache.layers[layer].keys[0]
+                values[row, :, past - length:] = session.cache.layers[layer].values[0]
+        return keys, values
 
     def fork(self, session_id: str, copies: int) -> Fork:
         """`copies` independent continuations of the session's cache, as one batch; the session is unchanged."""

@@ -1,5 +1,5 @@
 """What the draft and target servicers share: model info, session end, and running model work off the
-event loop on the service's one worker thread."""
+event loop on the service's one worker thread (batched across sessions by a `Batcher`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TypeVar
 import grpc
 
 from specdec.runtime import messages
+from specdec.runtime.batcher import Batcher
 from specdec.runtime.model import CausalLM
 from specdec.v1 import specdec_pb2 as pb
 
@@ -18,8 +19,10 @@ T = TypeVar("T")
 
 
 class ModelServicerBase:
-    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor):
-        self._lm, self._executor = lm, executor
+    batcher: Batcher
+
+    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int):
+        self._lm, self._executor, self.max_batch = lm, executor, max_batch
 
     async def run_model(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

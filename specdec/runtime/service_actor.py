@@ -16,6 +16,7 @@ import ray
 import torch
 
 from specdec.runtime.model import CausalLM, LoadSpec
+from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
 
 
@@ -32,14 +33,16 @@ class ModelServiceActor:
     service_name = ""
 
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
-                 limits: RpcLimits | None = None):
+                 limits: RpcLimits | None = None, max_batch: int = 16):
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
+        self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
         self._limits = limits or RpcLimits()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model",
                                             initializer=torch.set_num_threads, initargs=(threads,))
         self._start: asyncio.Task | None = None
         self._server: grpc.aio.Server | None = None
         self._lm: CausalLM | None = None
+        self.servicer: ModelServicerBase | None = None
 
     async def ready(self) -> str:
         if self._start is None:
@@ -48,16 +51,21 @@ class ModelServiceActor:
 
     async def health(self) -> dict:
         """Answers from the event loop: proves it is not blocked."""
+        sizes = self.servicer.batcher.batch_sizes if self.servicer else []
         return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
-                "sessions": len(self._lm.sessions) if self._lm else 0}
+                "sessions": len(self._lm.sessions) if self._lm else 0,
+                "batches": len(sizes), "largest_batch": max(sizes, default=0)}
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
         loop = asyncio.get_running_loop()
         self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec)
-        self._server, port = await start_server(lambda server: self.register(server, lm, self._executor),
-                                                self._host, self._port, self._limits, [self.service_name])
+
+        def register(server: grpc.aio.Server) -> None:
+            self.servicer = self.register(server, lm, self._executor)
+
+        self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name])
         return format_address(advertised_host(self._host), port)
 
-    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> None:
+    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError

@@ -132,3 +132,20 @@ def test_server_info(client: Client):
     info = client.server_info()
     assert info["draft"]["tokenizer_fingerprint"] == info["target"]["tokenizer_fingerprint"]
     assert info["default_rule"] == "sd"
+
+
+def test_concurrent_requests_are_batched_and_unchanged(client: Client, servers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [f"def f{i}(x):\n    return x * {i}\n\n\ndef g(" for i in range(6)]
+
+    def greedy(prompt: str) -> list[int]:
+        return client.generate(prompt, max_new_tokens=24, temperature=0.0, gamma=3, ignore_eos=True).token_ids
+
+    sequential = [greedy(p) for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        concurrent = list(pool.map(greedy, prompts))
+    assert concurrent == sequential
+    loop = servers["loop"]
+    health = [loop.run(servers[name].health()) for name in ("draft_actor", "target_actor")]
+    assert all(h["largest_batch"] > 1 for h in health), health

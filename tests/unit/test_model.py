@@ -49,3 +49,25 @@ def test_info_describes_the_model(lm: CausalLM):
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="dtype"):
         CausalLM(LoadSpec(resolve_model("demo:draft"), dtype="float8"))
+
+
+def test_batched_extend_equals_one_session_at_a_time(lm: CausalLM):
+    histories = {"b0": [5, 17, 99], "b1": [], "b2": [8, 9, 10, 11, 12, 13, 14], "b3": [300]}
+    appends = {"b0": [1, 2], "b1": [40, 41, 42, 43], "b2": [7], "b3": [2, 3, 4]}
+    for sid, tokens in histories.items():
+        if tokens:
+            lm.extend(sid, 0, tokens)
+            lm.extend(f"solo-{sid}", 0, tokens)
+    keep = {"b0": 2, "b1": 0, "b2": 7, "b3": 1}  # b0 also rolls back one token
+    batched = lm.extend_batch([(sid, keep[sid], appends[sid]) for sid in histories])
+    for (sid, tokens), logits in zip(appends.items(), batched, strict=True):
+        solo = lm.extend(f"solo-{sid}", keep[sid], tokens)
+        assert torch.allclose(logits, solo, atol=1e-4), sid
+        assert lm.sessions[sid].tokens == lm.sessions[f"solo-{sid}"].tokens
+    # the caches cut back out of the batch keep working one session at a time
+    for sid in histories:
+        after = lm.extend(sid, lm.cache_len(sid), [77])
+        solo = lm.extend(f"solo-{sid}", lm.cache_len(f"solo-{sid}"), [77])
+        assert torch.allclose(after, solo, atol=1e-4)
+        lm.end_session(sid)
+        lm.end_session(f"solo-{sid}")
