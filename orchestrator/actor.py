@@ -1,8 +1,9 @@
 """The orchestrator as a Ray actor: connects to the draft and target services, checks that they can
 work together, and serves OrchestratorService over grpc.aio on the actor's event loop.
 
-`ready()` returns the client address or re-raises a failed start (for example a draft/target pair
-whose tokenizers differ).
+With several targets (and drafts), each target is paired with draft number (target index mod drafts),
+so several targets may share one draft; each request runs on the least-loaded pair. `ready()` returns
+the client address or re-raises a failed start (for example a pair whose tokenizers differ).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import grpc
 from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
-from specdec.orchestrator.core import Orchestrator
+from specdec.orchestrator.core import Orchestrator, Route, check_pair
 from specdec.orchestrator.remote import RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
@@ -24,10 +25,10 @@ SERVICE_NAME = "specdec.v1.OrchestratorService"
 
 
 class OrchestratorActor:
-    def __init__(self, config: ServeConfig, draft_address: str, target_address: str):
+    def __init__(self, config: ServeConfig, draft_addresses: list[str], target_addresses: list[str]):
         self._config = config
         self._limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
-        self._addresses = (draft_address, target_address)
+        self._drafts, self._targets = list(draft_addresses), list(target_addresses)
         self._start: asyncio.Task | None = None
         self._orchestrator: Orchestrator | None = None
         self._server: grpc.aio.Server | None = None
@@ -41,16 +42,23 @@ class OrchestratorActor:
         o = self._orchestrator
         return {"service": SERVICE_NAME, "serving": self._server is not None,
                 "active_requests": o.active_requests if o else 0,
-                "draft": self._addresses[0], "target": self._addresses[1]}
+                "routes": {r.name: r.active for r in o.routes} if o else {}}
 
     async def _serve(self) -> str:
-        proposer = RemoteProposer(self._addresses[0], self._limits)
-        scorer = RemoteScorer(self._addresses[1], self._limits)
-        draft_info, target_info = await asyncio.gather(proposer.info(), scorer.info())
+        proposers = [RemoteProposer(address, self._limits) for address in self._drafts]
+        scorers = [RemoteScorer(address, self._limits) for address in self._targets]
+        infos = await asyncio.gather(*(service.info() for service in [*proposers, *scorers]))
+        draft_infos, target_infos = infos[: len(proposers)], infos[len(proposers):]
+        routes = []
+        for index, scorer in enumerate(scorers):
+            proposer = proposers[index % len(proposers)]
+            routes.append(Route(proposer, scorer, f"{proposer.address}->{scorer.address}"))
         tokenizer = await asyncio.get_running_loop().run_in_executor(
             None, AutoTokenizer.from_pretrained, resolve_model(self._config.target.model))
-        self._orchestrator = Orchestrator(proposer, scorer, tokenizer, draft_info, target_info,
-                                          self._config.defaults, self._config.limits)
+        for index, target_info in enumerate(target_infos):  # every pair must be able to work together
+            check_pair(draft_infos[index % len(proposers)], target_info)
+        self._orchestrator = Orchestrator(routes, tokenizer, draft_infos[0], target_infos[0], self._config.defaults,
+                                          self._config.limits)
         cfg = self._config.orchestrator
         self._server, port = await start_server(
             lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(

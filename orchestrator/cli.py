@@ -38,8 +38,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _init_ray(args.address, quiet=False)
     deployment = deploy(config, detached=args.detach)
     placement = "GPU" if deployment.use_gpu else "CPU"
-    print(f"draft  service at {deployment.draft_address} ({config.draft.model}, {placement})")
-    print(f"target service at {deployment.target_address} ({config.target.model}, {placement})")
+    for kind, addresses, model in (("draft ", deployment.draft_addresses, config.draft.model),
+                                   ("target", deployment.target_addresses, config.target.model)):
+        for address in addresses:
+            print(f"{kind} service at {address} ({model}, {placement})")
     print(f"orchestrator listening on {deployment.address}", flush=True)
     if args.detach:
         return 0
@@ -88,8 +90,9 @@ def local_deployment(config_path: str | None, console):
     with console.status("starting Ray, the draft and target services and the orchestrator..."):
         _init_ray(None, quiet=True)
         deployment = deploy(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}))
-    console.print(f"orchestrator at {deployment.address}; draft at {deployment.draft_address}, "
-                  f"target at {deployment.target_address} ({'GPU' if deployment.use_gpu else 'CPU'}, one each)")
+    console.print(f"orchestrator at {deployment.address}; drafts at {', '.join(deployment.draft_addresses)}, "
+                  f"targets at {', '.join(deployment.target_addresses)} "
+                  f"({'GPU' if deployment.use_gpu else 'CPU'}, one each)")
     try:
         yield deployment.address
     finally:

@@ -55,25 +55,45 @@ class PreparedRequest:
     gamma: int
 
 
+@dataclass
+class Route:
+    """One draft/target pair a request can run on; several routes may share a draft."""
+
+    proposer: Proposer
+    scorer: Scorer
+    name: str = "local"
+    active: int = 0  # requests in flight on this route
+
+
 @dataclass(frozen=True)
 class TextDelta:
     text: str
     token_ids: list[int]
 
 
+def check_pair(draft_info: ModelInfo, target_info: ModelInfo) -> None:
+    """Refuse a draft/target pair whose token ids do not mean the same thing."""
+    if draft_info.tokenizer_fingerprint != target_info.tokenizer_fingerprint:
+        raise ValueError(
+            f"draft and target tokenizers do not match: draft {draft_info.model!r} (vocab {draft_info.vocab_size}, "
+            f"fingerprint {draft_info.tokenizer_fingerprint}) vs target {target_info.model!r} (vocab "
+            f"{target_info.vocab_size}, fingerprint {target_info.tokenizer_fingerprint})")
+
+
 class Orchestrator:
-    def __init__(self, proposer: Proposer, scorer: Scorer, tokenizer: PreTrainedTokenizerBase,
-                 draft_info: ModelInfo, target_info: ModelInfo, defaults: DefaultsConfig, limits: LimitsConfig):
-        if draft_info.tokenizer_fingerprint != target_info.tokenizer_fingerprint:
-            raise ValueError(
-                f"draft and target tokenizers do not match: draft {draft_info.model!r} (vocab {draft_info.vocab_size},"
-                f" fingerprint {draft_info.tokenizer_fingerprint}) vs target {target_info.model!r} (vocab "
-                f"{target_info.vocab_size}, fingerprint {target_info.tokenizer_fingerprint})")
-        self.proposer, self.scorer, self.tokenizer = proposer, scorer, tokenizer
+    def __init__(self, routes: list[Route], tokenizer: PreTrainedTokenizerBase, draft_info: ModelInfo,
+                 target_info: ModelInfo, defaults: DefaultsConfig, limits: LimitsConfig):
+        check_pair(draft_info, target_info)
+        if not routes:
+            raise ValueError("routes: at least one draft/target pair is needed")
+        self.routes, self.tokenizer = routes, tokenizer
         self.draft_info, self.target_info = draft_info, target_info
         self.defaults, self.limits = defaults, limits
         self.max_context = min(draft_info.max_context, target_info.max_context)
-        self.active_requests = 0
+
+    @property
+    def active_requests(self) -> int:
+        return sum(route.active for route in self.routes)
 
     def prepare(self, params: GenerateParams) -> PreparedRequest:
         """Validate and fill defaults. Raises InvalidField naming the first bad field."""
@@ -129,9 +149,10 @@ class Orchestrator:
                              prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,
                              num_drafts_per_round=request.num_drafts, overlap=request.overlap)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
-        self.active_requests += 1
+        route = min(self.routes, key=lambda r: r.active)  # the least-loaded draft/target pair
+        route.active += 1
         try:
-            async for emitted in generate(request, self.proposer, self.scorer, prepared.rule, prepared.controller,
+            async for emitted in generate(request, route.proposer, route.scorer, prepared.rule, prepared.controller,
                                           stats):
                 yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted)
             tail = detokenizer.push([], final=True)
@@ -139,13 +160,11 @@ class Orchestrator:
                 yield TextDelta(text=tail, token_ids=[])
             yield stats
         finally:
-            self.active_requests -= 1
+            route.active -= 1
             # Free both sessions whether the request finished, failed or was cancelled.
-            await asyncio.shield(self._end_sessions(request.request_id))
-
-    async def _end_sessions(self, session_id: str) -> None:
-        await asyncio.gather(self.proposer.end_session(session_id), self.scorer.end_session(session_id),
-                             return_exceptions=True)
+            await asyncio.shield(asyncio.gather(route.proposer.end_session(request.request_id),
+                                                route.scorer.end_session(request.request_id),
+                                                return_exceptions=True))
 
 
 def _build(prefix: str, factory, *args):

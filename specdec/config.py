@@ -39,6 +39,8 @@ class PlacementConfig:
     accelerator: str = "auto"  # auto: one GPU per service when the cluster has GPUs, else CPUs
     cpus_per_service: int = 1  # CPUs per service (and torch threads) on CPU placement
     host: str = "127.0.0.1"  # services bind here; 0.0.0.0 for multi-node clusters
+    draft_replicas: int = 1  # draft services
+    target_replicas: int = 1  # target services; target i pairs with draft i mod draft_replicas
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class ServeConfig:
         if self.placement.accelerator not in ACCELERATORS:
             raise ValueError(f"placement.accelerator: must be one of {ACCELERATORS}, "
                              f"got {self.placement.accelerator!r}")
+        if self.placement.draft_replicas < 1 or self.placement.target_replicas < self.placement.draft_replicas:
+            raise ValueError("placement.target_replicas: need 1 <= draft_replicas <= target_replicas")
         if self.placement.cpus_per_service < 1:
             raise ValueError("placement.cpus_per_service: must be >= 1")
         from specdec.orchestrator.controllers import CONTROLLER_NAMES

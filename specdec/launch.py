@@ -11,7 +11,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from specdec.config import ServeConfig, resolve_model
+from specdec.config import ModelConfig, ServeConfig, resolve_model
 from specdec.orchestrator.actor import OrchestratorActor
 from specdec.runtime.model import LoadSpec
 from specdec.runtime.rpc import RpcLimits
@@ -26,57 +26,53 @@ START_TIMEOUT_S = 600.0
 @dataclass
 class Deployment:
     address: str  # the orchestrator's gRPC address, what clients dial
-    draft_address: str
-    target_address: str
+    draft_addresses: list[str]
+    target_addresses: list[str]
     use_gpu: bool
     orchestrator: ray.actor.ActorHandle
-    draft: ray.actor.ActorHandle
-    target: ray.actor.ActorHandle
+    drafts: list[ray.actor.ActorHandle]
+    targets: list[ray.actor.ActorHandle]
     placement_group: PlacementGroup
 
     def stop(self) -> None:
-        for actor in (self.orchestrator, self.draft, self.target):
+        for actor in (self.orchestrator, *self.drafts, *self.targets):
             ray.kill(actor, no_restart=True)
         remove_placement_group(self.placement_group)
 
 
 def wants_gpu(config: ServeConfig) -> bool:
+    services = config.placement.draft_replicas + config.placement.target_replicas
     if config.placement.accelerator == "auto":
-        return ray.cluster_resources().get("GPU", 0) >= 2
+        return ray.cluster_resources().get("GPU", 0) >= services
     return config.placement.accelerator == "gpu"
 
 
 def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
-    """Place and start draft, target and orchestrator; return once the orchestrator serves. Needs ray.init()."""
+    """Place and start the drafts, the targets and the orchestrator; return once it serves. Needs ray.init()."""
     use_gpu = wants_gpu(config)
     cpus = config.placement.cpus_per_service
     bundle = {"CPU": cpus, "GPU": 1} if use_gpu else {"CPU": cpus}
+    kinds = [(DraftServiceActor, config.draft)] * config.placement.draft_replicas
+    kinds += [(TargetServiceActor, config.target)] * config.placement.target_replicas
     lifetime = "detached" if detached else None
-    group = placement_group([bundle, bundle], strategy=config.placement.strategy, lifetime=lifetime)
+    group = placement_group([bundle] * len(kinds), strategy=config.placement.strategy, lifetime=lifetime)
     ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
     if not ready:
         remove_placement_group(group)
-        raise RuntimeError(f"placement: could not reserve two bundles of {bundle} with strategy "
+        raise RuntimeError(f"placement: could not reserve {len(kinds)} bundles of {bundle} with strategy "
                            f"{config.placement.strategy} within {PLACEMENT_TIMEOUT_S:.0f}s; cluster has "
                            f"{ray.cluster_resources()}")
     limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
     started: list[ray.actor.ActorHandle] = []
     try:
-        services = []
-        for index, (actor_class, model) in enumerate(((DraftServiceActor, config.draft),
-                                                      (TargetServiceActor, config.target))):
-            spec = LoadSpec(resolve_model(model.model), model.dtype, model.device)
-            handle = ray.remote(actor_class).options(
-                num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index),
-            ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch)
-            started.append(handle)
-            services.append(handle)
-        draft_address, target_address = ray.get([s.ready.remote() for s in services], timeout=START_TIMEOUT_S)
+        for index, (actor_class, model) in enumerate(kinds):
+            started.append(_start_service(actor_class, model, config, group, index, use_gpu, limits, lifetime))
+        addresses = ray.get([s.ready.remote() for s in started], timeout=START_TIMEOUT_S)
+        drafts = config.placement.draft_replicas
         cfg = config.orchestrator
         orchestrator = ray.remote(OrchestratorActor).options(
             name=cfg.name, namespace=cfg.namespace, lifetime=lifetime, num_cpus=cfg.num_cpus,
-        ).remote(config, draft_address, target_address)
+        ).remote(config, addresses[:drafts], addresses[drafts:])
         started.append(orchestrator)
         address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)
     except BaseException:
@@ -84,8 +80,19 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
             ray.kill(handle, no_restart=True)
         remove_placement_group(group)
         raise
-    log.info("draft at %s, target at %s, orchestrator at %s", draft_address, target_address, address)
-    return Deployment(address, draft_address, target_address, use_gpu, orchestrator, services[0], services[1], group)
+    log.info("drafts at %s, targets at %s, orchestrator at %s", addresses[:drafts], addresses[drafts:], address)
+    return Deployment(address, addresses[:drafts], addresses[drafts:], use_gpu, orchestrator, started[:drafts],
+                      started[drafts:-1], group)
+
+
+def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,
+                   use_gpu: bool, limits: RpcLimits, lifetime: str | None) -> ray.actor.ActorHandle:
+    cpus = config.placement.cpus_per_service
+    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device)
+    return ray.remote(actor_class).options(
+        num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime,
+        scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
+    ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch)
 
 
 def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:

@@ -15,7 +15,8 @@ from tests.helpers import TargetOracle
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # Logical CPUs: the deployments of these tests reserve more bundles than this machine has cores.
+    ray.init(num_cpus=6, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
 

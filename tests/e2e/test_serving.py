@@ -46,7 +46,7 @@ def test_many_requests_in_flight_each_with_own_sessions(client: Client, deployme
     with ThreadPoolExecutor(8) as pool:
         concurrent = list(pool.map(greedy, PROMPTS)) + list(pool.map(sampled, range(4)))
     assert concurrent == sequential
-    health = ray.get([deployment.draft.health.remote(), deployment.target.health.remote()])
+    health = ray.get([actor.health.remote() for actor in (*deployment.drafts, *deployment.targets)])
     assert [h["sessions"] for h in health] == [0, 0]
 
 
@@ -90,3 +90,21 @@ def test_bench_writes_its_report(deployment, tmp_path):
     assert report["rows"][0]["speedup"] == 1.0 and report["findings"]["best_fixed"].startswith("sd gamma=")
     for name in ("bench.csv", "speed_quality.png", "controllers.png", "gamma_trace.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_two_targets_share_one_draft_and_split_the_load(ray_cluster, oracle: TargetOracle):
+    from specdec.launch import deploy
+
+    config = ServeConfig.from_dict({"placement": {"draft_replicas": 1, "target_replicas": 2},
+                                    "orchestrator": {"port": 0, "name": "replica-test"}})
+    dep = deploy(config)
+    try:
+        assert len(dep.drafts) == 1 and len(dep.targets) == 2
+        with Client(dep.address, timeout_s=300) as replica_client, ThreadPoolExecutor(4) as pool:
+            outputs = list(pool.map(lambda p: replica_client.generate(p, max_new_tokens=16, temperature=0.0, gamma=3,
+                                                                      ignore_eos=True).token_ids, PROMPTS))
+        assert outputs == [oracle.hf_generate(p, 16) for p in PROMPTS]
+        served = [h["batches"] for h in ray.get([t.health.remote() for t in dep.targets])]
+        assert all(count > 0 for count in served), served  # the least-loaded routing used both targets
+    finally:
+        dep.stop()

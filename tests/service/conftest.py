@@ -20,7 +20,7 @@ def servers():
     draft_address = loop.run(draft.ready())
     target_address = loop.run(target.ready())
     config = ServeConfig().with_overrides(orchestrator={"port": 0})
-    orchestrator = OrchestratorActor(config, draft_address, target_address)
+    orchestrator = OrchestratorActor(config, [draft_address], [target_address])
     address = loop.run(orchestrator.ready())
     yield {"draft": draft_address, "target": target_address, "orchestrator": address, "loop": loop,
            "draft_actor": draft, "target_actor": target}
