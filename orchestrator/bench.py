@@ -27,6 +27,7 @@ class BenchConfig:
     controller: str = "fixed"
     rule_params: dict = field(default_factory=dict)
     num_drafts: int = 1
+    overlap: bool = False
 
 
 @dataclass
@@ -132,7 +133,7 @@ def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, m
         out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                               rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
                               rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
-                              ignore_eos=True)
+                              overlap=config.overlap, ignore_eos=True)
         row.add(out.stats, out.token_ids)
         if scorer is not None:
             prompt_ids = scorer.encode(prompt.prompt)
@@ -149,6 +150,7 @@ def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergenc
     """The default grid: rules x thresholds x controllers x gamma, each around the sd baseline at `gamma`."""
     sweep = [BenchConfig("target-only", "baseline", "sd", 0)]
     sweep += [BenchConfig(f"sd gamma={g}", "fixed", "sd", g) for g in gammas]
+    sweep.append(BenchConfig(f"sd gamma={gamma} overlapped", "overlap", "sd", gamma, overlap=True))
     sweep += [BenchConfig(f"sd {c}", "controller", "sd", gamma, controller=c) for c in controllers]
     sweep += [BenchConfig(f"fsd {d} T={t:g}", "fsd", "fsd", gamma, rule_params={"divergence": d, "threshold": t})
               for d in divergences for t in thresholds]

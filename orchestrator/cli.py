@@ -130,6 +130,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from specdec.orchestrator.quality import TargetScorer
 
     console = _console()
+    if args.concurrency:
+        return _bench_load(args, console)
     sweep = build_sweep(args.gammas, args.gamma, args.controllers, args.divergences, args.thresholds, args.epsilons,
                         args.num_drafts)
     prompts = code_prompts(args.prompts, seed=args.seed)
@@ -150,6 +152,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print_table(rows, found, console)
     for path in write_files(rows, found, meta, out_dir):
         console.print(f"wrote {path}")
+    return 0
+
+
+def _bench_load(args: argparse.Namespace, console) -> int:
+    import csv
+    import json
+    import time
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rich.progress import Progress
+
+    from specdec.demo_pair.heldout import code_prompts
+    from specdec.orchestrator.client import Client
+    from specdec.orchestrator.load_bench import load_modes, print_load, run_load
+
+    prompts = code_prompts(max(args.prompts, max(args.concurrency)), seed=args.seed)
+    out_dir = Path(args.out or f"bench-results/load-{time.strftime('%Y%m%d-%H%M%S')}")
+    with contextlib.ExitStack() as stack:
+        address = args.address or stack.enter_context(local_deployment(args.config, console))
+        client = stack.enter_context(Client(address))
+        with Progress(console=console, transient=True) as progress:
+            rows = run_load(client, prompts, load_modes(args.gamma), args.concurrency, args.requests_per_stream,
+                            args.max_new_tokens, args.temperature, args.seed, progress)
+    print_load(rows, console)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = [r.record() for r in rows]
+    (out_dir / "load.json").write_text(json.dumps({"meta": vars(args) | {"func": None}, "rows": records}, indent=2))
+    with open(out_dir / "load.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for mode in dict.fromkeys(r.mode for r in rows):
+        points = [r for r in rows if r.mode == mode]
+        ax.plot([r.concurrency for r in points], [r.tokens_per_second for r in points], marker="o", label=mode)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "load.png", dpi=110)
+    for name in ("load.json", "load.csv", "load.png"):
+        console.print(f"wrote {out_dir / name}")
     return 0
 
 
@@ -231,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="opt / uno over-acceptance values to sweep")
     bench.add_argument("--num-drafts", type=int, nargs="+", default=[2], help="multi-draft M values (M > 1)")
     bench.add_argument("--seed", type=int, default=0, help="seed of prompts and requests")
+    bench.add_argument("--concurrency", type=int, nargs="+",
+                       help="measure aggregate tokens/s at these numbers of concurrent streams instead of the rule "
+                            "sweep: target-only, serial, overlapped and the cost controller at each load")
+    bench.add_argument("--requests-per-stream", type=int, default=2, help="with --concurrency: requests per stream")
     bench.add_argument("--out", help="output folder (default: bench-results/<time>)")
     bench.set_defaults(func=cmd_bench)
     return parser
