@@ -157,6 +157,8 @@ class RoundLoop:
                     emitted = emitted[: stop_at + 1]
                 emitted = emitted[: request.max_new_tokens - produced]
                 self.committed += emitted
+                self.draft_cursor = min(self.draft_cursor, len(self.committed))
+                self.target_cursor = min(self.target_cursor, len(self.committed))
                 if ready and len(self.committed) != ready.base:
                     ready = None  # truncated by a stop token or the budget: the pre-drafted window is moot
                 draft_seconds = sum(p.compute_seconds for p in fresh)
