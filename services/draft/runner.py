@@ -45,7 +45,8 @@ class _Drafting:
         call = self.call
         if call.sampling.greedy:
             tokens = logits.argmax(-1)
-            confidence = torch.softmax(logits, -1).gather(-1, tokens[:, None])[:, 0]
+            confidence = (torch.softmax(logits, -1).gather(-1, tokens[:, None])[:, 0] if call.confidence_threshold
+                          else torch.ones(tokens.shape))
             if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
                 self.rows.append(torch.nn.functional.one_hot(tokens, logits.shape[-1]).float())
         else:
