@@ -7,7 +7,7 @@ import threading
 from collections.abc import Coroutine
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from specdec.config import resolve_model
 
@@ -35,6 +35,8 @@ class TargetOracle:
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        # Like a request with ignore_eos: the end-of-text token is an ordinary token, never a stop.
+        self.model.config.eos_token_id = self.model.generation_config.eos_token_id = None
 
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -42,7 +44,6 @@ class TargetOracle:
     @torch.inference_mode()
     def hf_generate(self, prompt: str, max_new_tokens: int) -> list[int]:
         ids = torch.tensor([self.encode(prompt)])
-        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                  min_new_tokens=max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.eos_token_id)
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
+        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
         return out[0, ids.shape[1]:].tolist()

@@ -84,7 +84,8 @@ def test_bench_writes_its_report(deployment, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     labels = [row["label"] for row in report["rows"]]
-    assert labels == ["target-only", "sd gamma=1", "sd gamma=3", "sd cost", "fsd tv T=0.3", "opt eps=0.1",
+    assert labels == ["target-only", "sd gamma=1", "sd gamma=3", "sd gamma=3 overlapped", "sd cost", "fsd tv T=0.3",
+                      "opt eps=0.1",
                       "uno eps=0.1", "typical", "sd M=2"]
     assert all(row["tokens"] == 16 for row in report["rows"])
     assert report["rows"][0]["speedup"] == 1.0 and report["findings"]["best_fixed"].startswith("sd gamma=")
