@@ -28,6 +28,7 @@ class BenchConfig:
     rule_params: dict = field(default_factory=dict)
     num_drafts: int = 1
     overlap: bool = False
+    speculation_lanes: int = 0
 
 
 @dataclass
@@ -46,6 +47,8 @@ class BenchRow:
     verify_seconds: float = 0.0
     verify_forwards: int = 0
     wire_bytes: int = 0
+    pre_drafted: int = 0  # rounds whose window was drafted during the previous verification
+    lane_hits: int = 0  # of those, windows from speculation lanes
     exact_lines: int = 0
     token_accuracy_sum: float = 0.0
     loglik_sum: float = 0.0
@@ -67,6 +70,8 @@ class BenchRow:
         self.verify_seconds += stats["verify_seconds"]
         self.verify_forwards += stats["num_verify_forwards"]
         self.wire_bytes += stats["wire_bytes"]
+        self.pre_drafted += stats["num_pre_drafted"]
+        self.lane_hits += stats["num_lane_hits"]
         if not self.outputs:
             self.gamma_trace = list(stats["gamma_trace"])
         self.outputs.append(token_ids)
@@ -133,7 +138,8 @@ def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, m
         out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                               rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
                               rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
-                              overlap=config.overlap, ignore_eos=True)
+                              overlap=config.overlap, speculation_lanes=config.speculation_lanes,
+                              ignore_eos=True)
         row.add(out.stats, out.token_ids)
         if scorer is not None:
             prompt_ids = scorer.encode(prompt.prompt)
@@ -151,6 +157,8 @@ def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergenc
     sweep = [BenchConfig("target-only", "baseline", "sd", 0)]
     sweep += [BenchConfig(f"sd gamma={g}", "fixed", "sd", g) for g in gammas]
     sweep.append(BenchConfig(f"sd gamma={gamma} overlapped", "overlap", "sd", gamma, overlap=True))
+    sweep.append(BenchConfig(f"sd gamma={gamma} overlapped, 2 lanes", "overlap", "sd", gamma, overlap=True,
+                             speculation_lanes=2))
     sweep += [BenchConfig(f"sd {c}", "controller", "sd", gamma, controller=c) for c in controllers]
     sweep += [BenchConfig(f"fsd {d} T={t:g}", "fsd", "fsd", gamma, rule_params={"divergence": d, "threshold": t})
               for d in divergences for t in thresholds]

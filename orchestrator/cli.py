@@ -69,7 +69,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                        top_k=args.top_k, top_p=args.top_p, rule=args.rule or "", gamma=args.gamma,
                                        seed=args.seed, ignore_eos=args.ignore_eos, rule_params=rule_params,
                                        gamma_controller=args.gamma_controller or "", num_drafts=args.num_drafts,
-                                       overlap=args.overlap):
+                                       overlap=args.overlap, speculation_lanes=args.speculation_lanes):
                 print(delta.text, end="", flush=True)
         except grpc.RpcError as exc:
             print(f"\nspecdec generate: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -177,8 +177,9 @@ def _bench_load(args: argparse.Namespace, console) -> int:
         address = args.address or stack.enter_context(local_deployment(args.config, console))
         client = stack.enter_context(Client(address))
         with Progress(console=console, transient=True) as progress:
-            rows = run_load(client, prompts, load_modes(args.gamma), args.concurrency, args.requests_per_stream,
-                            args.max_new_tokens, args.temperature, args.seed, progress)
+            rows = run_load(client, prompts, load_modes(args.gamma, args.speculation_lanes), args.concurrency,
+                            args.requests_per_stream, args.min_requests, args.max_new_tokens, args.temperature,
+                            args.seed, progress)
     print_load(rows, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = [r.record() for r in rows]
@@ -188,8 +189,8 @@ def _bench_load(args: argparse.Namespace, console) -> int:
         writer.writeheader()
         writer.writerows(records)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode in dict.fromkeys(r.mode for r in rows):
-        points = [r for r in rows if r.mode == mode]
+    for mode in dict.fromkeys(r.mode.label for r in rows):
+        points = [r for r in rows if r.mode.label == mode]
         ax.plot([r.concurrency for r in points], [r.tokens_per_second for r in points], marker="o", label=mode)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent streams")
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--num-drafts", type=int, default=0, help="draft sequences per round (sd and greedy)")
     generate.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
                           help="draft the next window while the target verifies (default: server's)")
+    generate.add_argument("--speculation-lanes", type=int,
+                          help="with --overlap: rejection outcomes to pre-draft for besides full acceptance "
+                               "(default: server's)")
     generate.add_argument("--gamma", type=int, help="draft tokens per round; 0 is target-only decoding")
     generate.add_argument("--seed", type=int, help="seed for every random choice (same seed, same output)")
     generate.add_argument("--ignore-eos", action="store_true", help="keep going past the end-of-text token")
@@ -285,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="measure aggregate tokens/s at these numbers of concurrent streams instead of the rule "
                             "sweep: target-only, serial, overlapped and the cost controller at each load")
     bench.add_argument("--requests-per-stream", type=int, default=2, help="with --concurrency: requests per stream")
+    bench.add_argument("--min-requests", type=int, default=16,
+                       help="with --concurrency: at least this many requests per load (light loads get more a stream)")
+    bench.add_argument("--speculation-lanes", type=int, default=2,
+                       help="speculation lanes of the overlapped runs with lanes (rejection outcomes pre-drafted for)")
     bench.add_argument("--out", help="output folder (default: bench-results/<time>)")
     bench.set_defaults(func=cmd_bench)
     return parser

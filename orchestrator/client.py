@@ -57,12 +57,13 @@ class Client:
                top_p: float = 1.0, rule: str = "", gamma: int | None = None, seed: int | None = None,
                ignore_eos: bool = False, rule_params: dict | None = None, gamma_controller: str = "",
                controller_params: dict | None = None, num_drafts: int = 0,
-               overlap: bool | None = None) -> Iterator[Delta]:
+               overlap: bool | None = None, speculation_lanes: int | None = None) -> Iterator[Delta]:
         """Yield text deltas as they are committed; afterwards `last_stats` holds the request's stats.
 
         max_new_tokens 0, rule "" and gamma_controller "" mean the server defaults; gamma None the server
         default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one); overlap None is
-        the server default, True drafts the next window while the target verifies. rule_params
+        the server default, True drafts the next window while the target verifies; speculation_lanes
+        (None: server default) is how many rejection outcomes overlapped mode also pre-drafts for. rule_params
         (threshold, divergence, divergence_top_k, divergence_on_warped, epsilon, delta) and
         controller_params (gamma_max, gamma_min, eta, delta, confidence_threshold, smoothing, probe_every)
         are dicts of the RuleParams / ControllerParams fields.
@@ -80,6 +81,8 @@ class Client:
             request.seed = seed
         if overlap is not None:
             request.overlap = overlap
+        if speculation_lanes is not None:
+            request.speculation_lanes = speculation_lanes
         self.last_stats = {}
         for response in self._stub.Generate(request, timeout=self.timeout_s):
             if response.HasField("delta"):

@@ -44,6 +44,7 @@ class GenerateParams:
     controller_params: ControllerParams = field(default_factory=ControllerParams)
     num_drafts: int | None = None
     overlap: bool | None = None
+    speculation_lanes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,15 @@ class Orchestrator:
             raise InvalidField("prompt", "encodes to no tokens")
         if len(prompt_ids) >= self.max_context:
             raise InvalidField("prompt", f"{len(prompt_ids)} tokens; the model's context is {self.max_context}")
+        lanes = self.defaults.speculation_lanes if params.speculation_lanes is None else params.speculation_lanes
+        check_range("speculation_lanes", lanes, 0, self.limits.max_speculation_lanes)
+        overlap = self.defaults.overlap if params.overlap is None else params.overlap
         eos = self.target_info.eos_token_id
         stops = frozenset() if params.ignore_eos or eos < 0 else frozenset({eos})
         request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
                                     max_context=self.max_context, stop_token_ids=stops, num_drafts=num_drafts,
-                                    overlap=self.defaults.overlap if params.overlap is None else params.overlap)
+                                    overlap=overlap, speculation_lanes=lanes if overlap else 0)
         return PreparedRequest(request, rule, controller, controller_name, gamma)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
@@ -147,7 +151,8 @@ class Orchestrator:
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
                              prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,
-                             num_drafts_per_round=request.num_drafts, overlap=request.overlap)
+                             num_drafts_per_round=request.num_drafts, overlap=request.overlap,
+                             speculation_lanes=request.speculation_lanes)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         route = min(self.routes, key=lambda r: r.active)  # the least-loaded draft/target pair
         route.active += 1

@@ -11,6 +11,13 @@ round k emits the accepted window without a bonus token (the pre-drafted window'
 at that position and is verified next), and window k+1 goes to verification at once; otherwise the
 pre-drafted window is discarded and the draft rolls back. Every position is still judged by the rule
 against the draft distribution it was sampled from, so `sd` stays exact.
+
+Speculation lanes (the speculation cache) extend overlapped mode to rejections: lane j, a draft session
+of its own, pre-drafts the window that follows "the first j-1 draft tokens accepted, then the draft's
+most likely other token at position j-1 as the recovered token". When the round ends exactly so, that
+window is verified next without waiting for the draft; the lane becomes the request's main draft
+session. A pre-drafted window is used only when its premise is what the rule committed, and its tokens
+were sampled from the draft given that premise, so every rule keeps its guarantees.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -53,14 +60,64 @@ class GenerationRequest:
     stop_token_ids: frozenset[int] = frozenset()
     num_drafts: int = 1  # M draft sequences per round (M > 1: sd or greedy only)
     overlap: bool = False  # draft window k+1 while window k is verified
+    speculation_lanes: int = 0  # overlapped mode: rejection outcomes to pre-draft for, besides full acceptance
+
+
+def lane_session_ids(request: GenerationRequest) -> list[str]:
+    """The draft sessions of a request: its own id, then one per speculation lane."""
+    return [request.request_id] + [f"{request.request_id}/lane{j}" for j in range(1, request.speculation_lanes + 1)]
+
+
+@dataclass
+class _Lane:
+    """A draft session: its cache holds committed[:cursor] followed by the not yet committed `held` tokens."""
+
+    session_id: str
+    cursor: int = 0
+    held: list[int] = field(default_factory=list)
+
+    def feed(self, sequence: list[int]) -> tuple[int, list[int]]:
+        """(keep_len, new_tokens) that make the cache hold `sequence` (at least one token is fed)."""
+        keep = self.cursor + common_prefix(self.held, sequence[self.cursor:])
+        keep = min(keep, len(sequence) - 1)
+        return keep, sequence[keep:]
+
+    def drafted(self, keep_len: int, fed: list[int], proposal: Proposal) -> None:
+        """Record what a propose call left in the cache: committed[:keep_len] + fed + all but the last draft."""
+        held = (self.held[: keep_len - self.cursor] if keep_len > self.cursor else []) + fed + proposal.draft_tokens
+        self.cursor = min(self.cursor, keep_len)
+        self.held = held[: proposal.cache_len - self.cursor]
+
+    def settle(self, committed: list[int]) -> None:
+        """Move the committed part of `held` behind the cursor; drop held tokens that were not committed."""
+        matched = common_prefix(self.held, committed[self.cursor:])
+        self.held = self.held[matched:] if self.cursor + matched == len(committed) else []
+        self.cursor += matched
 
 
 @dataclass
 class _Window:
-    """A proposed window and the committed length it was drafted after."""
+    """A proposed window, the committed length it was drafted after, and the lane that drafted it."""
 
     base: int
     proposal: Proposal
+    lane: _Lane
+
+
+@dataclass
+class _Speculation:
+    """A window drafted during verification, for the outcome `accepted` draft tokens then `token` (None: the
+    whole window accepted and no bonus token; the pre-drafted window's first token takes that position)."""
+
+    lane: _Lane
+    accepted: int
+    token: int | None
+    future: asyncio.Future
+
+    def premise_holds(self, acceptance: Acceptance, size: int) -> bool:
+        if self.token is None:
+            return acceptance.num_accepted == size
+        return acceptance.num_accepted == self.accepted and acceptance.next_token == self.token
 
 
 class RoundLoop:
@@ -69,7 +126,8 @@ class RoundLoop:
         self.request, self.proposer, self.scorer = request, proposer, scorer
         self.rule, self.controller, self.stats = rule, controller, stats
         self.committed = list(request.prompt_ids)
-        self.draft_cursor = self.target_cursor = 0  # leading committed tokens each service's cache holds
+        self.lanes = [_Lane(session_id) for session_id in lane_session_ids(request)]  # lanes[0]: the main one
+        self.target_cursor = 0  # leading committed tokens the target's cache holds
         self.generator = torch.Generator().manual_seed(request.seed)
         self.draft_calls = 0  # seeds each draft call; speculative calls count too, so retries never collide
         self.want_raw = rule.needs_raw_probs and not request.sampling.is_identity
@@ -82,14 +140,18 @@ class RoundLoop:
         room = self.request.max_context - committed_len
         return max(0, min(self.controller.next_gamma(), self.request.max_new_tokens - produced - 1, room - 1))
 
-    async def propose(self, keep_len: int, new_tokens: list[int], gamma: int) -> Proposal:
+    async def propose(self, lane: _Lane, sequence: list[int], gamma: int) -> Proposal:
+        """Draft `gamma` tokens after `sequence` (the committed tokens, perhaps plus a premise) on `lane`."""
+        keep_len, new_tokens = lane.feed(sequence)
         call = ProposeCall(
-            session_id=self.request.request_id, round=self.draft_calls, keep_len=keep_len, new_tokens=new_tokens,
+            session_id=lane.session_id, round=self.draft_calls, keep_len=keep_len, new_tokens=new_tokens,
             gamma=gamma, sampling=self.request.sampling, seed=self.request.seed, want_probs=self.rule.needs_probs,
             confidence_threshold=self.controller.confidence_threshold, want_raw_probs=self.want_raw,
             num_drafts=self.request.num_drafts)
         self.draft_calls += 1
-        return await self.proposer.propose(call)
+        proposal = await self.proposer.propose(call)
+        lane.drafted(keep_len, new_tokens, proposal)
+        return proposal
 
     async def run(self) -> AsyncIterator[list[int]]:
         request, stats = self.request, self.stats
@@ -99,57 +161,66 @@ class RoundLoop:
         try:
             while True:
                 round_started = time.perf_counter()
-                produced = len(self.committed) - len(request.prompt_ids)
-                if produced >= request.max_new_tokens or len(self.committed) >= request.max_context:
+                base = len(self.committed)
+                produced = base - len(request.prompt_ids)
+                if produced >= request.max_new_tokens or base >= request.max_context:
                     stats.finish_reason = "length"
                     break
 
                 # 1. Propose up to gamma draft tokens, unless the last round pre-drafted them.
                 window, ready = ready, None
-                fresh: list[Proposal] = []  # draft calls made in this round, for the draft-time accounting
-                gamma = self.gamma_for(len(self.committed))
+                fresh: list[Proposal] = []  # draft calls made for the main lane, for the draft-time accounting
+                gamma = self.gamma_for(base)
                 if window is None and gamma > 0:
-                    proposal = await self.propose(self.draft_cursor, self.committed[self.draft_cursor:], gamma)
-                    window = _Window(len(self.committed), proposal)
+                    proposal = await self.propose(self.lanes[0], self.committed, gamma)
+                    window = _Window(base, proposal, self.lanes[0])
                     fresh.append(proposal)
+                stats.num_pre_drafted += window is not None and not fresh
                 proposal = window.proposal if window else None
                 draft_tokens = proposal.draft_tokens if proposal else []
                 copies = request.num_drafts if draft_tokens else 1
 
-                # 2. Verify with one target forward; meanwhile, in overlapped mode, draft the next window.
+                # 2. Verify with one target forward; meanwhile, in overlapped mode, draft ahead.
                 verify = asyncio.ensure_future(self.scorer.verify(VerifyCall(
                     session_id=request.request_id, round=round_index, keep_len=self.target_cursor,
                     new_tokens=self.committed[self.target_cursor:], draft_tokens=draft_tokens,
                     sampling=request.sampling, want_probs=self.rule.needs_probs, want_raw_probs=self.want_raw,
                     num_drafts=copies)))
-                ahead = self.draft_ahead(proposal)
+                speculations = self.draft_ahead(proposal)
                 try:
                     verification = await verify
                 finally:
                     if not verify.done():
                         verify.cancel()
-                    speculative = await ahead if ahead else None  # the draft session must settle first
+                    if speculations:  # every draft session must settle before the next call on it
+                        await asyncio.wait([s.future for s in speculations])
+                for speculation in speculations:
+                    speculation.future.result()  # a failed draft call fails the round
 
                 # 3. Accept a prefix of the draft tokens, plus the recovered or bonus token.
                 acceptance = accept(self.rule, proposal, verification, copies, self.generator)
                 size = len(draft_tokens) // copies
                 drafted = draft_tokens[acceptance.window * size:(acceptance.window + 1) * size]
                 emitted = drafted[: acceptance.num_accepted] + [acceptance.next_token]
-                if speculative and acceptance.num_accepted == size:
-                    # Post-verify: the pre-drafted window covers the bonus position; emit no bonus token.
-                    emitted = drafted
-                    ready = _Window(len(self.committed) + size, speculative)
+                hit = next((s for s in speculations if s.premise_holds(acceptance, size)), None)
+                if hit:
+                    if hit.token is None:  # post-verify: the pre-drafted window covers the bonus position
+                        emitted = drafted
+                    ready = _Window(base + len(emitted), hit.future.result(), hit.lane)
+                    self.lanes.remove(hit.lane)
+                    self.lanes.insert(0, hit.lane)
+                    stats.num_lane_hits += hit.token is not None
+                main = next((s for s in speculations if s.token is None), None)
+                if main:
+                    fresh.append(main.future.result())
+                stats.num_lane_draft_tokens += sum(len(s.future.result().draft_tokens) for s in speculations
+                                                   if s.token is not None)
 
-                # 4. Each cache keeps what it fed that is still committed; the rest is rolled back next round.
-                valid = len(self.committed) + acceptance.num_accepted
-                # Without a bonus token the target has fed every committed token; keep one back so the next
-                # verify has a token to append and yields the distribution after it.
-                self.target_cursor = min(verification.cache_len, valid - (1 if ready else 0))
-                latest = speculative or proposal
-                if latest:
-                    self.draft_cursor = min(latest.cache_len, valid)
-                if speculative:
-                    fresh.append(speculative)
+                # 4. The target keeps what it fed that is still committed; without a bonus token it has fed
+                # every committed token, so keep one back for the next verify to append.
+                valid = base + acceptance.num_accepted
+                held_back = 1 if hit and hit.token is None else 0
+                self.target_cursor = min(verification.cache_len, valid - held_back)
 
                 # 5. Commit (up to a stop token and the budget), record, stream.
                 stop_at = next((i for i, t in enumerate(emitted) if t in request.stop_token_ids), None)
@@ -157,7 +228,8 @@ class RoundLoop:
                     emitted = emitted[: stop_at + 1]
                 emitted = emitted[: request.max_new_tokens - produced]
                 self.committed += emitted
-                self.draft_cursor = min(self.draft_cursor, len(self.committed))
+                for lane in self.lanes:
+                    lane.settle(self.committed)
                 self.target_cursor = min(self.target_cursor, len(self.committed))
                 if ready and len(self.committed) != ready.base:
                     ready = None  # truncated by a stop token or the budget: the pre-drafted window is moot
@@ -176,18 +248,38 @@ class RoundLoop:
                     break
         finally:
             stats.seconds = time.perf_counter() - started
+            spare = [lane.session_id for lane in self.lanes if lane.session_id != request.request_id]
+            if spare:  # the caller ends the request's own sessions; the loop ends the lanes it added
+                await asyncio.shield(asyncio.gather(*(self.proposer.end_session(s) for s in spare),
+                                                    return_exceptions=True))
 
-    def draft_ahead(self, proposal: Proposal | None) -> asyncio.Future | None:
-        """Start drafting the window after `proposal`, assuming all of it is accepted (overlapped mode)."""
+    def draft_ahead(self, proposal: Proposal | None) -> list[_Speculation]:
+        """In overlapped mode, start drafting the windows that follow the likely outcomes of this round: the
+        whole window accepted (on the main lane), and for lane j, j-1 tokens accepted then the draft's
+        most likely other token at position j-1."""
         if not (self.overlap and proposal and proposal.draft_tokens):
-            return None
-        after = len(self.committed) + len(proposal.draft_tokens)
-        gamma = self.gamma_for(after)
-        if gamma <= 0:
-            return None
-        fed = proposal.cache_len  # the draft holds the committed tokens and all but its last draft token
-        unfed = (self.committed + proposal.draft_tokens)[fed:]
-        return asyncio.ensure_future(self.propose(fed, unfed, gamma))
+            return []
+        drafted = proposal.draft_tokens
+        premises: list[tuple[int, int | None, list[int]]] = [(len(drafted), None, drafted)]
+        for position, token in enumerate(proposal.alternative_tokens[: len(self.lanes) - 1]):
+            premises.append((position, token, drafted[:position] + [token]))
+        speculations = []
+        for lane, (accepted, token, premise) in zip(self.lanes, premises):
+            sequence = self.committed + premise
+            gamma = self.gamma_for(len(sequence))
+            if gamma > 0:
+                future = asyncio.ensure_future(self.propose(lane, sequence, gamma))
+                speculations.append(_Speculation(lane, accepted, token, future))
+        return speculations
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def generate(request: GenerationRequest, proposer: Proposer, scorer: Scorer, rule: AcceptanceRule,

@@ -34,6 +34,7 @@ def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
         controller_params=ControllerParams(**_present(request.controller_params)),
         num_drafts=request.num_drafts or None,
         overlap=request.overlap if request.HasField("overlap") else None,
+        speculation_lanes=request.speculation_lanes if request.HasField("speculation_lanes") else None,
     )
 
 
@@ -49,7 +50,8 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
         wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
         measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round,
-        overlap=stats.overlap)
+        overlap=stats.overlap, speculation_lanes=stats.speculation_lanes, num_pre_drafted=stats.num_pre_drafted,
+        num_lane_hits=stats.num_lane_hits, num_lane_draft_tokens=stats.num_lane_draft_tokens)
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):

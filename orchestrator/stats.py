@@ -40,6 +40,10 @@ class RequestStats:
     wire_bytes: int = 0
     seconds: float = 0.0
     gamma_trace: list[int] = field(default_factory=list)  # tokens drafted in each round
+    speculation_lanes: int = 0
+    num_pre_drafted: int = 0  # rounds whose window was drafted during the previous round's verification
+    num_lane_hits: int = 0  # of those, windows from a speculation lane (a rejection outcome guessed right)
+    num_lane_draft_tokens: int = 0  # tokens drafted on speculation lanes, used or not
 
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
                      verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None) -> None:

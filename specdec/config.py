@@ -59,6 +59,7 @@ class DefaultsConfig:
     gamma_controller: str = "fixed"
     max_new_tokens: int = 128
     overlap: bool = False  # draft the next window while the target verifies (post-verify)
+    speculation_lanes: int = 0  # overlapped mode: rejection outcomes pre-drafted for, besides full acceptance
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class LimitsConfig:
     max_new_tokens: int = 4096
     max_gamma: int = 32
     max_num_drafts: int = 8
+    max_speculation_lanes: int = 8
     max_prompt_chars: int = 1_000_000
     rpc_timeout_s: float = 60.0
     max_message_bytes: int = 64 * 1024 * 1024
@@ -100,6 +102,8 @@ class ServeConfig:
                              f"got {self.defaults.gamma_controller!r}")
         if not 0 <= self.defaults.gamma <= self.limits.max_gamma:
             raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
+        if not 0 <= self.defaults.speculation_lanes <= self.limits.max_speculation_lanes:
+            raise ValueError("defaults.speculation_lanes: must be in [0, limits.max_speculation_lanes]")
         if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:
             raise ValueError("defaults.max_new_tokens: must be in [1, limits.max_new_tokens]")
 

@@ -63,6 +63,8 @@ class Proposal:
     compute_seconds: float
     wire_bytes: int = 0
     draft_raw_probs: torch.Tensor | None = None  # [len(draft_tokens), vocab] un-warped
+    # Per draft token (M = 1): the draft's most likely other token, a guess at the recovered token.
+    alternative_tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ distribution it reports (`wire_precision` of the warped draft distribution), so 
 rule sees the true Q (ALGORITHMS.md section 1, condition (b)); a greedy (argmax) token is reported as
 one-hot. With a confidence threshold, drafting stops after a token whose probability under the draft
 falls below it (Hugging Face's `assistant_confidence_threshold`), so a round may propose fewer than
-gamma tokens. Calls of different sessions draft in lockstep, one batched forward per position. A call
+gamma tokens. With one draft sequence, each position also reports the draft's most likely other token:
+the orchestrator's guess at the recovered token should that position be rejected. Calls of different sessions draft in lockstep, one batched forward per position. A call
 with M > 1 drafts runs its M sequences as one batch over a fork of its session's cache, and its session
 keeps only the committed tokens.
 """
@@ -38,19 +39,21 @@ class _Drafting:
         self.columns: list[torch.Tensor] = []  # per position: [M] tokens
         self.rows: list[torch.Tensor] = []  # per position: [M, vocab] sampled-from distributions
         self.raw_rows: list[torch.Tensor] = []
+        self.alternatives: list[torch.Tensor] = []  # per position: [M] the most likely token but the drafted one
         self.done = call.gamma <= 0
 
     def step(self, logits: torch.Tensor) -> torch.Tensor:
         """Draft the next position from logits [M, vocab]; return its tokens [M]."""
         call = self.call
         if call.sampling.greedy:
+            scores = logits
             tokens = logits.argmax(-1)
             confidence = (torch.softmax(logits, -1).gather(-1, tokens[:, None])[:, 0] if call.confidence_threshold
                           else torch.ones(tokens.shape))
             if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
                 self.rows.append(torch.nn.functional.one_hot(tokens, logits.shape[-1]).float())
         else:
-            probs = wire_precision(warped_probs(logits, call.sampling))
+            probs = scores = wire_precision(warped_probs(logits, call.sampling))
             tokens = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
             confidence = probs.gather(-1, tokens[:, None])[:, 0]
             if call.want_probs:
@@ -58,6 +61,9 @@ class _Drafting:
         if call.want_raw_probs:
             self.raw_rows.append(wire_precision(torch.softmax(logits, -1)))
         self.columns.append(tokens)
+        if call.num_drafts == 1:
+            top2 = scores.topk(2, dim=-1).indices
+            self.alternatives.append(torch.where(top2[:, 0] == tokens, top2[:, 1], top2[:, 0]))
         stop_early = call.num_drafts == 1 and float(confidence[0]) < call.confidence_threshold
         self.done = len(self.columns) == call.gamma or stop_early
         return tokens
@@ -66,7 +72,8 @@ class _Drafting:
         return Proposal(draft_tokens=torch.stack(self.columns, 1).reshape(-1).tolist(),  # [M, gamma] sequence-major
                         draft_probs=_sequence_major(self.rows) if self.rows else None, cache_len=cache_len,
                         compute_seconds=seconds, draft_raw_probs=_sequence_major(self.raw_rows) if self.raw_rows
-                        else None)
+                        else None, alternative_tokens=tuple(int(t) for t in torch.cat(self.alternatives))
+                        if self.alternatives else ())
 
 
 class DraftRunner:

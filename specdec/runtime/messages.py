@@ -52,7 +52,8 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
 
 def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
     message = pb.ProposeResponse(draft_tokens=proposal.draft_tokens, cache_len=proposal.cache_len,
-                                 compute_seconds=proposal.compute_seconds)
+                                 compute_seconds=proposal.compute_seconds,
+                                 alternative_tokens=proposal.alternative_tokens)
     if proposal.draft_probs is not None:
         message.draft_probs.CopyFrom(wire.encode(proposal.draft_probs))
     if proposal.draft_raw_probs is not None:
@@ -64,7 +65,8 @@ def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int) -> Proposal:
     rows = len(message.draft_tokens)
     return Proposal(draft_tokens=list(message.draft_tokens), draft_probs=_optional(message, "draft_probs", rows),
                     cache_len=message.cache_len, compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
-                    draft_raw_probs=_optional(message, "draft_raw_probs", rows))
+                    draft_raw_probs=_optional(message, "draft_raw_probs", rows),
+                    alternative_tokens=tuple(message.alternative_tokens))
 
 
 def verify_call_from_pb(message: pb.VerifyRequest) -> VerifyCall:

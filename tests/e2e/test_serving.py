@@ -84,13 +84,35 @@ def test_bench_writes_its_report(deployment, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     labels = [row["label"] for row in report["rows"]]
-    assert labels == ["target-only", "sd gamma=1", "sd gamma=3", "sd gamma=3 overlapped", "sd cost", "fsd tv T=0.3",
+    assert labels == ["target-only", "sd gamma=1", "sd gamma=3", "sd gamma=3 overlapped",
+                      "sd gamma=3 overlapped, 2 lanes", "sd cost", "fsd tv T=0.3",
                       "opt eps=0.1",
                       "uno eps=0.1", "typical", "sd M=2"]
     assert all(row["tokens"] == 16 for row in report["rows"])
     assert report["rows"][0]["speedup"] == 1.0 and report["findings"]["best_fixed"].startswith("sd gamma=")
     for name in ("bench.csv", "speed_quality.png", "controllers.png", "gamma_trace.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_load_bench_reports_every_mode_at_every_load(deployment, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "specdec.orchestrator.cli", "bench", "--address", deployment.address, "--concurrency",
+         "1", "3", "--requests-per-stream", "1", "--min-requests", "2", "--max-new-tokens", "8", "--gamma", "3",
+         "--speculation-lanes", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "load.json").read_text())["rows"]
+    modes = ["target-only", "serial gamma=3", "overlapped gamma=3", "overlapped gamma=3, 1 lanes", "cost, overlapped"]
+    assert [(r["mode"], r["concurrency"]) for r in rows] == [(m, c) for c in (1, 3) for m in modes]
+    assert [r["requests"] for r in rows] == [2] * 5 + [3] * 5  # light loads get more requests a stream
+    assert all(r["tokens"] == 8 * r["requests"] and r["tokens_per_second"] > 0 for r in rows)
+    speculative = [r for r in rows if r["mode"] != "target-only"]
+    assert all(0 < r["efficiency"] and r["rounds"] > 0 for r in speculative)
+    assert all(r["pre_drafted"] == 0 for r in rows if r["mode"].startswith("serial"))
+    assert (tmp_path / "load.png").stat().st_size > 0 and (tmp_path / "load.csv").stat().st_size > 0
 
 
 def test_two_targets_share_one_draft_and_split_the_load(ray_cluster, oracle: TargetOracle):

@@ -28,13 +28,20 @@ def test_greedy_output_equals_the_targets_generate(client: Client, oracle: Targe
         assert completion.text == oracle.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
 
 
-@pytest.mark.parametrize("gamma", [1, 4])
-def test_overlapped_greedy_output_equals_the_targets_generate(client: Client, oracle: TargetOracle, gamma):
+@pytest.mark.parametrize("gamma, lanes", [(1, 0), (4, 0), (4, 3)])
+def test_overlapped_greedy_output_equals_the_targets_generate(client: Client, oracle: TargetOracle, servers, gamma,
+                                                              lanes):
+    pre_drafted = 0
     for prompt in PROMPTS:
         completion = client.generate(prompt, max_new_tokens=24, temperature=0.0, gamma=gamma, overlap=True,
-                                     ignore_eos=True)
+                                     speculation_lanes=lanes, ignore_eos=True)
         assert completion.token_ids == oracle.hf_generate(prompt, 24)
-        assert completion.stats["overlap"]
+        stats = completion.stats
+        assert stats["overlap"] and stats["speculation_lanes"] == lanes
+        assert (stats["num_lane_draft_tokens"] > 0) == (lanes > 0)
+        pre_drafted += stats["num_pre_drafted"]
+    assert pre_drafted > 0  # some windows went to verification without waiting for the draft
+    assert servers["loop"].run(servers["draft_actor"].health())["sessions"] == 0  # lane sessions ended too
 
 
 def test_stream_yields_deltas_then_stats(client: Client):

@@ -37,10 +37,11 @@ def make_pair(seed: int = 0):
 
 
 def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int, max_new_tokens: int = LENGTH,
-        prompt=(0,), stop=frozenset(), max_context: int = 64, num_drafts: int = 1, overlap: bool = False):
+        prompt=(0,), stop=frozenset(), max_context: int = 64, num_drafts: int = 1, overlap: bool = False,
+        lanes: int = 0):
     request = GenerationRequest(request_id=f"r{seed}", prompt_ids=list(prompt), max_new_tokens=max_new_tokens,
                                 sampling=sampling, seed=seed, max_context=max_context, stop_token_ids=stop,
-                                num_drafts=num_drafts, overlap=overlap)
+                                num_drafts=num_drafts, overlap=overlap, speculation_lanes=lanes)
     stats = RequestStats(request.request_id, rule.name, gamma, len(prompt))
 
     async def collect():
@@ -78,10 +79,11 @@ WARPS = [SamplingParams(1.0), SamplingParams(0.7, top_k=3), SamplingParams(1.3, 
 
 
 @pytest.mark.parametrize("sampling", WARPS, ids=["t1", "t0.7-topk3", "t1.3-topp0.8"])
-@pytest.mark.parametrize("gamma, overlap", [(1, False), (3, False), (1, True), (2, True)])
-def test_sd_sequences_follow_the_warped_target(sampling, gamma, overlap):
+@pytest.mark.parametrize("gamma, overlap, lanes", [(1, False, 0), (3, False, 0), (1, True, 0), (2, True, 0),
+                                                  (2, True, 2)])
+def test_sd_sequences_follow_the_warped_target(sampling, gamma, overlap, lanes):
     proposer, scorer, target = make_pair()
-    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed, overlap=overlap)[0])
+    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed, overlap=overlap, lanes=lanes)[0])
                for seed in range(3000)]
     assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
 
@@ -123,12 +125,13 @@ def test_the_statistical_test_catches_a_lossy_rule():
     assert chi_square_pvalue(samples, sequence_probs(target.table, WARPS[0])) < 1e-6
 
 
-@pytest.mark.parametrize("gamma, num_drafts, overlap", [(0, 1, False), (1, 1, False), (2, 1, False), (5, 1, False),
-                                                        (3, 3, False), (1, 1, True), (4, 1, True)])
-def test_greedy_equals_target_only_greedy(gamma, num_drafts, overlap):
+@pytest.mark.parametrize("gamma, num_drafts, overlap, lanes", [
+    (0, 1, False, 0), (1, 1, False, 0), (2, 1, False, 0), (5, 1, False, 0), (3, 3, False, 0), (1, 1, True, 0),
+    (4, 1, True, 0), (4, 1, True, 2), (3, 1, True, 3)])
+def test_greedy_equals_target_only_greedy(gamma, num_drafts, overlap, lanes):
     proposer, scorer, target = make_pair(seed=3)
     out, stats = run(proposer, scorer, make_rule("greedy"), gamma, SamplingParams(0.0), 0, max_new_tokens=20,
-                     num_drafts=num_drafts, overlap=overlap)
+                     num_drafts=num_drafts, overlap=overlap, lanes=lanes)
     expected, last = [], 0
     for _ in range(20):
         last = int(target.table[last].argmax())
@@ -157,6 +160,33 @@ def test_overlap_verifies_pre_drafted_windows_and_rolls_back_on_rejection():
     out_lossy, lossy = run(lossy_proposer, lossy_scorer, make_rule("greedy"), 3, SamplingParams(0.0), 0,
                            max_new_tokens=30, overlap=True)
     assert out_lossy == out and lossy.num_accepted_tokens < lossy.num_draft_tokens
+
+
+def swapped_top_two(table: torch.Tensor) -> torch.Tensor:
+    """A draft that prefers the target's second choice in every state: its own second choice is the target's
+    first, so every greedy rejection's recovered token is the draft's most likely other token."""
+    draft = table.clone()
+    top2 = table.topk(2, dim=-1).indices
+    rows = torch.arange(table.shape[0])
+    draft[rows, top2[:, 0]], draft[rows, top2[:, 1]] = table[rows, top2[:, 1]], table[rows, top2[:, 0]]
+    return draft
+
+
+def test_speculation_lanes_pre_draft_for_rejections():
+    _, scorer, target = make_pair(seed=3)
+    draft = MarkovLM(swapped_top_two(target.table))
+    proposer = CountingProposer(DraftRunner(draft))
+    out, stats = run(proposer, scorer, make_rule("greedy"), 3, SamplingParams(0.0), 0, max_new_tokens=30,
+                     overlap=True, lanes=1)
+    plain, plain_stats = run(LocalProposer(DraftRunner(MarkovLM(draft.table))), make_pair(seed=3)[1],
+                             make_rule("greedy"), 3, SamplingParams(0.0), 0, max_new_tokens=30, overlap=True)
+    assert out == plain  # the target's greedy output either way
+    assert stats.num_accepted_tokens_per_pos[:1] == [0]  # every window is rejected at its first token...
+    drafting_rounds = sum(1 for gamma in stats.gamma_trace[1:] if gamma)  # every round that drafted, but the first
+    assert stats.num_lane_hits == stats.num_pre_drafted == drafting_rounds > 20  # ...and lane 1 guessed it
+    assert plain_stats.num_pre_drafted == 0
+    assert stats.num_lane_draft_tokens > 0
+    assert draft.sessions == {}  # the lane's session was ended with the request
 
 
 def test_same_seed_same_output_and_sessions_freed():
