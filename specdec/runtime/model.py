@@ -180,8 +180,9 @@ class CausalLM:
             span = slice(past - length, past + count)
             session.cache = DynamicCache(config=self.model.config)
             for layer, cache_layer in enumerate(batch.layers):
-                session.cache.update(cache_layer.keys[row:row + 1, :, span].clone(),
-                                     cache_layer.values[row:row + 1, :, span].clone(), layer)
+                # update() concatenates onto an empty layer, which copies: the views need no clone.
+                session.cache.update(cache_layer.keys[row:row + 1, :, span], cache_layer.values[row:row + 1, :, span],
+                                     layer)
             session.tokens.extend(items[row][2])
         return [logits[row, :count, : self.vocab_size].float() for row, count in enumerate(appended)]
 
