@@ -24,6 +24,7 @@ from specdec.v1 import specdec_pb2_grpc as pb_grpc
 class Delta:
     text: str
     token_ids: list[int]
+    stats: dict | None = None  # set on the last event of a stream only: the request's stats
 
 
 @dataclass
@@ -58,7 +59,8 @@ class Client:
                ignore_eos: bool = False, rule_params: dict | None = None, gamma_controller: str = "",
                controller_params: dict | None = None, num_drafts: int = 0,
                overlap: bool | None = None, speculation_lanes: int | None = None) -> Iterator[Delta]:
-        """Yield text deltas as they are committed; afterwards `last_stats` holds the request's stats.
+        """Yield text deltas as they are committed, then one empty delta carrying the request's stats
+        (also kept in `last_stats`, which concurrent streams on one client overwrite).
 
         max_new_tokens 0, rule "" and gamma_controller "" mean the server defaults; gamma None the server
         default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one); overlap None is
@@ -88,7 +90,8 @@ class Client:
             if response.HasField("delta"):
                 yield Delta(response.delta.text, list(response.delta.token_ids))
             else:
-                self.last_stats = message_to_dict(response.stats)
+                self.last_stats = stats = message_to_dict(response.stats)
+                yield Delta("", [], stats)
 
     def generate(self, prompt: str, **kwargs) -> Completion:
         """Blocking generation: the whole completion and its stats. Takes the keyword arguments of `stream`."""
@@ -96,7 +99,7 @@ class Client:
         for delta in self.stream(prompt, **kwargs):
             completion.text += delta.text
             completion.token_ids += delta.token_ids
-        completion.stats = self.last_stats
+            completion.stats = delta.stats or completion.stats
         return completion
 
     def server_info(self) -> dict:

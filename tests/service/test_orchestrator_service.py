@@ -47,7 +47,8 @@ def test_overlapped_greedy_output_equals_the_targets_generate(client: Client, or
 def test_stream_yields_deltas_then_stats(client: Client):
     deltas = list(client.stream(PROMPTS[0], max_new_tokens=16, temperature=1.0, gamma=3, seed=4, ignore_eos=True))
     assert sum(len(d.token_ids) for d in deltas) == 16 and len(deltas) > 1
-    stats = client.last_stats
+    stats = deltas[-1].stats
+    assert stats == client.last_stats and all(d.stats is None for d in deltas[:-1])
     assert stats["num_draft_tokens"] >= stats["num_accepted_tokens"] >= 0
     assert stats["mean_acceptance_length"] == pytest.approx(1 + stats["num_accepted_tokens"] / stats["num_drafts"])
     assert 0 < stats["wire_bytes"]
