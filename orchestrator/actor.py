@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
 from specdec.orchestrator.core import Orchestrator, Route, check_pair
+from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.remote import RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
@@ -45,8 +46,9 @@ class OrchestratorActor:
                 "routes": {r.name: r.active for r in o.routes} if o else {}}
 
     async def _serve(self) -> str:
-        proposers = [RemoteProposer(address, self._limits) for address in self._drafts]
-        scorers = [RemoteScorer(address, self._limits) for address in self._targets]
+        metrics = OrchestratorMetrics()
+        proposers = [RemoteProposer(address, self._limits, metrics.rpc) for address in self._drafts]
+        scorers = [RemoteScorer(address, self._limits, metrics.rpc) for address in self._targets]
         infos = await asyncio.gather(*(service.info() for service in [*proposers, *scorers]))
         draft_infos, target_infos = infos[: len(proposers)], infos[len(proposers):]
         routes = []
@@ -58,7 +60,7 @@ class OrchestratorActor:
         for index, target_info in enumerate(target_infos):  # every pair must be able to work together
             check_pair(draft_infos[index % len(proposers)], target_info)
         self._orchestrator = Orchestrator(routes, tokenizer, draft_infos[0], target_infos[0], self._config.defaults,
-                                          self._config.limits)
+                                          self._config.limits, metrics)
         cfg = self._config.orchestrator
         self._server, port = await start_server(
             lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from specdec.config import DefaultsConfig, LimitsConfig
 from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams, GammaController, make_controller
 from specdec.orchestrator.detokenize import IncrementalDetokenizer
 from specdec.orchestrator.engine import GenerationRequest, Proposer, Scorer, generate
+from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.rules import RULE_NAMES, AcceptanceRule, RuleParams, make_rule
 from specdec.orchestrator.rules.multi_draft import MULTI_DRAFT_RULES
 from specdec.orchestrator.stats import RequestStats
@@ -83,7 +85,8 @@ def check_pair(draft_info: ModelInfo, target_info: ModelInfo) -> None:
 
 class Orchestrator:
     def __init__(self, routes: list[Route], tokenizer: PreTrainedTokenizerBase, draft_info: ModelInfo,
-                 target_info: ModelInfo, defaults: DefaultsConfig, limits: LimitsConfig):
+                 target_info: ModelInfo, defaults: DefaultsConfig, limits: LimitsConfig,
+                 metrics: OrchestratorMetrics | None = None):
         check_pair(draft_info, target_info)
         if not routes:
             raise ValueError("routes: at least one draft/target pair is needed")
@@ -91,6 +94,7 @@ class Orchestrator:
         self.draft_info, self.target_info = draft_info, target_info
         self.defaults, self.limits = defaults, limits
         self.max_context = min(draft_info.max_context, target_info.max_context)
+        self.metrics = metrics or OrchestratorMetrics()
 
     @property
     def active_requests(self) -> int:
@@ -147,6 +151,7 @@ class Orchestrator:
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
         """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output."""
+        arrived = time.perf_counter()
         prepared = self.prepare(params)
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
@@ -156,9 +161,15 @@ class Orchestrator:
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         route = min(self.routes, key=lambda r: r.active)  # the least-loaded draft/target pair
         route.active += 1
+        self.metrics.active_requests.set(self.active_requests)
+        first_token: float | None = None
         try:
             async for emitted in generate(request, route.proposer, route.scorer, prepared.rule, prepared.controller,
                                           stats):
+                if first_token is None:
+                    first_token = time.perf_counter() - arrived
+                    self.metrics.first_token(first_token)
+                self.metrics.round(stats)
                 yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted)
             tail = detokenizer.push([], final=True)
             if tail:
@@ -166,6 +177,8 @@ class Orchestrator:
             yield stats
         finally:
             route.active -= 1
+            self.metrics.active_requests.set(self.active_requests)
+            self.metrics.finished(stats, first_token, time.perf_counter() - arrived)
             # Free both sessions whether the request finished, failed or was cancelled.
             await asyncio.shield(asyncio.gather(route.proposer.end_session(request.request_id),
                                                 route.scorer.end_session(request.request_id),

@@ -1,10 +1,14 @@
 """gRPC adapters that implement the engine's Proposer and Scorer protocols.
 
 Channels are created lazily on the running event loop (grpc.aio channels belong to one loop); every
-call carries a deadline and the channel message-size limits.
+call carries a deadline and the channel message-size limits. An optional `on_call(method, seconds,
+compute_seconds)` hears of every propose and verify call (the orchestrator's latency metrics).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import grpc
 
@@ -18,8 +22,8 @@ from specdec.v1 import specdec_pb2_grpc as pb_grpc
 class _RemoteService:
     stub_class: type
 
-    def __init__(self, address: str, limits: RpcLimits):
-        self.address, self._limits = address, limits
+    def __init__(self, address: str, limits: RpcLimits, on_call: Callable[[str, float, float], None] | None = None):
+        self.address, self._limits, self._on_call = address, limits, on_call
         self._channel: grpc.aio.Channel | None = None
         self._stub = None
 
@@ -36,6 +40,10 @@ class _RemoteService:
     async def end_session(self, session_id: str) -> None:
         await self.stub.EndSession(pb.EndSessionRequest(session_id=session_id), timeout=self._limits.timeout_s)
 
+    def _observe(self, method: str, started: float, compute_seconds: float) -> None:
+        if self._on_call is not None:
+            self._on_call(method, time.perf_counter() - started, compute_seconds)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
@@ -46,7 +54,9 @@ class RemoteProposer(_RemoteService):
     stub_class = pb_grpc.DraftServiceStub
 
     async def propose(self, call: ProposeCall) -> Proposal:
+        started = time.perf_counter()
         response = await self.stub.Propose(messages.propose_call_to_pb(call), timeout=self._limits.timeout_s)
+        self._observe("Propose", started, response.compute_seconds)
         return messages.proposal_from_pb(response, wire_bytes=response.ByteSize())
 
 
@@ -54,5 +64,7 @@ class RemoteScorer(_RemoteService):
     stub_class = pb_grpc.TargetServiceStub
 
     async def verify(self, call: VerifyCall) -> Verification:
+        started = time.perf_counter()
         response = await self.stub.Verify(messages.verify_call_to_pb(call), timeout=self._limits.timeout_s)
+        self._observe("Verify", started, response.compute_seconds)
         return messages.verification_from_pb(response, wire_bytes=response.ByteSize())

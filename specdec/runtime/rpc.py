@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from specdec.runtime.model import SessionError
 from specdec.runtime.validation import InvalidField
@@ -49,11 +50,13 @@ def abort_on_bad_input(handler: Callable) -> Callable:
 
 async def start_server(register: Callable[[grpc.aio.Server], None], host: str, port: int, limits: RpcLimits,
                        service_names: list[str]) -> tuple[grpc.aio.Server, int]:
-    """Start a grpc.aio server on the running loop with the standard health service; return it and its port."""
+    """Start a grpc.aio server on the running loop with the standard health and reflection services (so
+    grpcurl and grpc_health_probe work against it); return it and its port."""
     server = grpc.aio.server(options=limits.options())
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind a gRPC server to {host}:{port}")

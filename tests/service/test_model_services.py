@@ -139,11 +139,17 @@ def test_services_keep_serving_after_bad_input(stubs):
         stub.EndSession(pb.EndSessionRequest(session_id="ok"))
 
 
-def test_health_service_reports_serving(servers):
+def test_every_service_has_health_checking_and_reflection(servers):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     for address, name in ((servers["draft"], "specdec.v1.DraftService"),
-                          (servers["target"], "specdec.v1.TargetService")):
+                          (servers["target"], "specdec.v1.TargetService"),
+                          (servers["orchestrator"], "specdec.v1.OrchestratorService")):
         with grpc.insecure_channel(address) as channel:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name))
             assert status.status == health_pb2.HealthCheckResponse.SERVING
+            listing = next(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+            services = {s.name for s in listing.list_services_response.service}
+            assert {name, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
