@@ -19,7 +19,7 @@ from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.remote import RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
-from specdec.runtime.service_actor import advertised_host
+from specdec.runtime.service_actor import advertised_host, where
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "specdec.v1.OrchestratorService"
@@ -33,6 +33,7 @@ class OrchestratorActor:
         self._start: asyncio.Task | None = None
         self._orchestrator: Orchestrator | None = None
         self._server: grpc.aio.Server | None = None
+        self._address = ""
 
     async def ready(self) -> str:
         if self._start is None:
@@ -41,9 +42,9 @@ class OrchestratorActor:
 
     async def health(self) -> dict:
         o = self._orchestrator
-        return {"service": SERVICE_NAME, "serving": self._server is not None,
+        return {"service": SERVICE_NAME, "serving": self._server is not None, "address": self._address,
                 "active_requests": o.active_requests if o else 0,
-                "routes": {r.name: r.active for r in o.routes} if o else {}}
+                "routes": {r.name: r.active for r in o.routes} if o else {}} | where()
 
     async def _serve(self) -> str:
         metrics = OrchestratorMetrics()
@@ -66,4 +67,5 @@ class OrchestratorActor:
             lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
                 OrchestratorServicer(self._orchestrator), server),
             cfg.host, cfg.port, self._limits, [SERVICE_NAME])
-        return format_address(advertised_host(cfg.host), port)
+        self._address = format_address(advertised_host(cfg.host), port)
+        return self._address

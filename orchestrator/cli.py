@@ -56,6 +56,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    import ray
+    from rich.console import Console
+    from rich.table import Table
+
+    from specdec.config import ServeConfig
+    from specdec.launch import deployment_status
+
+    ray.init(address=args.address, logging_level=logging.WARNING, log_to_driver=False)
+    rows = deployment_status(ServeConfig.load(args.config))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0 if rows else 1
+    if not rows:
+        print("specdec status: no specdec actors on this cluster (start them with `specdec serve`)", file=sys.stderr)
+        return 1
+    table = Table(title=f"specdec deployment on {ray.get_runtime_context().gcs_address}")
+    for column in ("actor", "state", "address", "node", "node id", "pid", "device", "load"):
+        table.add_column(column)
+    for row in rows:
+        load = (f"{row['active_requests']} requests" if "active_requests" in row
+                else f"{row['sessions']} sessions" if "sessions" in row else "")
+        table.add_row(row["name"], row["state"] if row.get("serving", True) else "STARTING", row.get("address", ""),
+                      row.get("node_ip", ""), row.get("node_id", "")[:12], str(row.get("pid", "")),
+                      row.get("device", ""), load)
+    Console().print(table)
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import grpc
 
@@ -204,6 +235,70 @@ def _bench_load(args: argparse.Namespace, console) -> int:
     return 0
 
 
+def _parse_slo(items: list[str]):
+    from specdec.orchestrator.loadtest import Slo
+
+    limits = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in ("ttft", "tpot", "e2e") or not value:
+            raise ValueError(f"--slo: expected ttft=S, tpot=S or e2e=S (seconds), got {item!r}")
+        limits[name] = float(value)
+    return Slo(**limits)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from specdec.orchestrator.loadtest import LoadGenerator, LoadSpec, load_plans, run_sweep
+    from specdec.orchestrator.loadtest_report import print_rows, write_report
+
+    console = _console()
+    try:
+        slo = _parse_slo(args.slo)
+        if args.rate and args.concurrency:
+            raise ValueError("--rate and --concurrency: give one kind of load, not both")
+        if args.burstiness <= 0:
+            raise ValueError("--burstiness: must be positive")
+        loads = ([LoadSpec(rate=r, burstiness=args.burstiness) for r in args.rate] if args.rate
+                 else [LoadSpec(concurrency=c) for c in (args.concurrency or [1, 8, 32])])
+        if any(load.rate <= 0 and load.concurrency < 1 for load in loads):
+            raise ValueError("--rate / --concurrency: every load must be positive")
+
+        def plans_for(load: LoadSpec):
+            count = args.num_requests or max(16, 4 * load.concurrency)
+            return load_plans(args.dataset, count, args.output_tokens, args.seed, args.input_chars)
+
+        plans_for(loads[0])  # a bad dataset fails here, before any load
+    except (ValueError, OSError) as exc:
+        print(f"specdec loadtest: {exc}", file=sys.stderr)
+        return 2
+    params = {"temperature": args.temperature, "ignore_eos": args.output_tokens > 0}
+    if args.gamma is not None:
+        params["gamma"] = args.gamma
+    modes = {"speculative": params}
+    if args.compare_target_only:
+        modes["target-only"] = params | {"gamma": 0}
+    generators = None
+    if args.ray_generators:
+        import ray
+
+        ray.init(address=args.ray_address, logging_level=logging.WARNING, log_to_driver=False)
+        actor = ray.remote(LoadGenerator).options(num_cpus=0, scheduling_strategy="SPREAD")
+        generators = [actor.remote() for _ in range(args.ray_generators)]
+    with Progress(console=console, transient=True) as progress:
+        rows = run_sweep(args.address, loads, modes, plans_for, slo, generators, progress, args.seed)
+    print_rows(rows, console)
+    out_dir = Path(args.out or f"loadtest-results/{time.strftime('%Y%m%d-%H%M%S')}")
+    meta = {key: value for key, value in vars(args).items() if key != "func"}
+    for path in write_report(rows, meta, out_dir):
+        console.print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specdec", description="Distributed speculative decoding: a draft and a target model as gRPC services "
@@ -220,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--detach", action="store_true",
                        help="start detached actors on a running cluster and return at once (needs --address)")
     serve.set_defaults(func=cmd_serve)
+
+    status = sub.add_parser("status", help="show the deployment's actors, where they run, and their health",
+                            description="Connect to a running Ray cluster and list the orchestrator and the draft and "
+                                        "target services: state, gRPC address, node, process and load.")
+    status.add_argument("--address", default="auto", help="Ray cluster address (default: auto, the running one)")
+    status.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(func=cmd_status)
 
     generate = sub.add_parser("generate", help="stream a completion from a running orchestrator",
                               description="Send one prompt to the orchestrator and stream the completion.")
@@ -259,6 +362,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="sampling temperature of the sampled runs (greedy runs are always included)")
     demo.set_defaults(func=cmd_demo)
+
+    loadtest = sub.add_parser(
+        "loadtest", help="load-test a running orchestrator: latency and throughput at several loads",
+        description="Send streaming requests to an orchestrator at fixed concurrency (closed loop) or at a request "
+                    "rate with Poisson or bursty arrivals (open loop), for each of several loads, and report time "
+                    "to first token, time per output token, inter-token latency and end-to-end latency (mean, "
+                    "median, p90, p99), output tokens/s, requests/s, goodput under latency limits, failures by "
+                    "status code and the server's acceptance figures. Tokens are counted, not stream chunks. Writes "
+                    "JSON, CSV and PNG plots.")
+    loadtest.add_argument("--address", default=DEFAULT_ADDRESS,
+                          help="orchestrator gRPC address (default: $SPECDEC_ADDRESS or 127.0.0.1:50051)")
+    loadtest.add_argument("--concurrency", type=int, nargs="+",
+                          help="closed loop: numbers of concurrent streams to sweep (default: 1 8 32)")
+    loadtest.add_argument("--rate", type=float, nargs="+", help="open loop: request rates (requests/s) to sweep")
+    loadtest.add_argument("--burstiness", type=float, default=1.0,
+                          help="open loop: shape of the gamma-distributed gaps; 1 is Poisson, < 1 burstier")
+    loadtest.add_argument("--num-requests", type=int, default=0,
+                          help="requests per load (default: max(16, 4 x concurrency))")
+    loadtest.add_argument("--dataset", default="heldout",
+                          help="'heldout' (the demo pair's held-out code) or a JSONL file of {\"prompt\": ..., "
+                               "optional \"max_new_tokens\": ...} lines")
+    loadtest.add_argument("--input-chars", type=int, default=0,
+                          help="keep the last this many characters of each prompt (0: whole prompts)")
+    loadtest.add_argument("--output-tokens", type=int, default=64,
+                          help="tokens generated per request, past end-of-text (0: the server's default, "
+                               "stopping at end-of-text)")
+    loadtest.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
+    loadtest.add_argument("--gamma", type=int, help="draft tokens per round (default: the server's)")
+    loadtest.add_argument("--compare-target-only", action="store_true",
+                          help="also run every load target-only (gamma = 0) for comparison")
+    loadtest.add_argument("--slo", nargs="*", default=[],
+                          help="latency limits for goodput, in seconds: ttft=S tpot=S e2e=S")
+    loadtest.add_argument("--ray-generators", type=int, default=0,
+                          help="run the load from this many Ray actors spread over the cluster's nodes")
+    loadtest.add_argument("--ray-address", default="auto", help="with --ray-generators: the Ray cluster")
+    loadtest.add_argument("--seed", type=int, default=0, help="seed of prompts, arrivals and sampling")
+    loadtest.add_argument("--out", help="output folder (default: loadtest-results/<time>)")
+    loadtest.set_defaults(func=cmd_loadtest)
 
     bench = sub.add_parser("bench", help="sweep rules, thresholds, controllers and gamma; measure speed and quality",
                            description="Decode held-out code prompts under every configuration of a sweep, on a "

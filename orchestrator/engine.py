@@ -264,7 +264,7 @@ class RoundLoop:
         for position, token in enumerate(proposal.alternative_tokens[: len(self.lanes) - 1]):
             premises.append((position, token, drafted[:position] + [token]))
         speculations = []
-        for lane, (accepted, token, premise) in zip(self.lanes, premises):
+        for lane, (accepted, token, premise) in zip(self.lanes, premises, strict=False):  # lanes beyond the window idle
             sequence = self.committed + premise
             gamma = self.gamma_for(len(sequence))
             if gamma > 0:

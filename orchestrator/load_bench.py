@@ -77,7 +77,7 @@ def run_load(client: Client, prompts: list[CodePrompt], modes: list[BenchConfig]
             progress.update(task, description=f"{mode.label} x {concurrency} streams")
             row = LoadRow(mode, concurrency, BenchRow(mode))
 
-            def stream(index: int, mode: BenchConfig = mode, row: LoadRow = row) -> None:
+            def stream(index: int, mode: BenchConfig = mode, row: LoadRow = row, count: int = count) -> None:
                 for k in range(count):
                     prompt = prompts[(index * count + k) % len(prompts)]
                     out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,

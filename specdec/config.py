@@ -41,6 +41,9 @@ class PlacementConfig:
     host: str = "127.0.0.1"  # services bind here; 0.0.0.0 for multi-node clusters
     draft_replicas: int = 1  # draft services
     target_replicas: int = 1  # target services; target i pairs with draft i mod draft_replicas
+    # Custom Ray resources each service reserves besides CPUs/GPUs, e.g. {"draft_node": 1} to pin services
+    # to nodes started with `ray start --resources='{"draft_node": 1}'`.
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,9 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
     """Place and start the drafts, the targets and the orchestrator; return once it serves. Needs ray.init()."""
     use_gpu = wants_gpu(config)
     cpus = config.placement.cpus_per_service
-    bundle = {"CPU": cpus, "GPU": 1} if use_gpu else {"CPU": cpus}
-    kinds = [(DraftServiceActor, config.draft)] * config.placement.draft_replicas
-    kinds += [(TargetServiceActor, config.target)] * config.placement.target_replicas
+    bundle = ({"CPU": cpus, "GPU": 1} if use_gpu else {"CPU": cpus}) | config.placement.resources
+    kinds = [(DraftServiceActor, config.draft, f"draft-{i}") for i in range(config.placement.draft_replicas)]
+    kinds += [(TargetServiceActor, config.target, f"target-{i}") for i in range(config.placement.target_replicas)]
     lifetime = "detached" if detached else None
     group = placement_group([bundle] * len(kinds), strategy=config.placement.strategy, lifetime=lifetime)
     ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
@@ -65,8 +65,9 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
     limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
     started: list[ray.actor.ActorHandle] = []
     try:
-        for index, (actor_class, model) in enumerate(kinds):
-            started.append(_start_service(actor_class, model, config, group, index, use_gpu, limits, lifetime))
+        for index, (actor_class, model, role) in enumerate(kinds):
+            name = f"{config.orchestrator.name}-{role}"  # `specdec status` finds services by this prefix
+            started.append(_start_service(actor_class, model, config, group, index, use_gpu, limits, lifetime, name))
         addresses = ray.get([s.ready.remote() for s in started], timeout=START_TIMEOUT_S)
         drafts = config.placement.draft_replicas
         cfg = config.orchestrator
@@ -86,11 +87,12 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
 
 
 def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,
-                   use_gpu: bool, limits: RpcLimits, lifetime: str | None) -> ray.actor.ActorHandle:
+                   use_gpu: bool, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
     cpus = config.placement.cpus_per_service
     spec = LoadSpec(resolve_model(model.model), model.dtype, model.device)
     return ray.remote(actor_class).options(
-        num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime,
+        num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime, resources=dict(config.placement.resources),
+        name=name, namespace=config.orchestrator.namespace,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
     ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch)
 
@@ -98,3 +100,20 @@ def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, g
 def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:
     """The running orchestrator actor of a cluster, by name."""
     return ray.get_actor(config.orchestrator.name, namespace=config.orchestrator.namespace)
+
+
+def deployment_status(config: ServeConfig, timeout_s: float = 10.0) -> list[dict]:
+    """Every actor of the deployment named in `config` (orchestrator and services) with its health and
+    where it runs; an actor that does not answer within `timeout_s` is listed as unreachable."""
+    namespace, prefix = config.orchestrator.namespace, config.orchestrator.name
+    names = sorted(entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                   if entry["namespace"] == namespace
+                   and (entry["name"] == prefix or entry["name"].startswith(f"{prefix}-")))
+    rows = []
+    for name in names:
+        try:
+            health = ray.get(ray.get_actor(name, namespace=namespace).health.remote(), timeout=timeout_s)
+            rows.append({"name": name, "state": "ALIVE"} | health)
+        except Exception as exc:  # a dead, restarting or hung actor is a row too, not a crash of the command
+            rows.append({"name": name, "state": f"unreachable ({type(exc).__name__})"})
+    return rows

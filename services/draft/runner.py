@@ -6,9 +6,10 @@ rule sees the true Q (ALGORITHMS.md section 1, condition (b)); a greedy (argmax)
 one-hot. With a confidence threshold, drafting stops after a token whose probability under the draft
 falls below it (Hugging Face's `assistant_confidence_threshold`), so a round may propose fewer than
 gamma tokens. With one draft sequence, each position also reports the draft's most likely other token:
-the orchestrator's guess at the recovered token should that position be rejected. Calls of different sessions draft in lockstep, one batched forward per position. A call
-with M > 1 drafts runs its M sequences as one batch over a fork of its session's cache, and its session
-keeps only the committed tokens.
+the orchestrator's guess at the recovered token should that position be rejected. Calls of different
+sessions draft in lockstep, one batched forward per position. A call with M > 1 drafts runs its M
+sequences as one batch over a fork of its session's cache, and its session keeps only the committed
+tokens.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ actor was given. This module knows nothing about what the service computes: subc
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -27,6 +28,14 @@ def advertised_host(bind_host: str) -> str:
     return bind_host
 
 
+def where() -> dict:
+    """The Ray node and process this code runs in (node id empty outside Ray)."""
+    if not ray.is_initialized():
+        return {"node_id": "", "node_ip": "127.0.0.1", "pid": os.getpid()}
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "pid": os.getpid()}
+
+
 class ModelServiceActor:
     """Base for the draft and target actors. Subclasses implement `register(server, lm, executor)`."""
 
@@ -42,6 +51,7 @@ class ModelServiceActor:
         self._start: asyncio.Task | None = None
         self._server: grpc.aio.Server | None = None
         self._lm: CausalLM | None = None
+        self._address = ""
         self.servicer: ModelServicerBase | None = None
 
     async def ready(self) -> str:
@@ -53,8 +63,9 @@ class ModelServiceActor:
         """Answers from the event loop: proves it is not blocked."""
         sizes = self.servicer.batcher.batch_sizes if self.servicer else []
         return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
+                "address": self._address, "device": str(self._lm.device) if self._lm else "",
                 "sessions": len(self._lm.sessions) if self._lm else 0,
-                "batches": len(sizes), "largest_batch": max(sizes, default=0)}
+                "batches": len(sizes), "largest_batch": max(sizes, default=0)} | where()
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
@@ -65,7 +76,8 @@ class ModelServiceActor:
             self.servicer = self.register(server, lm, self._executor)
 
         self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name])
-        return format_address(advertised_host(self._host), port)
+        self._address = format_address(advertised_host(self._host), port)
+        return self._address
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError
