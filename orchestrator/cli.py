@@ -87,6 +87,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    import ray
+
+    from specdec.config import ServeConfig
+    from specdec.launch import stop_deployment
+
+    ray.init(address=args.address, logging_level=logging.WARNING, log_to_driver=False)
+    names = stop_deployment(ServeConfig.load(args.config))
+    print(f"stopped {', '.join(names)}" if names else "specdec stop: no specdec actors on this cluster")
+    return 0 if names else 1
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import grpc
 
@@ -323,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(func=cmd_status)
+
+    stop = sub.add_parser("stop", help="stop a deployment started with `specdec serve --detach`",
+                          description="Kill the orchestrator and the draft and target services named in the serve "
+                                      "config, on a running Ray cluster, and free their placement group.")
+    stop.add_argument("--address", default="auto", help="Ray cluster address (default: auto, the running one)")
+    stop.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
+    stop.set_defaults(func=cmd_stop)
 
     generate = sub.add_parser("generate", help="stream a completion from a running orchestrator",
                               description="Send one prompt to the orchestrator and stream the completion.")

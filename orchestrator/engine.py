@@ -239,7 +239,8 @@ class RoundLoop:
                                    draft_forwards=sum(len(p.draft_tokens) // copies for p in fresh))
                 stats.output_tokens = len(self.committed) - len(request.prompt_ids)
                 self.controller.update(RoundStats(size, acceptance.num_accepted, draft_seconds,
-                                                  verification.compute_seconds, time.perf_counter() - round_started))
+                                                  verification.compute_seconds, time.perf_counter() - round_started,
+                                                  verification.batch_size, verification.batch_tokens))
                 round_index += 1
                 stats.seconds = time.perf_counter() - started
                 yield emitted

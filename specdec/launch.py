@@ -55,7 +55,8 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
     kinds = [(DraftServiceActor, config.draft, f"draft-{i}") for i in range(config.placement.draft_replicas)]
     kinds += [(TargetServiceActor, config.target, f"target-{i}") for i in range(config.placement.target_replicas)]
     lifetime = "detached" if detached else None
-    group = placement_group([bundle] * len(kinds), strategy=config.placement.strategy, lifetime=lifetime)
+    group = placement_group([bundle] * len(kinds), strategy=config.placement.strategy, lifetime=lifetime,
+                            name=f"{config.orchestrator.name}-placement")
     ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
     if not ready:
         remove_placement_group(group)
@@ -102,15 +103,33 @@ def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:
     return ray.get_actor(config.orchestrator.name, namespace=config.orchestrator.namespace)
 
 
+def stop_deployment(config: ServeConfig) -> list[str]:
+    """Kill every actor of the deployment named in `config` (detached ones included) and free its placement
+    group; return the names of the actors killed."""
+    namespace = config.orchestrator.namespace
+    names = _deployment_actor_names(config)
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    try:
+        remove_placement_group(ray.util.get_placement_group(f"{config.orchestrator.name}-placement"))
+    except ValueError:  # no such group: already removed, or started by an older version
+        pass
+    return names
+
+
+def _deployment_actor_names(config: ServeConfig) -> list[str]:
+    namespace, prefix = config.orchestrator.namespace, config.orchestrator.name
+    return sorted(entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                  if entry["namespace"] == namespace
+                  and (entry["name"] == prefix or entry["name"].startswith(f"{prefix}-")))
+
+
 def deployment_status(config: ServeConfig, timeout_s: float = 10.0) -> list[dict]:
     """Every actor of the deployment named in `config` (orchestrator and services) with its health and
     where it runs; an actor that does not answer within `timeout_s` is listed as unreachable."""
-    namespace, prefix = config.orchestrator.namespace, config.orchestrator.name
-    names = sorted(entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
-                   if entry["namespace"] == namespace
-                   and (entry["name"] == prefix or entry["name"].startswith(f"{prefix}-")))
+    namespace = config.orchestrator.namespace
     rows = []
-    for name in names:
+    for name in _deployment_actor_names(config):
         try:
             health = ray.get(ray.get_actor(name, namespace=namespace).health.remote(), timeout=timeout_s)
             rows.append({"name": name, "state": "ALIVE"} | health)

@@ -90,6 +90,8 @@ class Verification:
     compute_seconds: float
     wire_bytes: int = 0
     target_raw_probs: torch.Tensor | None = None  # [gamma + 1, vocab] un-warped
+    batch_size: int = 1  # sessions scored in the same forward (the target's load)
+    batch_tokens: int = 0  # tokens fed in that forward, over all its sessions
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ class RoundStats:
     draft_seconds: float  # model time in the draft service
     verify_seconds: float  # model time in the target service
     round_seconds: float = 0.0  # wall time of the whole round (RPCs and rule included)
-    load: int = 1  # requests in flight when the round ran
+    verify_batch_size: int = 1  # sessions the target scored in the same forward (its load)
+    verify_batch_tokens: int = 0  # tokens fed in that forward over all its sessions (0: unknown)
 
 
 class GammaController(Protocol):

@@ -1,11 +1,14 @@
 """`cost`: choose the gamma with the most expected tokens per second, from measurements.
 
 Keeps exponential moving averages of the per-position acceptance alpha_i (the chance that position i
-is accepted given that every earlier one was), of the draft time per token, and of the verify time as
-a line in the window length (verify time grows with the tokens scored, and with batch size under
-load). A round of gamma drafts is expected to emit 1 + sum_k prod_{i<=k} alpha_i tokens in
-gamma * t_draft + t_verify(gamma) + t_overhead seconds; the controller picks the gamma in [0, gamma_max]
-with the highest ratio. When speculation stops paying (slow draft, low acceptance, verify cost that
+is accepted given that every earlier one was), of the draft time per token, of the target's batch size B
+(sessions in the forward that scored this request's window, reported by the target), and fits the verify
+time as a line in the tokens that forward fed over all its sessions. Under load the batched forward is
+shared: if every request in it drafts gamma tokens, it feeds about B * (gamma + 1) tokens, so a longer
+window costs every request in the batch, not just this one. A round of gamma drafts is expected to emit
+1 + sum_k prod_{i<=k} alpha_i tokens in gamma * t_draft + t_verify(B * (gamma + 1)) + t_overhead seconds;
+the controller picks the gamma in [0, gamma_max] with the highest ratio. On a device that batching keeps
+busy (verify time growing with the tokens fed) that is gamma = 0 at high concurrency. When speculation stops paying (slow draft, low acceptance, verify cost that
 grows with load) that is gamma = 0, target-only; then every `probe_every` rounds it drafts one token
 to keep its acceptance estimate fresh.
 """
@@ -38,6 +41,7 @@ class CostModelGamma:
         self.gamma = min(gamma, gamma_max)
         self.draft_token_s: float | None = None
         self.overhead_s: float | None = None
+        self.batch_size = 1.0
         self._verify_fit = _ForgettingLine(1 - self.smoothing)
         self._rounds_at_zero = 0
 
@@ -54,14 +58,16 @@ class CostModelGamma:
             per_token = stats.draft_seconds / drafted
             self.draft_token_s = per_token if self.draft_token_s is None else self.draft_token_s + a * (
                 per_token - self.draft_token_s)
-        self._verify_fit.add(drafted + 1, stats.verify_seconds)
+        self._verify_fit.add(stats.verify_batch_tokens or drafted + 1, stats.verify_seconds)
+        self.batch_size += a * (max(1, stats.verify_batch_size) - self.batch_size)
         overhead = max(0.0, stats.round_seconds - stats.draft_seconds - stats.verify_seconds)
         self.overhead_s = overhead if self.overhead_s is None else self.overhead_s + a * (overhead - self.overhead_s)
         self.gamma = self._choose()
 
     def expected_rate(self, gamma: int) -> float:
         """Expected emitted tokens per second at this gamma under the current estimates."""
-        seconds = gamma * (self.draft_token_s or 0.0) + self._verify_fit.predict(gamma + 1) + (self.overhead_s or 0)
+        verify = self._verify_fit.predict(self.batch_size * (gamma + 1))
+        seconds = gamma * (self.draft_token_s or 0.0) + verify + (self.overhead_s or 0)
         return expected_tokens(self.alphas, gamma) / seconds if seconds > 0 else 0.0
 
     def _choose(self) -> int:

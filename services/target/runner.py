@@ -51,9 +51,10 @@ class TargetRunner:
                      for i in batched]
             logits = self.lm.extend_batch(items)
             seconds = time.perf_counter() - started
+            fed = sum(len(tokens) for _, _, tokens in items)
             for index, rows in zip(batched, logits, strict=True):
                 window = len(calls[index].draft_tokens) + 1
-                results[index] = self._scores(calls[index], rows[-window:].cpu(), seconds)
+                results[index] = self._scores(calls[index], rows[-window:].cpu(), seconds, len(items), fed)
         return results
 
     def _verify_alone(self, call: VerifyCall) -> Verification | Exception:
@@ -64,20 +65,23 @@ class TargetRunner:
         try:
             if copies == 1:
                 logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)
-                return self._scores(call, logits[-(gamma + 1):].cpu(), time.perf_counter() - started)
+                return self._scores(call, logits[-(gamma + 1):].cpu(), time.perf_counter() - started, 1,
+                                    len(call.new_tokens) + len(call.draft_tokens))
             first = self.lm.extend(call.session_id, call.keep_len, call.new_tokens)[-1:].cpu()  # shared position 0
             windows = [call.draft_tokens[m * gamma:(m + 1) * gamma] for m in range(copies)]
             rest = self.lm.extend_fork(self.lm.fork(call.session_id, copies), windows).cpu()  # [M, gamma, vocab]
         except SessionError as exc:
             return exc
         logits = torch.cat([first.expand(copies, 1, -1), rest], 1).reshape(copies * (gamma + 1), -1)
-        return self._scores(call, logits, time.perf_counter() - started)
+        return self._scores(call, logits, time.perf_counter() - started, copies,
+                            len(call.new_tokens) + len(call.draft_tokens))
 
-    def _scores(self, call: VerifyCall, logits: torch.Tensor, seconds: float) -> Verification:
+    def _scores(self, call: VerifyCall, logits: torch.Tensor, seconds: float, batch_size: int,
+                batch_tokens: int) -> Verification:
         return Verification(
             target_argmax=logits.argmax(-1).tolist(),
             target_probs=wire_precision(warped_probs(logits, call.sampling)) if call.want_probs else None,
             cache_len=self.lm.cache_len(call.session_id),
             compute_seconds=seconds,
             target_raw_probs=wire_precision(torch.softmax(logits, -1)) if call.want_raw_probs else None,
-        )
+            batch_size=batch_size, batch_tokens=batch_tokens)

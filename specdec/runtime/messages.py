@@ -85,7 +85,8 @@ def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
 
 def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
     message = pb.VerifyResponse(target_argmax=verification.target_argmax, cache_len=verification.cache_len,
-                                compute_seconds=verification.compute_seconds)
+                                compute_seconds=verification.compute_seconds, batch_size=verification.batch_size,
+                                batch_tokens=verification.batch_tokens)
     if verification.target_probs is not None:
         message.target_probs.CopyFrom(wire.encode(verification.target_probs))
     if verification.target_raw_probs is not None:
@@ -98,7 +99,8 @@ def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verific
     return Verification(target_argmax=list(message.target_argmax),
                         target_probs=_optional(message, "target_probs", rows), cache_len=message.cache_len,
                         compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
-                        target_raw_probs=_optional(message, "target_raw_probs", rows))
+                        target_raw_probs=_optional(message, "target_raw_probs", rows),
+                        batch_size=message.batch_size, batch_tokens=message.batch_tokens)
 
 
 def _optional(message, field_name: str, rows: int):

@@ -128,18 +128,22 @@ class VerifyRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., want_raw_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "target_raw_probs")
+    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "target_raw_probs", "batch_size", "batch_tokens")
     TARGET_PROBS_FIELD_NUMBER: _ClassVar[int]
     TARGET_ARGMAX_FIELD_NUMBER: _ClassVar[int]
     CACHE_LEN_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TARGET_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     target_probs: Distributions
     target_argmax: _containers.RepeatedScalarFieldContainer[int]
     cache_len: int
     compute_seconds: float
     target_raw_probs: Distributions
-    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., target_raw_probs: _Optional[_Union[Distributions, _Mapping]] = ...) -> None: ...
+    batch_size: int
+    batch_tokens: int
+    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., target_raw_probs: _Optional[_Union[Distributions, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ...) -> None: ...
 
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id",)

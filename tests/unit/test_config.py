@@ -40,3 +40,26 @@ def test_bad_config_names_the_key(raw, field):
 def test_overrides_replace_single_keys():
     config = ServeConfig().with_overrides(orchestrator={"port": 0})
     assert config.orchestrator.port == 0 and config.orchestrator.host == "127.0.0.1"
+
+
+def test_every_serve_config_in_deploy_loads():
+    configs = {path.name: ServeConfig.load(path) for path in DEPLOY.glob("serve-*.yaml")}
+    assert configs["serve-one-node-two-gpus.yaml"].placement.strategy == "PACK"
+    assert configs["serve-one-node-two-gpus.yaml"].placement.accelerator == "gpu"
+    assert configs["serve-two-nodes.yaml"].placement.strategy == "STRICT_SPREAD"
+    assert configs["serve-replicas.yaml"].placement.target_replicas == 2
+
+
+def test_cluster_yamls_have_what_ray_up_needs():
+    import yaml
+
+    for name, provider in (("cluster-onprem.yaml", "local"), ("cluster-aws.yaml", "aws")):
+        text = (DEPLOY / name).read_text()
+        cluster = yaml.safe_load(text)
+        assert cluster["provider"]["type"] == provider
+        assert {"cluster_name", "auth", "setup_commands", "head_start_ray_commands",
+                "worker_start_ray_commands"} <= set(cluster)
+        assert any("scripts/setup.sh" in command for command in cluster["setup_commands"])
+        for key in cluster:  # every top-level key is explained by a comment right above it
+            above = text.split(f"\n{key}:")[0].rstrip().splitlines()[-1]
+            assert above.startswith("#"), f"{name}: {key} has no comment"

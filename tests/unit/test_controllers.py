@@ -95,3 +95,22 @@ def test_cost_model_shrinks_gamma_when_verify_grows_with_the_window():
 
     idle, loaded, saturated = settle(0.0), settle(0.5), settle(5.0)
     assert idle >= 6 and 1 <= loaded <= 3 and saturated in (0, 1)  # 1 only on a probe round
+
+
+def test_cost_model_counts_the_whole_batch_a_window_rides_in():
+    """A target batching B requests per forward, its time growing with the tokens fed over all of them: the
+    same acceptance and per-token costs that make speculation pay alone make it lose at high concurrency."""
+
+    def settle(batch: int) -> int:
+        controller, rng = CostModelGamma(gamma=4, gamma_max=16, smoothing=0.05), random.Random(2)
+        for _ in range(2000):
+            gamma = controller.next_gamma()
+            others = [rng.choice([0, 2, 4]) for _ in range(batch - 1)]  # the rest of the batch's windows
+            fed = gamma + 1 + sum(g + 1 for g in others)
+            verify = 0.005 + 0.0005 * fed  # seconds: a fixed cost plus a compute cost per token fed
+            controller.update(RoundStats(gamma, accepts(rng, 0.7, gamma), 0.0004 * gamma, verify,
+                                         0.0004 * gamma + verify, verify_batch_size=batch, verify_batch_tokens=fed))
+        return controller.next_gamma()
+
+    assert settle(1) >= 2  # alone: speculation pays (the analytic best is 3)
+    assert settle(32) in (0, 1)  # 32 sessions per forward: target-only (1 only on a probe round)
