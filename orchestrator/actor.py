@@ -44,7 +44,8 @@ class OrchestratorActor:
         o = self._orchestrator
         return {"service": SERVICE_NAME, "serving": self._server is not None, "address": self._address,
                 "active_requests": o.active_requests if o else 0,
-                "routes": {r.name: r.active for r in o.routes} if o else {}} | where()
+                "routes": {r.name: r.active for r in o.routes} if o else {},
+                "governor": {"arm": o.governor.arm, "tokens_per_second": o.governor.rates} if o else {}} | where()
 
     async def _serve(self) -> str:
         metrics = OrchestratorMetrics()

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from specdec.config import DefaultsConfig, LimitsConfig
 from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams, GammaController, make_controller
+from specdec.orchestrator.controllers.governor import Governed, SpeculationGovernor
 from specdec.orchestrator.detokenize import IncrementalDetokenizer
 from specdec.orchestrator.engine import GenerationRequest, Proposer, Scorer, generate
 from specdec.orchestrator.metrics import OrchestratorMetrics
@@ -95,6 +96,7 @@ class Orchestrator:
         self.defaults, self.limits = defaults, limits
         self.max_context = min(draft_info.max_context, target_info.max_context)
         self.metrics = metrics or OrchestratorMetrics()
+        self.governor = SpeculationGovernor()
 
     @property
     def active_requests(self) -> int:
@@ -131,6 +133,8 @@ class Orchestrator:
                                              f"{' and '.join(MULTI_DRAFT_RULES)}, not {rule_name}")
         rule = _build("rule_params", make_rule, rule_name, params.rule_params)
         controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params)
+        if controller_name == "cost" and self.defaults.load_governor:
+            controller = Governed(controller, self.governor)
         seed = secrets.randbelow(MAX_SEED) if params.seed is None else params.seed
         check_range("seed", seed, 0, MAX_SEED)
         prompt_ids = self.tokenizer(params.prompt, add_special_tokens=False)["input_ids"]
@@ -170,6 +174,8 @@ class Orchestrator:
                     first_token = time.perf_counter() - arrived
                     self.metrics.first_token(first_token)
                 self.metrics.round(stats)
+                if isinstance(prepared.controller, Governed):  # the governor measures the requests it governs
+                    self.governor.record(len(emitted))
                 yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted)
             tail = detokenizer.push([], final=True)
             if tail:

@@ -1,7 +1,7 @@
 """`specdec bench --concurrency ...`: aggregate throughput under load.
 
 For each number of concurrent streams, each decoding mode (target-only, serial speculation, overlapped
-speculation with and without speculation lanes, the `cost` controller) runs that many client streams at
+speculation with and without speculation lanes, the `cost` controller with the server's load governor) runs that many client streams at
 once, each sending requests back to back, and the aggregate output tokens/s is measured over the wall
 time of the whole load. Every mode sees the same prompts and seeds, in one run.
 """
@@ -29,8 +29,7 @@ def load_modes(gamma: int, lanes: int) -> list[BenchConfig]:
             BenchConfig(f"overlapped gamma={gamma}", "overlap", "sd", gamma, overlap=True),
             BenchConfig(f"overlapped gamma={gamma}, {lanes} lanes", "overlap", "sd", gamma, overlap=True,
                         speculation_lanes=lanes),
-            BenchConfig("cost, overlapped", "controller", "sd", gamma, controller="cost", overlap=True,
-                        speculation_lanes=lanes)]
+            BenchConfig("cost", "controller", "sd", gamma, controller="cost")]
 
 
 @dataclass

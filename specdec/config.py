@@ -63,6 +63,7 @@ class DefaultsConfig:
     max_new_tokens: int = 128
     overlap: bool = False  # draft the next window while the target verifies (post-verify)
     speculation_lanes: int = 0  # overlapped mode: rejection outcomes pre-drafted for, besides full acceptance
+    load_governor: bool = True  # `cost` requests go target-only while that gives more aggregate tokens/s
 
 
 @dataclass(frozen=True)

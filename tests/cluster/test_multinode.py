@@ -6,10 +6,12 @@ orchestrator's metrics on Ray's Prometheus endpoint, all against that cluster.""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import ray
@@ -103,6 +105,11 @@ def test_serve_auto_loadtest_over_ray_generators_and_metrics(two_nodes, tmp_path
                        "specdec_draft_latency_seconds", "specdec_rpc_latency_seconds",
                        "specdec_time_to_first_token_seconds", "specdec_time_per_output_token_seconds"):
             assert metric in text, f"{metric} is not on Ray's metrics endpoint"
+        dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json").read_text())
+        for panel in dashboard["panels"]:  # the Grafana dashboard queries series that really exist
+            for target in panel["targets"]:
+                for series in re.findall(r"ray_specdec_\w+", target["expr"]):
+                    assert f"{series}{{" in text or f"{series} " in text, f"{panel['title']}: no series {series}"
     finally:
         stop = subprocess.run([*SPECDEC, "stop", "--address", "auto", "--config", str(config_file)],
                               capture_output=True, text=True, timeout=120, env=env)

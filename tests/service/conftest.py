@@ -19,7 +19,8 @@ def servers():
     target = TargetServiceActor(LoadSpec(resolve_model("demo:target")))
     draft_address = loop.run(draft.ready())
     target_address = loop.run(target.ready())
-    config = ServeConfig().with_overrides(orchestrator={"port": 0})
+    # No load governor here: a test of the cost controller must not find it held at target-only.
+    config = ServeConfig().with_overrides(orchestrator={"port": 0}, defaults={"load_governor": False})
     orchestrator = OrchestratorActor(config, [draft_address], [target_address])
     address = loop.run(orchestrator.ready())
     yield {"draft": draft_address, "target": target_address, "orchestrator": address, "loop": loop,

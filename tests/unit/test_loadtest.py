@@ -6,8 +6,16 @@ import statistics
 
 import pytest
 
-from specdec.orchestrator.loadtest import (LoadSpec, RequestRecord, Slo, arrival_times, load_plans, percentiles,
-                                           summarize, token_gaps)
+from specdec.orchestrator.loadtest import (
+    LoadSpec,
+    RequestRecord,
+    Slo,
+    arrival_times,
+    load_plans,
+    percentiles,
+    summarize,
+    token_gaps,
+)
 
 
 @pytest.mark.parametrize("burstiness", [0.5, 1.0, 4.0])
