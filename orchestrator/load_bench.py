@@ -1,8 +1,8 @@
 """`specdec bench --concurrency ...`: aggregate throughput under load.
 
 For each number of concurrent streams, each decoding mode (target-only, serial speculation, overlapped
-speculation with and without speculation lanes, the `cost` controller with the server's load governor) runs that many client streams at
-once, each sending requests back to back, and the aggregate output tokens/s is measured over the wall
+speculation with and without speculation lanes, the `cost` controller with the server's load governor)
+runs that many client streams at once, each sending requests back to back, and the aggregate output tokens/s is measured over the wall
 time of the whole load. Every mode sees the same prompts and seeds, in one run.
 """
 

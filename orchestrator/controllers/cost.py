@@ -7,10 +7,11 @@ time as a line in the tokens that forward fed over all its sessions. Under load 
 shared: if every request in it drafts gamma tokens, it feeds about B * (gamma + 1) tokens, so a longer
 window costs every request in the batch, not just this one. A round of gamma drafts is expected to emit
 1 + sum_k prod_{i<=k} alpha_i tokens in gamma * t_draft + t_verify(B * (gamma + 1)) + t_overhead seconds;
-the controller picks the gamma in [0, gamma_max] with the highest ratio. On a device that batching keeps
-busy (verify time growing with the tokens fed) that is gamma = 0 at high concurrency. When speculation stops paying (slow draft, low acceptance, verify cost that
-grows with load) that is gamma = 0, target-only; then every `probe_every` rounds it drafts one token
-to keep its acceptance estimate fresh.
+the controller picks the gamma in [0, gamma_max] with the highest ratio. When speculation stops paying
+(slow draft, low acceptance, a target that batching keeps busy, so verify time grows with the tokens
+fed) that is gamma = 0, target-only; then every `probe_every` rounds it drafts one token to keep its
+acceptance estimate fresh. What this model cannot see (the draft's work slowing the target where they
+share cores) the orchestrator's load governor (`governor.py`) measures.
 """
 
 from __future__ import annotations
