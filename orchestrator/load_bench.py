@@ -2,8 +2,9 @@
 
 For each number of concurrent streams, each decoding mode (target-only, serial speculation, overlapped
 speculation with and without speculation lanes, the `cost` controller with the server's load governor)
-runs that many client streams at once, each sending requests back to back, and the aggregate output tokens/s is measured over the wall
-time of the whole load. Every mode sees the same prompts and seeds, in one run.
+runs that many client streams at once, each sending requests back to back, and the aggregate output
+tokens/s is measured over the wall time of the whole load. Every mode sees the same prompts and seeds,
+in one run.
 """
 
 from __future__ import annotations
