@@ -459,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ray token authentication, which Ray >= 2.59 uses on local clusters and >= 2.61 everywhere; a cluster's
+    # nodes and its clients must agree. Set RAY_AUTH_MODE=disabled to talk to a cluster started without it.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,7 +1,13 @@
-"""Test order: the cluster tests first. They start and stop Ray with the `ray` command, and `ray stop`
+"""Test order: the cluster tests first, and Ray's token authentication on. They start and stop Ray with the `ray` command, and `ray stop`
 stops every Ray process on the machine, so they must not run while another layer holds a Ray cluster."""
 
 from __future__ import annotations
+
+import os
+
+# Ray token authentication for every cluster the tests start or join, as `specdec` sets it. Ray reads
+# this when it is first imported, so it is set here, before any test module imports ray.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def pytest_collection_modifyitems(items):

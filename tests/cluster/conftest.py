@@ -16,7 +16,8 @@ import pytest
 import ray
 
 RAY = str(Path(sys.executable).parent / "ray")
-ENV = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+# Ray token authentication on every node and client (Ray >= 2.59 turns it on for local clusters).
+ENV = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
 
 
 def free_port() -> int:
@@ -36,6 +37,7 @@ def two_nodes():
     """A head node and a worker node on this machine, each with 3 CPUs and 2 units of a custom `accel`
     resource standing in for GPUs; the head exports Prometheus metrics."""
     ray.shutdown()
+    ray_command("get-auth-token", "--generate")  # the token every node and this driver present
     port, head_metrics, worker_metrics = free_port(), free_port(), free_port()
     node = ["--num-cpus=3", '--resources={"accel": 2}', "--disable-usage-stats"]
     try:

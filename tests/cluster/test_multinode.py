@@ -36,6 +36,10 @@ def placed(strategy: str, name: str) -> ServeConfig:
 @pytest.mark.parametrize("strategy, same_node", [("STRICT_SPREAD", False), ("PACK", True)])
 def test_placement_strategy_decides_the_nodes(two_nodes, strategy, same_node, tmp_path):
     config = placed(strategy, f"placement-{strategy.lower()}")
+    deadline = time.monotonic() + 60  # an earlier test's placement group is freed asynchronously
+    while ray.available_resources().get("accel", 0) < 4:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.5)
     deployment = deploy(config)
     try:
         draft, target = ray.get([deployment.drafts[0].health.remote(), deployment.targets[0].health.remote()])

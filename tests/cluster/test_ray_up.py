@@ -84,6 +84,7 @@ def run(*command: str, timeout: float = 600) -> str:
 
 
 def test_ray_up_serve_generate_job_and_down(sshd, tmp_path):
+    run(RAY, "get-auth-token", "--generate")  # the cluster's token, at ~/.ray/auth_token (file_mounts in the YAML)
     cluster = onprem_config(tmp_path, sshd)
     specdec = f"{REPO}/.venv/bin/specdec" if (REPO / ".venv/bin/specdec").exists() else \
         f"{sys.executable} -m specdec.orchestrator.cli"
