@@ -60,7 +60,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     import ray
-    from rich.console import Console
     from rich.table import Table
 
     from specdec.config import ServeConfig
@@ -83,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(row["name"], row["state"] if row.get("serving", True) else "STARTING", row.get("address", ""),
                       row.get("node_ip", ""), row.get("node_id", "")[:12], str(row.get("pid", "")),
                       row.get("device", ""), load)
-    Console().print(table)
+    _console().print(table)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Test order: the cluster tests first, and Ray's token authentication on. They start and stop Ray with the `ray` command, and `ray stop`
-stops every Ray process on the machine, so they must not run while another layer holds a Ray cluster."""
+"""Test order: the cluster tests first, and Ray's token authentication on. The cluster tests start and
+stop Ray with the `ray` command, and `ray stop` stops every Ray process on the machine, so they must not
+run while another layer holds a Ray cluster."""
 
 from __future__ import annotations
 

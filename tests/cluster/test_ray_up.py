@@ -96,12 +96,15 @@ def test_ray_up_serve_generate_job_and_down(sshd, tmp_path):
         generate = run(RAY, "exec", str(cluster), f"{specdec} generate --address {address} --temperature 0 "
                                                   f"--max-new-tokens 16 --ignore-eos --stats 'def add(a, b):'")
         assert "output_tokens: 16" in generate, generate[-3000:]
+        print(f"ray up: {up.splitlines()[-1]}\nserve: {serve[-600:]}\ngenerate: {generate[-1500:]}")
         job = run(RAY, "job", "submit", "--address", "http://127.0.0.1:8265", "--",
                   sys.executable, str(REPO / "deploy" / "job_generate.py"), "--prompt", "import os\n",
                   "--max-new-tokens", "8")
         assert '"output_tokens": 8' in job, job[-3000:]
-        status = run(RAY, "exec", str(cluster), f"{specdec} status")
-        assert "specdec-orchestrator-draft-0" in status and "specdec-orchestrator-target-0" in status
+        print(f"job: {job[-1200:]}")
+        status = run(RAY, "exec", str(cluster), f"{specdec} status --json")
+        for actor in ("specdec-orchestrator", "specdec-orchestrator-draft-0", "specdec-orchestrator-target-0"):
+            assert f'"name": "{actor}"' in status, status[-3000:]
     finally:
         down = subprocess.run([RAY, "down", "-y", str(cluster)], capture_output=True, text=True, env=ENV,
                               timeout=300, cwd=REPO)
