@@ -310,6 +310,12 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment_args(parser: argparse.ArgumentParser) -> None:
+    """--address and --config: which cluster, and which deployment on it."""
+    parser.add_argument("--address", default="auto", help="Ray cluster address (default: auto, the running one)")
+    parser.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specdec", description="Distributed speculative decoding: a draft and a target model as gRPC services "
@@ -330,16 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the deployment's actors, where they run, and their health",
                             description="Connect to a running Ray cluster and list the orchestrator and the draft and "
                                         "target services: state, gRPC address, node, process and load.")
-    status.add_argument("--address", default="auto", help="Ray cluster address (default: auto, the running one)")
-    status.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
+    _deployment_args(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(func=cmd_status)
 
     stop = sub.add_parser("stop", help="stop a deployment started with `specdec serve --detach`",
                           description="Kill the orchestrator and the draft and target services named in the serve "
                                       "config, on a running Ray cluster, and free their placement group.")
-    stop.add_argument("--address", default="auto", help="Ray cluster address (default: auto, the running one)")
-    stop.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
+    _deployment_args(stop)
     stop.set_defaults(func=cmd_stop)
 
     generate = sub.add_parser("generate", help="stream a completion from a running orchestrator",
