@@ -20,6 +20,20 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreT
 from specdec.types import ModelInfo
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PAD_SLACK = 8  # appended lengths up to this share a forward whatever their mix (windows of gamma + 1)
+
+
+def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
+    """Indices of `widths` grouped into forwards: each row is right-padded to its group's widest, so a
+    long prefill does not pad a batch of short windows to its length. Sorted by width, a new group starts
+    where the width passes both `slack` and twice the group's narrowest."""
+    groups: list[list[int]] = []
+    for index in sorted(range(len(widths)), key=widths.__getitem__):
+        if groups and widths[index] <= max(slack, 2 * widths[groups[-1][0]]):
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
 
 
 class SessionError(ValueError):
@@ -146,18 +160,27 @@ class CausalLM:
         session.tokens.extend(tokens)
         return logits[0, :, : self.vocab_size].float()
 
-    @torch.inference_mode()
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
-        """`extend` for several distinct sessions in one forward pass; logits [len(tokens), vocab] per item.
+        """`extend` for several distinct sessions, batched; logits [len(tokens), vocab] per item. Items of
+        similar appended length share one forward (`width_groups`)."""
+        if len({session_id for session_id, _, _ in items}) != len(items):
+            raise ValueError("extend_batch needs distinct sessions")
+        for item in items:
+            self.check_extend(*item)
+        results: list[torch.Tensor | None] = [None] * len(items)
+        for group in width_groups([len(tokens) for _, _, tokens in items]):
+            for index, logits in zip(group, self._forward_group([items[i] for i in group]), strict=True):
+                results[index] = logits
+        return results
+
+    @torch.inference_mode()
+    def _forward_group(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+        """One forward over several checked, distinct sessions.
 
         The sessions' caches are left-padded to a common length and stacked, the new tokens right-padded;
         an attention mask hides the padding and position ids continue each session's own positions. Each
         session's cache is then cut back out of the batch.
         """
-        if len({session_id for session_id, _, _ in items}) != len(items):
-            raise ValueError("extend_batch needs distinct sessions")
-        for item in items:
-            self.check_extend(*item)
         if len(items) == 1:
             return [self.extend(*items[0])]
         sessions = [self._rolled_back(session_id, keep_len) for session_id, keep_len, _ in items]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from specdec.config import resolve_model
-from specdec.runtime.model import CausalLM, LoadSpec, SessionError
+from specdec.runtime.model import CausalLM, LoadSpec, SessionError, width_groups
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,15 @@ def test_batched_extend_equals_one_session_at_a_time(lm: CausalLM):
         assert torch.allclose(after, solo, atol=1e-4)
         lm.end_session(sid)
         lm.end_session(f"solo-{sid}")
+
+
+def test_a_long_prefill_gets_a_forward_of_its_own(lm: CausalLM):
+    assert width_groups([1, 5, 40, 2, 3, 60, 9]) == [[0, 3, 4, 1], [6], [2, 5]]
+    assert width_groups([]) == [] and width_groups([30]) == [[0]]
+    lm.extend("short", 0, [5, 6, 7])
+    prompt = list(range(10, 50))
+    batched = lm.extend_batch([("short", 3, [8, 9]), ("prefill", 0, prompt)])
+    assert torch.allclose(batched[0], lm.extend("solo-short", 0, [5, 6, 7, 8, 9])[-2:], atol=1e-4)
+    assert torch.allclose(batched[1], lm.extend("solo-prefill", 0, prompt), atol=1e-4)
+    for sid in ("short", "prefill", "solo-short", "solo-prefill"):
+        lm.end_session(sid)
