@@ -175,7 +175,7 @@ class Orchestrator:
                     self.metrics.first_token(first_token)
                 self.metrics.round(stats)
                 if isinstance(prepared.controller, Governed):  # the governor measures the requests it governs
-                    self.governor.record(len(emitted))
+                    self.governor.record(len(emitted), self.active_requests)
                 yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted)
             tail = detokenizer.push([], final=True)
             if tail:
