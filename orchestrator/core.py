@@ -156,6 +156,10 @@ class Orchestrator:
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
         """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output."""
         arrived = time.perf_counter()
+        if self.active_requests >= self.limits.max_active_requests:
+            raise InvalidField("max_active_requests", f"the orchestrator is at its limit of "
+                                                      f"{self.limits.max_active_requests} requests in flight; retry "
+                                                      f"later", "RESOURCE_EXHAUSTED")
         prepared = self.prepare(params)
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,

@@ -75,6 +75,9 @@ class LimitsConfig:
     max_prompt_chars: int = 1_000_000
     rpc_timeout_s: float = 60.0
     max_message_bytes: int = 64 * 1024 * 1024
+    max_active_requests: int = 1024  # requests in flight at the orchestrator; more get RESOURCE_EXHAUSTED
+    max_sessions: int = 4096  # sessions per model service; a new one beyond gets RESOURCE_EXHAUSTED
+    session_idle_s: float = 600.0  # a service ends a session unused this long (0: never)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class ServeConfig:
             raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
         if not 0 <= self.defaults.speculation_lanes <= self.limits.max_speculation_lanes:
             raise ValueError("defaults.speculation_lanes: must be in [0, limits.max_speculation_lanes]")
+        if self.limits.max_active_requests < 1 or self.limits.max_sessions < 1 or self.limits.session_idle_s < 0:
+            raise ValueError("limits: max_active_requests and max_sessions must be >= 1, session_idle_s >= 0")
         if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:
             raise ValueError("defaults.max_new_tokens: must be in [1, limits.max_new_tokens]")
 

@@ -95,7 +95,8 @@ def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, g
         num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime, resources=dict(config.placement.resources),
         name=name, namespace=config.orchestrator.namespace,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
-    ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch)
+    ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch, config.limits.max_sessions,
+             config.limits.session_idle_s)
 
 
 def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,11 +38,13 @@ def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
 
 
 class SessionError(ValueError):
-    """A request does not fit the state of its session (unknown session, keep_len past the cache)."""
+    """A request does not fit the state of its session (unknown session, keep_len past the cache), or
+    the service has no room for a new session (code RESOURCE_EXHAUSTED)."""
 
-    def __init__(self, field_name: str, message: str):
+    def __init__(self, field_name: str, message: str, code: str = "FAILED_PRECONDITION"):
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
+        self.code = code
 
 
 class SessionLM(Protocol):
@@ -91,6 +94,7 @@ class Fork:
 class Session:
     tokens: list[int] = field(default_factory=list)
     cache: DynamicCache | None = None
+    last_used: float = field(default_factory=time.monotonic)
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -103,7 +107,7 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
 class CausalLM:
     """A causal LM plus its tokenizer, with per-session KV caches."""
 
-    def __init__(self, spec: LoadSpec):
+    def __init__(self, spec: LoadSpec, max_sessions: int = 0):
         if spec.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
         self.spec = spec
@@ -115,6 +119,8 @@ class CausalLM:
         self.vocab_size = len(self.tokenizer)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)
         self.sessions: dict[str, Session] = {}
+        self.max_sessions = max_sessions  # 0: no limit; beyond it a new session is refused, not an OOM
+        self.expired = 0  # sessions ended for idling
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -130,6 +136,9 @@ class CausalLM:
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
         """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run."""
         session = self.sessions.get(session_id)
+        if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
+            raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
+                                             f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
         cached = len(session.tokens) if session else 0
         if keep_len < 0 or keep_len > cached:
             raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
@@ -143,6 +152,7 @@ class CausalLM:
 
     def _rolled_back(self, session_id: str, keep_len: int) -> Session:
         session = self.sessions.setdefault(session_id, Session())
+        session.last_used = time.monotonic()
         if session.cache is None:
             session.cache = DynamicCache(config=self.model.config)
         if keep_len < len(session.tokens):
@@ -250,3 +260,12 @@ class CausalLM:
 
     def end_session(self, session_id: str) -> bool:
         return self.sessions.pop(session_id, None) is not None
+
+    def expire_idle(self, max_idle_s: float) -> list[str]:
+        """End the sessions unused for more than `max_idle_s` seconds (abandoned by their clients)."""
+        cutoff = time.monotonic() - max_idle_s
+        idle = [session_id for session_id, session in self.sessions.items() if session.last_used < cutoff]
+        for session_id in idle:
+            del self.sessions[session_id]
+        self.expired += len(idle)
+        return idle

@@ -43,7 +43,7 @@ def abort_on_bad_input(handler: Callable) -> Callable:
         except InvalidField as exc:
             await context.abort(status_code(exc.code), str(exc))
         except SessionError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            await context.abort(status_code(exc.code), str(exc))
 
     return wrapper
 

@@ -42,9 +42,13 @@ class ModelServiceActor:
     service_name = ""
 
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
-                 limits: RpcLimits | None = None, max_batch: int = 16):
+                 limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
+                 session_idle_s: float = 0.0):
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
         self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
+        self.max_sessions = max_sessions  # 0: no limit; beyond it new sessions get RESOURCE_EXHAUSTED
+        self.session_idle_s = session_idle_s  # > 0: sessions unused this long are ended (abandoned clients)
+        self._reaper: asyncio.Task | None = None
         self._limits = limits or RpcLimits()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model",
                                             initializer=torch.set_num_threads, initargs=(threads,))
@@ -65,12 +69,15 @@ class ModelServiceActor:
         return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
                 "address": self._address, "device": str(self._lm.device) if self._lm else "",
                 "sessions": len(self._lm.sessions) if self._lm else 0,
+                "expired_sessions": self._lm.expired if self._lm else 0,
                 "batches": len(sizes), "largest_batch": max(sizes, default=0)} | where()
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
         loop = asyncio.get_running_loop()
-        self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec)
+        self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
+        if self.session_idle_s > 0:
+            self._reaper = loop.create_task(self._expire_idle_sessions())
 
         def register(server: grpc.aio.Server) -> None:
             self.servicer = self.register(server, lm, self._executor)
@@ -78,6 +85,13 @@ class ModelServiceActor:
         self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name])
         self._address = format_address(advertised_host(self._host), port)
         return self._address
+
+    async def _expire_idle_sessions(self) -> None:
+        """End abandoned sessions, on the model thread (the only one that touches the sessions)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(30.0, self.session_idle_s / 4))
+            await loop.run_in_executor(self._executor, self._lm.expire_idle, self.session_idle_s)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError

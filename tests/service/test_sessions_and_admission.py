@@ -1,0 +1,86 @@
+"""Sessions and admission over real gRPC: abandoned sessions expire, a service refuses sessions beyond its
+limit and the orchestrator requests beyond its limit with RESOURCE_EXHAUSTED (not an out-of-memory), and a
+client that cancels frees its sessions in both services at once."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from specdec.config import ServeConfig, resolve_model
+from specdec.orchestrator.actor import OrchestratorActor
+from specdec.orchestrator.client import Client
+from specdec.runtime.model import LoadSpec
+from specdec.services.draft.servicer import DraftServiceActor
+from specdec.v1 import specdec_pb2 as pb
+from specdec.v1 import specdec_pb2_grpc as pb_grpc
+from tests.helpers import BackgroundLoop
+
+GREEDY = pb.SamplingParams(temperature=0.0)
+
+
+def wait_for(condition, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_a_service_expires_idle_sessions_and_refuses_sessions_beyond_its_limit():
+    loop = BackgroundLoop()
+    draft = DraftServiceActor(LoadSpec(resolve_model("demo:draft")), max_sessions=2, session_idle_s=0.6)
+    try:
+        with grpc.insecure_channel(loop.run(draft.ready())) as channel:
+            stub = pb_grpc.DraftServiceStub(channel)
+
+            def propose(session_id: str) -> pb.ProposeResponse:
+                return stub.Propose(pb.ProposeRequest(session_id=session_id, keep_len=0, new_tokens=[5, 6, 7],
+                                                      gamma=2, sampling=GREEDY))
+
+            propose("a"), propose("b")
+            with pytest.raises(grpc.RpcError) as info:
+                propose("c")
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "limits.max_sessions" in info.value.details() and info.value.details().startswith("session_id")
+            assert len(propose("a").draft_tokens) == 2  # sessions it holds are still served
+            wait_for(lambda: loop.run(draft.health())["sessions"] == 0)  # nobody came back: both expired
+            assert loop.run(draft.health())["expired_sessions"] == 2
+            assert len(propose("c").draft_tokens) == 2  # room again
+    finally:
+        loop.stop()
+
+
+@pytest.fixture(scope="module")
+def small_orchestrator(servers):
+    """An orchestrator that admits one request at a time, over the shared draft and target services."""
+    config = ServeConfig().with_overrides(orchestrator={"port": 0}, limits={"max_active_requests": 1})
+    actor = OrchestratorActor(config, [servers["draft"]], [servers["target"]])
+    yield servers["loop"].run(actor.ready())  # the actor object must live as long as its server
+
+
+def test_the_orchestrator_refuses_requests_beyond_its_limit(small_orchestrator, servers):
+    with Client(small_orchestrator) as first, Client(small_orchestrator) as second:
+        stream = first.stream("def f(x):", max_new_tokens=64, temperature=0.0, ignore_eos=True)
+        first_delta = next(stream)  # one request in flight
+        with pytest.raises(grpc.RpcError) as info:
+            second.generate("import os", max_new_tokens=4)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert info.value.details().startswith("max_active_requests")
+        rest = list(stream)  # the first request finishes undisturbed
+        assert len(first_delta.token_ids) + sum(len(d.token_ids) for d in rest) == 64
+        assert second.generate("import os", max_new_tokens=4, ignore_eos=True).stats["output_tokens"] == 4
+
+
+def test_a_cancelled_stream_frees_its_sessions_in_both_services(servers):
+    loop = servers["loop"]
+    with Client(servers["orchestrator"]) as client:
+        request = pb.GenerateRequest(prompt="class Stack:", max_new_tokens=200, ignore_eos=True, gamma=3,
+                                     sampling=pb.SamplingParams(temperature=1.0))
+        call = client._stub.Generate(request)
+        next(call)
+        assert any(loop.run(servers[name].health())["sessions"] for name in ("draft_actor", "target_actor"))
+        call.cancel()
+        wait_for(lambda: all(loop.run(servers[name].health())["sessions"] == 0
+                             for name in ("draft_actor", "target_actor")))
