@@ -19,6 +19,7 @@ from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.remote import RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
+from specdec.runtime.security import TokenCheck, read_token
 from specdec.runtime.service_actor import advertised_host, where
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -49,8 +50,10 @@ class OrchestratorActor:
 
     async def _serve(self) -> str:
         metrics = OrchestratorMetrics()
-        proposers = [RemoteProposer(address, self._limits, metrics.rpc) for address in self._drafts]
-        scorers = [RemoteScorer(address, self._limits, metrics.rpc) for address in self._targets]
+        tls = self._config.tls
+        credentials = tls.channel_credentials()  # mutual TLS to the services when tls.cert/key are set too
+        proposers = [RemoteProposer(address, self._limits, metrics.rpc, credentials) for address in self._drafts]
+        scorers = [RemoteScorer(address, self._limits, metrics.rpc, credentials) for address in self._targets]
         infos = await asyncio.gather(*(service.info() for service in [*proposers, *scorers]))
         draft_infos, target_infos = infos[: len(proposers)], infos[len(proposers):]
         routes = []
@@ -67,6 +70,7 @@ class OrchestratorActor:
         self._server, port = await start_server(
             lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
                 OrchestratorServicer(self._orchestrator), server),
-            cfg.host, cfg.port, self._limits, [SERVICE_NAME])
+            cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
+            (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
         self._address = format_address(advertised_host(cfg.host), port)
         return self._address

@@ -98,6 +98,31 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0 if names else 1
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from specdec.runtime.security import make_dev_certificates
+
+    paths = make_dev_certificates(Path(args.out), args.hosts, args.days)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    print(f"serve config:\n  tls:\n    cert: {paths['cert']}\n    key: {paths['key']}\n    ca: {paths['ca']}")
+    print(f"clients: --tls-ca {paths['ca']} (and --tls-cert {paths['cert']} --tls-key {paths['key']} for mutual TLS)")
+    return 0
+
+
+def _connection(args: argparse.Namespace) -> dict:
+    """Client keyword arguments for TLS and the bearer token (from --token or $SPECDEC_TOKEN)."""
+    return {"tls_ca": args.tls_ca, "token": args.token or os.environ.get("SPECDEC_TOKEN") or None,
+            "cert": args.tls_cert, "key": args.tls_key}
+
+
+def _connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", help="PEM CA of the orchestrator's certificate: connect over TLS")
+    parser.add_argument("--tls-cert", help="this client's PEM certificate, for mutual TLS")
+    parser.add_argument("--tls-key", help="this client's PEM private key, for mutual TLS")
+    parser.add_argument("--token", help="bearer token of the client API (default: $SPECDEC_TOKEN)")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import grpc
 
@@ -105,7 +130,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     rule_params = {k: v for k, v in (("threshold", args.threshold), ("divergence", args.divergence),
                                      ("epsilon", args.epsilon), ("delta", args.delta)) if v is not None}
-    with Client(args.address) as client:
+    with Client(args.address, **_connection(args)) as client:
         try:
             for delta in client.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                        top_k=args.top_k, top_p=args.top_p, rule=args.rule or "", gamma=args.gamma,
@@ -301,10 +326,11 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         actor = ray.remote(LoadGenerator).options(num_cpus=0, scheduling_strategy="SPREAD")
         generators = [actor.remote() for _ in range(args.ray_generators)]
     with Progress(console=console, transient=True) as progress:
-        rows = run_sweep(args.address, loads, modes, plans_for, slo, generators, progress, args.seed)
+        rows = run_sweep(args.address, loads, modes, plans_for, slo, generators, progress, args.seed,
+                         _connection(args))
     print_rows(rows, console)
     out_dir = Path(args.out or f"loadtest-results/{time.strftime('%Y%m%d-%H%M%S')}")
-    meta = {key: value for key, value in vars(args).items() if key != "func"}
+    meta = {key: value for key, value in vars(args).items() if key not in ("func", "token")}
     for path in write_report(rows, meta, out_dir):
         console.print(f"wrote {path}")
     return 0
@@ -371,7 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, help="seed for every random choice (same seed, same output)")
     generate.add_argument("--ignore-eos", action="store_true", help="keep going past the end-of-text token")
     generate.add_argument("--stats", action="store_true", help="print the request's statistics to stderr")
+    _connection_args(generate)
     generate.set_defaults(func=cmd_generate)
+
+    certs = sub.add_parser("certs", help="make development TLS certificates (a CA and a certificate signed by it)",
+                           description="Write ca.pem, cert.pem and key.pem (and ca-key.pem) for the serve config's "
+                                       "tls section and for clients' --tls-ca. For development: production "
+                                       "certificates come from your own CA.")
+    certs.add_argument("--out", default="certs", help="output folder (default: certs)")
+    certs.add_argument("--hosts", nargs="+", default=["127.0.0.1", "localhost"],
+                       help="names and IP addresses the certificate is valid for (default: 127.0.0.1 localhost)")
+    certs.add_argument("--days", type=int, default=30, help="validity in days (default: 30)")
+    certs.set_defaults(func=cmd_certs)
 
     demo = sub.add_parser("demo", help="run everything locally on the demo pair and print a speed table",
                           description="Start Ray and all services locally on the demo model pair, decode held-out "
@@ -421,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--ray-address", default="auto", help="with --ray-generators: the Ray cluster")
     loadtest.add_argument("--seed", type=int, default=0, help="seed of prompts, arrivals and sampling")
     loadtest.add_argument("--out", help="output folder (default: loadtest-results/<time>)")
+    _connection_args(loadtest)
     loadtest.set_defaults(func=cmd_loadtest)
 
     bench = sub.add_parser("bench", help="sweep rules, thresholds, controllers and gamma; measure speed and quality",

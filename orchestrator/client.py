@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from specdec.runtime.rpc import RpcLimits
+from specdec.runtime.security import TlsFiles
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -48,9 +49,18 @@ def message_to_dict(message: Message) -> dict:
 
 
 class Client:
-    def __init__(self, address: str, timeout_s: float | None = 600.0, limits: RpcLimits | None = None):
+    def __init__(self, address: str, timeout_s: float | None = 600.0, limits: RpcLimits | None = None,
+                 tls_ca: str | None = None, token: str | None = None, cert: str | None = None, key: str | None = None):
+        """`tls_ca`: PEM CA file that signed the orchestrator's certificate (TLS; plaintext without);
+        `cert`/`key`: this client's certificate for mutual TLS; `token`: the client API's bearer token."""
         self.address, self.timeout_s = address, timeout_s
-        self._channel = grpc.insecure_channel(address, options=(limits or RpcLimits()).options())
+        options = (limits or RpcLimits()).options()
+        if tls_ca:
+            credentials = TlsFiles(cert=cert or "", key=key or "", ca=tls_ca).channel_credentials()
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
         self.last_stats: dict = {}
 
@@ -86,7 +96,7 @@ class Client:
         if speculation_lanes is not None:
             request.speculation_lanes = speculation_lanes
         self.last_stats = {}
-        for response in self._stub.Generate(request, timeout=self.timeout_s):
+        for response in self._stub.Generate(request, timeout=self.timeout_s, metadata=self._metadata):
             if response.HasField("delta"):
                 yield Delta(response.delta.text, list(response.delta.token_ids))
             else:
@@ -103,7 +113,8 @@ class Client:
         return completion
 
     def server_info(self) -> dict:
-        return message_to_dict(self._stub.GetServerInfo(pb.GetInfoRequest(), timeout=self.timeout_s))
+        return message_to_dict(self._stub.GetServerInfo(pb.GetInfoRequest(), timeout=self.timeout_s,
+                                                        metadata=self._metadata))
 
     def close(self) -> None:
         self._channel.close()

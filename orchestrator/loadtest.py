@@ -127,10 +127,11 @@ def run_request(client: Client, plan: RequestPlan, params: dict, load_started: f
 
 
 def run_load(address: str, load: LoadSpec, plans: list[RequestPlan], params: dict, seed: int = 0,
-             on_done=None) -> tuple[list[RequestRecord], float]:
-    """Run `plans` against `address` under `load`; return the records (in plan order) and the duration."""
+             on_done=None, connection: dict | None = None) -> tuple[list[RequestRecord], float]:
+    """Run `plans` against `address` under `load`; return the records (in plan order) and the duration.
+    `connection`: the Client's TLS and token keyword arguments."""
     records: list[RequestRecord | None] = [None] * len(plans)
-    with Client(address, timeout_s=None) as client:
+    with Client(address, timeout_s=None, **(connection or {})) as client:
         started = time.perf_counter()
 
         def one(index: int) -> None:
@@ -168,8 +169,9 @@ def run_load(address: str, load: LoadSpec, plans: list[RequestPlan], params: dic
 class LoadGenerator:
     """A Ray actor that runs its share of a load, so that one client machine is not the bottleneck."""
 
-    def run(self, address: str, load: LoadSpec, plans: list[RequestPlan], params: dict, seed: int) -> dict:
-        records, duration = run_load(address, load, plans, params, seed)
+    def run(self, address: str, load: LoadSpec, plans: list[RequestPlan], params: dict, seed: int,
+            connection: dict | None = None) -> dict:
+        records, duration = run_load(address, load, plans, params, seed, connection=connection)
         return {"records": [asdict(r) for r in records], "duration": duration}
 
 
@@ -249,7 +251,8 @@ def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_ch
 
 
 def run_sweep(address: str, loads: list[LoadSpec], modes: dict[str, dict], plans_for: callable, slo: Slo,
-              generators: list | None = None, progress=None, seed: int = 0) -> list[dict]:
+              generators: list | None = None, progress=None, seed: int = 0,
+              connection: dict | None = None) -> list[dict]:
     """Every mode (name -> request parameters) at every load; one summary row each. With Ray generator
     actors, each load is split over them and their records merged."""
     rows = []
@@ -262,12 +265,13 @@ def run_sweep(address: str, loads: list[LoadSpec], modes: dict[str, dict], plans
                 import ray
 
                 shares = [plans[i::len(generators)] for i in range(len(generators))]
-                results = ray.get([g.run.remote(address, load.share(i, len(generators)), share, params, seed + i)
+                results = ray.get([g.run.remote(address, load.share(i, len(generators)), share, params, seed + i,
+                                                connection)
                                    for i, (g, share) in enumerate(zip(generators, shares, strict=True)) if share])
                 records = [RequestRecord(**r) for result in results for r in result["records"]]
                 duration = max(result["duration"] for result in results)
             else:
-                records, duration = run_load(address, load, plans, params, seed, on_done=advance)
+                records, duration = run_load(address, load, plans, params, seed, advance, connection)
             if progress:
                 progress.remove_task(task)
             rows.append({"mode": mode, "load": load.label, "concurrency": load.concurrency, "rate": load.rate,

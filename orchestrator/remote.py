@@ -22,15 +22,16 @@ from specdec.v1 import specdec_pb2_grpc as pb_grpc
 class _RemoteService:
     stub_class: type
 
-    def __init__(self, address: str, limits: RpcLimits, on_call: Callable[[str, float, float], None] | None = None):
-        self.address, self._limits, self._on_call = address, limits, on_call
+    def __init__(self, address: str, limits: RpcLimits, on_call: Callable[[str, float, float], None] | None = None,
+                 credentials: grpc.ChannelCredentials | None = None):
+        self.address, self._limits, self._on_call, self._credentials = address, limits, on_call, credentials
         self._channel: grpc.aio.Channel | None = None
         self._stub = None
 
     @property
     def stub(self):
         if self._stub is None:
-            self._channel = aio_channel(self.address, self._limits)
+            self._channel = aio_channel(self.address, self._limits, self._credentials)
             self._stub = self.stub_class(self._channel)
         return self._stub
 

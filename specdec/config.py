@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from specdec.runtime.security import TlsFiles
+
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
 STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
 ACCELERATORS = ("auto", "gpu", "cpu")
@@ -50,6 +52,7 @@ class PlacementConfig:
 class OrchestratorConfig:
     host: str = "127.0.0.1"
     port: int = 50051  # 0 picks a free port
+    token_file: str = ""  # a file holding the bearer token the client API requires (empty: no token)
     name: str = "specdec-orchestrator"
     namespace: str = "specdec"
     num_cpus: float = 0.0
@@ -88,6 +91,7 @@ class ServeConfig:
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tls: TlsFiles = field(default_factory=TlsFiles)  # PEM files; empty: plaintext (loopback development)
 
     def __post_init__(self) -> None:
         if self.placement.strategy not in STRATEGIES:
@@ -142,8 +146,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     values = {}
     for name, value in raw.items():
         kind = fields[name].type
-        nested = {"ModelConfig": ModelConfig, "PlacementConfig": PlacementConfig,
-                  "OrchestratorConfig": OrchestratorConfig, "DefaultsConfig": DefaultsConfig,
-                  "LimitsConfig": LimitsConfig}.get(kind if isinstance(kind, str) else kind.__name__)
+        sections = (ModelConfig, PlacementConfig, OrchestratorConfig, DefaultsConfig, LimitsConfig, TlsFiles)
+        nested = {section.__name__: section for section in sections}.get(
+            kind if isinstance(kind, str) else kind.__name__)
         values[name] = _build(nested, value, f"{prefix}{name}.") if nested else value
     return cls(**values)

@@ -96,7 +96,7 @@ def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, g
         name=name, namespace=config.orchestrator.namespace,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
     ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch, config.limits.max_sessions,
-             config.limits.session_idle_s)
+             config.limits.session_idle_s, config.tls)
 
 
 def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:

@@ -49,15 +49,17 @@ def abort_on_bad_input(handler: Callable) -> Callable:
 
 
 async def start_server(register: Callable[[grpc.aio.Server], None], host: str, port: int, limits: RpcLimits,
-                       service_names: list[str]) -> tuple[grpc.aio.Server, int]:
+                       service_names: list[str], credentials: grpc.ServerCredentials | None = None,
+                       interceptors: tuple = ()) -> tuple[grpc.aio.Server, int]:
     """Start a grpc.aio server on the running loop with the standard health and reflection services (so
     grpcurl and grpc_health_probe work against it); return it and its port."""
-    server = grpc.aio.server(options=limits.options())
+    server = grpc.aio.server(options=limits.options(), interceptors=interceptors)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind a gRPC server to {host}:{port}")
     await server.start()
@@ -66,7 +68,10 @@ async def start_server(register: Callable[[grpc.aio.Server], None], host: str, p
     return server, bound
 
 
-def aio_channel(address: str, limits: RpcLimits) -> grpc.aio.Channel:
+def aio_channel(address: str, limits: RpcLimits,
+                credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
+    if credentials is not None:
+        return grpc.aio.secure_channel(address, credentials, options=limits.options())
     return grpc.aio.insecure_channel(address, options=limits.options())
 
 

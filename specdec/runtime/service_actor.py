@@ -19,6 +19,7 @@ import torch
 from specdec.runtime.model import CausalLM, LoadSpec
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
+from specdec.runtime.security import TlsFiles
 
 
 def advertised_host(bind_host: str) -> str:
@@ -43,12 +44,13 @@ class ModelServiceActor:
 
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
                  limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
-                 session_idle_s: float = 0.0):
+                 session_idle_s: float = 0.0, tls: TlsFiles | None = None):
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
         self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
         self.max_sessions = max_sessions  # 0: no limit; beyond it new sessions get RESOURCE_EXHAUSTED
         self.session_idle_s = session_idle_s  # > 0: sessions unused this long are ended (abandoned clients)
         self._reaper: asyncio.Task | None = None
+        self._tls = tls or TlsFiles()
         self._limits = limits or RpcLimits()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model",
                                             initializer=torch.set_num_threads, initargs=(threads,))
@@ -82,7 +84,8 @@ class ModelServiceActor:
         def register(server: grpc.aio.Server) -> None:
             self.servicer = self.register(server, lm, self._executor)
 
-        self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name])
+        self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name],
+                                                self._tls.server_credentials())
         self._address = format_address(advertised_host(self._host), port)
         return self._address
 
