@@ -284,6 +284,7 @@ def _parse_slo(items: list[str]):
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    import functools
     import time
     from pathlib import Path
 
@@ -304,6 +305,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         if any(load.rate <= 0 and load.concurrency < 1 for load in loads):
             raise ValueError("--rate / --concurrency: every load must be positive")
 
+        @functools.cache  # the same prompts for every mode at a load, read once
         def plans_for(load: LoadSpec):
             count = args.num_requests or max(16, 4 * load.concurrency)
             return load_plans(args.dataset, count, args.output_tokens, args.seed, args.input_chars)

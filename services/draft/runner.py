@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from specdec.runtime.batcher import run_calls
 from specdec.runtime.model import SessionError, SessionLM
 from specdec.runtime.warps import warped_probs
 from specdec.runtime.wire import wire_precision
@@ -89,24 +90,8 @@ class DraftRunner:
 
     def propose_batch(self, calls: list[ProposeCall]) -> list[Proposal | Exception]:
         """Propose for every call; a call that cannot run gets its SessionError in its place."""
-        results: list[Proposal | Exception | None] = [None] * len(calls)
-        lockstep: list[int] = []
-        sessions: set[str] = set()
-        for index, call in enumerate(calls):
-            try:
-                self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens)
-            except SessionError as exc:
-                results[index] = exc
-                continue
-            if call.num_drafts > 1 or call.session_id in sessions:
-                results[index] = self._propose_alone(call)
-            else:
-                sessions.add(call.session_id)
-                lockstep.append(index)
-        if lockstep:
-            for index, proposal in zip(lockstep, self._lockstep([calls[i] for i in lockstep]), strict=True):
-                results[index] = proposal
-        return results
+        return run_calls(calls, lambda c: self.lm.check_extend(c.session_id, c.keep_len, c.new_tokens),
+                         lambda c: c.num_drafts > 1, self._propose_alone, self._lockstep)
 
     def _lockstep(self, calls: list[ProposeCall]) -> list[Proposal]:
         started = time.perf_counter()

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from specdec.runtime.batcher import run_calls
 from specdec.runtime.model import SessionError, SessionLM
 from specdec.runtime.warps import warped_probs
 from specdec.runtime.wire import wire_precision
@@ -31,31 +32,19 @@ class TargetRunner:
 
     def verify_batch(self, calls: list[VerifyCall]) -> list[Verification | Exception]:
         """Score every call; a call that cannot run gets its SessionError in its place."""
-        results: list[Verification | Exception | None] = [None] * len(calls)
-        batched: list[int] = []
-        sessions: set[str] = set()
-        for index, call in enumerate(calls):
-            try:
-                self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)
-            except SessionError as exc:
-                results[index] = exc
-                continue
-            if (call.num_drafts > 1 and call.draft_tokens) or call.session_id in sessions:
-                results[index] = self._verify_alone(call)
-            else:
-                sessions.add(call.session_id)
-                batched.append(index)
-        if batched:
-            started = time.perf_counter()
-            items = [(calls[i].session_id, calls[i].keep_len, calls[i].new_tokens + calls[i].draft_tokens)
-                     for i in batched]
-            logits = self.lm.extend_batch(items)
-            seconds = time.perf_counter() - started
-            fed = sum(len(tokens) for _, _, tokens in items)
-            for index, rows in zip(batched, logits, strict=True):
-                window = len(calls[index].draft_tokens) + 1
-                results[index] = self._scores(calls[index], rows[-window:].cpu(), seconds, len(items), fed)
-        return results
+        return run_calls(
+            calls, lambda c: self.lm.check_extend(c.session_id, c.keep_len, c.new_tokens + c.draft_tokens),
+            lambda c: c.num_drafts > 1 and bool(c.draft_tokens), self._verify_alone, self._verify_together)
+
+    def _verify_together(self, calls: list[VerifyCall]) -> list[Verification]:
+        """Calls of distinct sessions, one window each, scored in one batched extend."""
+        started = time.perf_counter()
+        items = [(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens) for call in calls]
+        logits = self.lm.extend_batch(items)
+        seconds = time.perf_counter() - started
+        fed = sum(len(tokens) for _, _, tokens in items)
+        return [self._scores(call, rows[-(len(call.draft_tokens) + 1):].cpu(), seconds, len(items), fed)
+                for call, rows in zip(calls, logits, strict=True)]
 
     def _verify_alone(self, call: VerifyCall) -> Verification | Exception:
         """M windows of one call, scored over a fork of the session's cache after the committed tokens."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
+from specdec.runtime.model import SessionError
+
 Call = TypeVar("Call")
 Result = TypeVar("Result")
 
@@ -56,3 +58,29 @@ class Batcher(Generic[Call, Result]):
                         future.set_result(result)
         finally:
             self._draining = False
+
+
+def run_calls(calls: list[Call], check: Callable[[Call], None], runs_alone: Callable[[Call], bool],
+              run_alone: Callable[[Call], Result | Exception],
+              run_together: Callable[[list[Call]], list[Result]]) -> list[Result | Exception]:
+    """Run one batch of a runner's calls: a call that `check` refuses gets its SessionError in its place;
+    calls that `runs_alone`, and a second call of a session already in the batch, run one by one; the rest
+    run together (one call per session)."""
+    results: list[Result | Exception | None] = [None] * len(calls)
+    together: list[int] = []
+    sessions: set[str] = set()
+    for index, call in enumerate(calls):
+        try:
+            check(call)
+        except SessionError as exc:
+            results[index] = exc
+            continue
+        if runs_alone(call) or call.session_id in sessions:
+            results[index] = run_alone(call)
+        else:
+            sessions.add(call.session_id)
+            together.append(index)
+    if together:
+        for index, result in zip(together, run_together([calls[i] for i in together]), strict=True):
+            results[index] = result
+    return results

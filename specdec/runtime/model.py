@@ -160,10 +160,13 @@ class CausalLM:
             del session.tokens[keep_len:]
         return session
 
-    @torch.inference_mode()
     def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
         """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
         self.check_extend(session_id, keep_len, tokens)
+        return self._extend_checked(session_id, keep_len, tokens)
+
+    @torch.inference_mode()
+    def _extend_checked(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
         session = self._rolled_back(session_id, keep_len)
         input_ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
         logits = self.model(input_ids=input_ids, past_key_values=session.cache, use_cache=True).logits
@@ -192,7 +195,7 @@ class CausalLM:
         session's cache is then cut back out of the batch.
         """
         if len(items) == 1:
-            return [self.extend(*items[0])]
+            return [self._extend_checked(*items[0])]
         sessions = [self._rolled_back(session_id, keep_len) for session_id, keep_len, _ in items]
         cached = [len(session.tokens) for session in sessions]
         appended = [len(tokens) for _, _, tokens in items]
