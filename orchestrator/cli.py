@@ -103,6 +103,9 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
     from specdec.runtime.security import make_dev_certificates
 
+    if args.days < 1:
+        print("specdec certs: --days: must be at least 1", file=sys.stderr)
+        return 2
     paths = make_dev_certificates(Path(args.out), args.hosts, args.days)
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     print(f"serve config:\n  tls:\n    cert: {paths['cert']}\n    key: {paths['key']}\n    ca: {paths['ca']}")
@@ -300,6 +303,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             raise ValueError("--rate and --concurrency: give one kind of load, not both")
         if args.burstiness <= 0:
             raise ValueError("--burstiness: must be positive")
+        for option in ("num_requests", "output_tokens", "input_chars", "ray_generators"):
+            if getattr(args, option) < 0:
+                raise ValueError(f"--{option.replace('_', '-')}: must not be negative")
         loads = ([LoadSpec(rate=r, burstiness=args.burstiness) for r in args.rate] if args.rate
                  else [LoadSpec(concurrency=c) for c in (args.concurrency or [1, 8, 32])])
         if any(load.rate <= 0 and load.concurrency < 1 for load in loads):

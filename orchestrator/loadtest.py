@@ -229,8 +229,12 @@ def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_ch
 
         entries = [{"prompt": p.prompt} for p in code_prompts(min(count, 256), seed=seed)]
     else:
+        try:
+            lines = Path(source).read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"--dataset: cannot read {source}: {exc.strerror}") from exc
         entries = []
-        for number, line in enumerate(Path(source).read_text().splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:

@@ -44,7 +44,6 @@ def test_follows_a_change_of_load():
             arm = "speculate" if governor.speculating else "target-only"
             clock.now += 0.1
             governor.record(round(rates[arm] * 0.1))
-        assert governor.arm in ("target-only", "speculate")
         assert max(governor.rates[1], key=governor.rates[1].get) == max(rates, key=rates.get)
 
 
