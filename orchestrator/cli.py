@@ -74,16 +74,27 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("specdec status: no specdec actors on this cluster (start them with `specdec serve`)", file=sys.stderr)
         return 1
     table = Table(title=f"specdec deployment on {ray.get_runtime_context().gcs_address}")
-    for column in ("actor", "state", "address", "node", "node id", "pid", "device", "load"):
+    for column in ("actor", "state", "address", "node", "node id", "pid", "device", "memory", "load", "faults"):
         table.add_column(column)
     for row in rows:
         load = (f"{row['active_requests']} requests" if "active_requests" in row
                 else f"{row['sessions']} sessions" if "sessions" in row else "")
+        memory = f"{row['rss_bytes'] / 2**20:.0f} MiB" if row.get("rss_bytes") else ""
         table.add_row(row["name"], row["state"] if row.get("serving", True) else "STARTING", row.get("address", ""),
                       row.get("node_ip", ""), row.get("node_id", "")[:12], str(row.get("pid", "")),
-                      row.get("device", ""), load)
+                      row.get("device", ""), memory, load, _faults_summary(row.get("faults", {})))
     _console().print(table)
     return 0
+
+
+def _faults_summary(faults: dict) -> str:
+    """The orchestrator's view of its services: failures, recoveries, restarts, and which are down now."""
+    if not faults:
+        return ""
+    total = {key: sum(f[key] for f in faults.values()) for key in ("failures", "recoveries", "restarts")}
+    down = [address for address, f in faults.items() if not f["available"]]
+    text = f"{total['failures']} failed calls, {total['recoveries']} recoveries, {total['restarts']} restarts"
+    return text + (f"; down: {', '.join(down)}" if down else "")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

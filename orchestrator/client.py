@@ -70,7 +70,8 @@ class Client:
                controller_params: dict | None = None, num_drafts: int = 0,
                overlap: bool | None = None, speculation_lanes: int | None = None) -> Iterator[Delta]:
         """Yield text deltas as they are committed, then one empty delta carrying the request's stats
-        (also kept in `last_stats`, which concurrent streams on one client overwrite).
+        (also kept in `last_stats`, which concurrent streams on one client overwrite). Closing the
+        iterator early (a `break`) cancels the request.
 
         max_new_tokens 0, rule "" and gamma_controller "" mean the server defaults; gamma None the server
         default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one); overlap None is
@@ -96,12 +97,16 @@ class Client:
         if speculation_lanes is not None:
             request.speculation_lanes = speculation_lanes
         self.last_stats = {}
-        for response in self._stub.Generate(request, timeout=self.timeout_s, metadata=self._metadata):
-            if response.HasField("delta"):
-                yield Delta(response.delta.text, list(response.delta.token_ids))
-            else:
-                self.last_stats = stats = message_to_dict(response.stats)
-                yield Delta("", [], stats)
+        call = self._stub.Generate(request, timeout=self.timeout_s, metadata=self._metadata)
+        try:
+            for response in call:
+                if response.HasField("delta"):
+                    yield Delta(response.delta.text, list(response.delta.token_ids))
+                else:
+                    self.last_stats = stats = message_to_dict(response.stats)
+                    yield Delta("", [], stats)
+        finally:
+            call.cancel()  # a caller that stops reading early cancels the request, freeing its sessions at once
 
     def generate(self, prompt: str, **kwargs) -> Completion:
         """Blocking generation: the whole completion and its stats. Takes the keyword arguments of `stream`."""

@@ -18,6 +18,13 @@ most likely other token at position j-1 as the recovered token". When the round 
 window is verified next without waiting for the draft; the lane becomes the request's main draft
 session. A pre-drafted window is used only when its premise is what the rule committed, and its tokens
 were sampled from the draft given that premise, so every rule keeps its guarantees.
+
+Faults. A draft that is down (ServiceDown) or being recovered costs nothing but speed: rounds go
+target-only until it answers again. A target that is down is waited for, then asked the same round again
+(calls are idempotent per session and round). A service that lost a session (SessionLost: it restarted)
+gets it again from the committed tokens. A failed call may or may not have run, so afterwards a session's
+cache is trusted only up to the call's keep_len. The committed tokens never depend on a fault, so greedy
+output with faults equals greedy output without.
 """
 
 from __future__ import annotations
@@ -34,10 +41,15 @@ from specdec.orchestrator.controllers.base import GammaController, RoundStats
 from specdec.orchestrator.rules.base import Acceptance, AcceptanceRule, RoundScores
 from specdec.orchestrator.rules.multi_draft import MULTI_DRAFT_RULES, MultiDraftScores
 from specdec.orchestrator.stats import RequestStats
-from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
+from specdec.types import Proposal, ProposeCall, SamplingParams, ServiceDown, SessionLost, Verification, VerifyCall
+
+MAX_VERIFY_ATTEMPTS = 8  # verify calls one round may make through faults before the request fails
+DRAFT_FAULTS = (ServiceDown, SessionLost)
 
 
 class Proposer(Protocol):
+    available: bool  # False while the draft service is being recovered
+
     async def propose(self, call: ProposeCall) -> Proposal: ...
 
     async def end_session(self, session_id: str) -> None: ...
@@ -45,6 +57,9 @@ class Proposer(Protocol):
 
 class Scorer(Protocol):
     async def verify(self, call: VerifyCall) -> Verification: ...
+
+    async def recovered(self) -> None:
+        """Return once the service answers again after a ServiceDown; raise ServiceDown if it will not."""
 
     async def end_session(self, session_id: str) -> None: ...
 
@@ -88,6 +103,13 @@ class _Lane:
         self.cursor = min(self.cursor, keep_len)
         self.held = held[: proposal.cache_len - self.cursor]
 
+    def trust_only(self, length: int) -> None:
+        """Believe no more than the cache's first `length` tokens (after a call that may or may not have run)."""
+        if length < self.cursor:
+            self.cursor, self.held = length, []
+        else:
+            self.held = self.held[: length - self.cursor]
+
     def settle(self, committed: list[int]) -> None:
         """Move the committed part of `held` behind the cursor; drop held tokens that were not committed."""
         matched = common_prefix(self.held, committed[self.cursor:])
@@ -130,6 +152,7 @@ class RoundLoop:
         self.target_cursor = 0  # leading committed tokens the target's cache holds
         self.generator = torch.Generator().manual_seed(request.seed)
         self.draft_calls = 0  # seeds each draft call; speculative calls count too, so retries never collide
+        self.verify_calls = 0  # the round number of the next verify call (a retried call keeps its number)
         self.want_raw = rule.needs_raw_probs and not request.sampling.is_identity
         # Overlap needs the draft's cache to run on from its own window: one draft sequence, no early stop.
         self.overlap = request.overlap and request.num_drafts == 1 and not controller.confidence_threshold
@@ -141,23 +164,58 @@ class RoundLoop:
         return max(0, min(self.controller.next_gamma(), self.request.max_new_tokens - produced - 1, room - 1))
 
     async def propose(self, lane: _Lane, sequence: list[int], gamma: int) -> Proposal:
-        """Draft `gamma` tokens after `sequence` (the committed tokens, perhaps plus a premise) on `lane`."""
-        keep_len, new_tokens = lane.feed(sequence)
-        call = ProposeCall(
-            session_id=lane.session_id, round=self.draft_calls, keep_len=keep_len, new_tokens=new_tokens,
-            gamma=gamma, sampling=self.request.sampling, seed=self.request.seed, want_probs=self.rule.needs_probs,
-            confidence_threshold=self.controller.confidence_threshold, want_raw_probs=self.want_raw,
-            num_drafts=self.request.num_drafts)
-        self.draft_calls += 1
-        proposal = await self.proposer.propose(call)
-        lane.drafted(keep_len, new_tokens, proposal)
-        return proposal
+        """Draft `gamma` tokens after `sequence` (the committed tokens, perhaps plus a premise) on `lane`. A
+        lane whose session the draft lost starts it again, once; ServiceDown and a second loss propagate."""
+        for attempt in range(2):
+            keep_len, new_tokens = lane.feed(sequence)
+            call = ProposeCall(
+                session_id=lane.session_id, round=self.draft_calls, keep_len=keep_len, new_tokens=new_tokens,
+                gamma=gamma, sampling=self.request.sampling, seed=self.request.seed,
+                want_probs=self.rule.needs_probs, confidence_threshold=self.controller.confidence_threshold,
+                want_raw_probs=self.want_raw, num_drafts=self.request.num_drafts)
+            self.draft_calls += 1
+            try:
+                proposal = await self.proposer.propose(call)
+            except DRAFT_FAULTS as fault:
+                self.stats.num_draft_faults += 1
+                lost = isinstance(fault, SessionLost)
+                lane.trust_only(0 if lost else keep_len)
+                if not lost or attempt:
+                    raise
+                continue
+            lane.drafted(keep_len, new_tokens, proposal)
+            return proposal
+        raise AssertionError("unreachable")
+
+    async def score(self, draft_tokens: list[int], copies: int) -> Verification:
+        """Verify a window (empty: a target-only round). A target that went down is waited for and asked the
+        same round again; one that lost the session is given the committed tokens again from the start."""
+        request = self.request
+        for _ in range(MAX_VERIFY_ATTEMPTS):
+            call = VerifyCall(
+                session_id=request.request_id, round=self.verify_calls, keep_len=self.target_cursor,
+                new_tokens=self.committed[self.target_cursor:], draft_tokens=draft_tokens,
+                sampling=request.sampling, want_probs=self.rule.needs_probs, want_raw_probs=self.want_raw,
+                num_drafts=copies)
+            try:
+                verification = await self.scorer.verify(call)
+            except ServiceDown:
+                self.stats.num_target_faults += 1
+                await self.scorer.recovered()
+                continue
+            except SessionLost:
+                self.stats.num_target_faults += 1
+                self.target_cursor = 0
+                self.verify_calls += 1
+                continue
+            self.verify_calls += 1
+            return verification
+        raise ServiceDown(f"target: no answer to a verify after {MAX_VERIFY_ATTEMPTS} attempts")
 
     async def run(self) -> AsyncIterator[list[int]]:
         request, stats = self.request, self.stats
         started = time.perf_counter()
         ready: _Window | None = None  # a pre-drafted window for the current committed tokens
-        round_index = 0
         try:
             while True:
                 round_started = time.perf_counter()
@@ -171,21 +229,22 @@ class RoundLoop:
                 window, ready = ready, None
                 fresh: list[Proposal] = []  # draft calls made for the main lane, for the draft-time accounting
                 gamma = self.gamma_for(base)
-                if window is None and gamma > 0:
-                    proposal = await self.propose(self.lanes[0], self.committed, gamma)
-                    window = _Window(base, proposal, self.lanes[0])
-                    fresh.append(proposal)
+                if window is None and gamma > 0 and self.proposer.available:
+                    try:
+                        proposal = await self.propose(self.lanes[0], self.committed, gamma)
+                        window = _Window(base, proposal, self.lanes[0])
+                        fresh.append(proposal)
+                    except DRAFT_FAULTS:
+                        pass  # the draft is down: this round goes target-only
+                draft_missing = window is None and gamma > 0
+                stats.num_target_only_rounds += draft_missing
                 stats.num_pre_drafted += window is not None and not fresh
                 proposal = window.proposal if window else None
                 draft_tokens = proposal.draft_tokens if proposal else []
                 copies = request.num_drafts if draft_tokens else 1
 
                 # 2. Verify with one target forward; meanwhile, in overlapped mode, draft ahead.
-                verify = asyncio.ensure_future(self.scorer.verify(VerifyCall(
-                    session_id=request.request_id, round=round_index, keep_len=self.target_cursor,
-                    new_tokens=self.committed[self.target_cursor:], draft_tokens=draft_tokens,
-                    sampling=request.sampling, want_probs=self.rule.needs_probs, want_raw_probs=self.want_raw,
-                    num_drafts=copies)))
+                verify = asyncio.ensure_future(self.score(draft_tokens, copies))
                 speculations = self.draft_ahead(proposal)
                 try:
                     verification = await verify
@@ -194,8 +253,7 @@ class RoundLoop:
                         verify.cancel()
                     if speculations:  # every draft session must settle before the next call on it
                         await asyncio.wait([s.future for s in speculations])
-                for speculation in speculations:
-                    speculation.future.result()  # a failed draft call fails the round
+                speculations = succeeded(speculations)
 
                 # 3. Accept a prefix of the draft tokens, plus the recovered or bonus token.
                 acceptance = accept(self.rule, proposal, verification, copies, self.generator)
@@ -238,10 +296,10 @@ class RoundLoop:
                                    verification.wire_bytes + sum(p.wire_bytes for p in fresh),
                                    draft_forwards=sum(len(p.draft_tokens) // copies for p in fresh))
                 stats.output_tokens = len(self.committed) - len(request.prompt_ids)
-                self.controller.update(RoundStats(size, acceptance.num_accepted, draft_seconds,
-                                                  verification.compute_seconds, time.perf_counter() - round_started,
-                                                  verification.batch_size, verification.batch_tokens))
-                round_index += 1
+                if not draft_missing:  # a round without the draft says nothing about the controller's choice
+                    self.controller.update(RoundStats(
+                        size, acceptance.num_accepted, draft_seconds, verification.compute_seconds,
+                        time.perf_counter() - round_started, verification.batch_size, verification.batch_tokens))
                 stats.seconds = time.perf_counter() - started
                 yield emitted
                 if stop_at is not None:
@@ -258,7 +316,7 @@ class RoundLoop:
         """In overlapped mode, start drafting the windows that follow the likely outcomes of this round: the
         whole window accepted (on the main lane), and for lane j, j-1 tokens accepted then the draft's
         most likely other token at position j-1."""
-        if not (self.overlap and proposal and proposal.draft_tokens):
+        if not (self.overlap and proposal and proposal.draft_tokens and self.proposer.available):
             return []
         drafted = proposal.draft_tokens
         premises: list[tuple[int, int | None, list[int]]] = [(len(drafted), None, drafted)]
@@ -272,6 +330,19 @@ class RoundLoop:
                 future = asyncio.ensure_future(self.propose(lane, sequence, gamma))
                 speculations.append(_Speculation(lane, accepted, token, future))
         return speculations
+
+
+def succeeded(speculations: list[_Speculation]) -> list[_Speculation]:
+    """The settled speculations whose draft call succeeded; one that met a draft fault is dropped (its lane
+    already trusts only what the call kept), any other failure fails the round."""
+    kept = []
+    for speculation in speculations:
+        error = speculation.future.exception()
+        if error is None:
+            kept.append(speculation)
+        elif not isinstance(error, DRAFT_FAULTS):
+            raise error
+    return kept
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -12,6 +12,8 @@ from specdec.types import Proposal, ProposeCall, Verification, VerifyCall
 
 
 class LocalProposer:
+    available = True  # in-process: never down
+
     def __init__(self, runner: DraftRunner):
         self.runner = runner
 
@@ -28,6 +30,9 @@ class LocalScorer:
 
     async def verify(self, call: VerifyCall) -> Verification:
         return self.runner.verify(call)
+
+    async def recovered(self) -> None:
+        return None  # in-process: never down
 
     async def end_session(self, session_id: str) -> None:
         self.runner.lm.end_session(session_id)

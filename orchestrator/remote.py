@@ -1,32 +1,61 @@
-"""gRPC adapters that implement the engine's Proposer and Scorer protocols.
+"""gRPC adapters that implement the engine's Proposer and Scorer protocols, and bring a failed service back.
 
-Channels are created lazily on the running event loop (grpc.aio channels belong to one loop); every
-call carries a deadline and the channel message-size limits. An optional `on_call(method, seconds,
-compute_seconds)` hears of every propose and verify call (the orchestrator's latency metrics).
+Channels are created lazily on the running event loop (grpc.aio channels belong to one loop); every call
+carries a deadline and the channel message-size limits. A propose or verify that finds its service
+unreachable or past the deadline raises ServiceDown and starts one recovery, shared by every request on
+the adapter: probe the service; one that still listens but does not answer is hung and is restarted;
+then re-locate it (a Ray actor restarted after a crash listens on a new port) and probe it again, until
+it answers or `Recovery.timeout_s` passes. NOT_FOUND from a service means it no longer holds the
+session (SessionLost). An optional `on_call(method, seconds, compute_seconds)` hears of every propose
+and verify (the orchestrator's latency metrics).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
 
 from specdec.runtime import messages
 from specdec.runtime.rpc import RpcLimits, aio_channel
-from specdec.types import ModelInfo, Proposal, ProposeCall, Verification, VerifyCall
+from specdec.types import ModelInfo, Proposal, ProposeCall, ServiceDown, SessionLost, Verification, VerifyCall
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+PROBE_TIMEOUT_S = 5.0  # a service that listens but does not answer GetInfo within this is hung
+END_SESSION_TIMEOUT_S = 5.0
+RETRY_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How to bring a service back. `locate()` returns its current address, waiting while it restarts;
+    `restart()` restarts a hung one. Without them the address is fixed and nothing is restarted."""
+
+    locate: Callable[[], Awaitable[str]] | None = None
+    restart: Callable[[], Awaitable[None]] | None = None
+    timeout_s: float = 120.0
 
 
 class _RemoteService:
     stub_class: type
 
     def __init__(self, address: str, limits: RpcLimits, on_call: Callable[[str, float, float], None] | None = None,
-                 credentials: grpc.ChannelCredentials | None = None):
+                 credentials: grpc.ChannelCredentials | None = None, recovery: Recovery | None = None):
         self.address, self._limits, self._on_call, self._credentials = address, limits, on_call, credentials
+        self._recovery = recovery or Recovery()
         self._channel: grpc.aio.Channel | None = None
         self._stub = None
+        self._recovering: asyncio.Task | None = None
+        self.failures = 0  # calls that found the service down
+        self.recoveries = 0  # times it answered again after that
+        self.restarts = 0  # hung services restarted
 
     @property
     def stub(self):
@@ -35,15 +64,82 @@ class _RemoteService:
             self._stub = self.stub_class(self._channel)
         return self._stub
 
+    @property
+    def available(self) -> bool:
+        """False while a recovery is under way."""
+        return self._recovering is None
+
     async def info(self) -> ModelInfo:
         return messages.info_from_pb(await self.stub.GetInfo(pb.GetInfoRequest(), timeout=self._limits.timeout_s))
 
     async def end_session(self, session_id: str) -> None:
-        await self.stub.EndSession(pb.EndSessionRequest(session_id=session_id), timeout=self._limits.timeout_s)
+        if self.available:  # a service being recovered has lost its sessions, or will expire them
+            await self.stub.EndSession(pb.EndSessionRequest(session_id=session_id),
+                                       timeout=min(END_SESSION_TIMEOUT_S, self._limits.timeout_s))
 
-    def _observe(self, method: str, started: float, compute_seconds: float) -> None:
+    async def recovered(self) -> None:
+        """Wait for the recovery under way, if any; raises ServiceDown if the service did not come back."""
+        if self._recovering is not None:
+            await asyncio.shield(self._recovering)
+
+    async def _call(self, method: str, request):
+        started = time.perf_counter()
+        try:
+            response = await getattr(self.stub, method)(request, timeout=self._limits.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise SessionLost(f"{self.address}: {exc.details()}") from exc
+            if exc.code() not in DOWN_CODES:
+                raise
+            self.failures += 1
+            if self._recovering is None:
+                log.warning("%s: %s failed (%s); recovering", self.address, method, exc.code().name)
+                self._recovering = asyncio.get_running_loop().create_task(self._recover())
+                self._recovering.add_done_callback(lambda task: task.cancelled() or task.exception())
+            raise ServiceDown(f"{self.address}: {method}: {exc.code().name}: {exc.details()}") from exc
         if self._on_call is not None:
-            self._on_call(method, time.perf_counter() - started, compute_seconds)
+            self._on_call(method, time.perf_counter() - started, response.compute_seconds)
+        return response
+
+    async def _recover(self) -> None:
+        deadline = time.monotonic() + self._recovery.timeout_s
+        try:
+            while True:
+                try:
+                    await self._bring_back(deadline)
+                    self.recoveries += 1
+                    log.warning("%s: answering again", self.address)
+                    return
+                except Exception as exc:  # noqa: BLE001 - any way of not answering means: try again until the deadline
+                    if time.monotonic() >= deadline:
+                        raise ServiceDown(f"{self.address}: did not come back within "
+                                          f"{self._recovery.timeout_s:.0f}s: {exc!r}") from exc
+                await asyncio.sleep(RETRY_PAUSE_S)
+        finally:
+            self._recovering = None
+
+    async def _bring_back(self, deadline: float) -> None:
+        """Probe the service; restart it if it is hung; re-locate it; probe again."""
+        try:
+            await self._probe(deadline)
+            return
+        except grpc.aio.AioRpcError as exc:
+            hung = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            if self._recovery.locate is None:
+                raise
+        if hung and self._recovery.restart is not None:
+            log.warning("%s: listening but not answering; restarting it", self.address)
+            self.restarts += 1
+            await self._recovery.restart()
+        address = await asyncio.wait_for(self._recovery.locate(), max(0.1, deadline - time.monotonic()))
+        if address != self.address:
+            await self.close()
+            self.address = address
+        await self._probe(deadline)
+
+    async def _probe(self, deadline: float) -> None:
+        await self.stub.GetInfo(pb.GetInfoRequest(),
+                                timeout=max(0.1, min(PROBE_TIMEOUT_S, deadline - time.monotonic())))
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -55,9 +151,7 @@ class RemoteProposer(_RemoteService):
     stub_class = pb_grpc.DraftServiceStub
 
     async def propose(self, call: ProposeCall) -> Proposal:
-        started = time.perf_counter()
-        response = await self.stub.Propose(messages.propose_call_to_pb(call), timeout=self._limits.timeout_s)
-        self._observe("Propose", started, response.compute_seconds)
+        response = await self._call("Propose", messages.propose_call_to_pb(call))
         return messages.proposal_from_pb(response, wire_bytes=response.ByteSize())
 
 
@@ -65,7 +159,5 @@ class RemoteScorer(_RemoteService):
     stub_class = pb_grpc.TargetServiceStub
 
     async def verify(self, call: VerifyCall) -> Verification:
-        started = time.perf_counter()
-        response = await self.stub.Verify(messages.verify_call_to_pb(call), timeout=self._limits.timeout_s)
-        self._observe("Verify", started, response.compute_seconds)
+        response = await self._call("Verify", messages.verify_call_to_pb(call))
         return messages.verification_from_pb(response, wire_bytes=response.ByteSize())

@@ -11,6 +11,7 @@ from specdec.orchestrator.stats import RequestStats
 from specdec.runtime import messages
 from specdec.runtime.rpc import status_code
 from specdec.runtime.validation import InvalidField
+from specdec.types import ServiceDown
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -51,7 +52,9 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
         measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round,
         overlap=stats.overlap, speculation_lanes=stats.speculation_lanes, num_pre_drafted=stats.num_pre_drafted,
-        num_lane_hits=stats.num_lane_hits, num_lane_draft_tokens=stats.num_lane_draft_tokens)
+        num_lane_hits=stats.num_lane_hits, num_lane_draft_tokens=stats.num_lane_draft_tokens,
+        num_draft_faults=stats.num_draft_faults, num_target_faults=stats.num_target_faults,
+        num_target_only_rounds=stats.num_target_only_rounds)
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
@@ -70,6 +73,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         except grpc.aio.AioRpcError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"a model service failed: {exc.code().name}: {exc.details()}")
+        except ServiceDown as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"a model service is down: {exc}")
 
     async def GetServerInfo(self, request: pb.GetInfoRequest, context) -> pb.ServerInfoResponse:
         o = self._orchestrator

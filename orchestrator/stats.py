@@ -44,6 +44,9 @@ class RequestStats:
     num_pre_drafted: int = 0  # rounds whose window was drafted during the previous round's verification
     num_lane_hits: int = 0  # of those, windows from a speculation lane (a rejection outcome guessed right)
     num_lane_draft_tokens: int = 0  # tokens drafted on speculation lanes, used or not
+    num_draft_faults: int = 0  # draft calls that found the draft service down or without the session
+    num_target_faults: int = 0  # verify calls that found the target service down or without the session
+    num_target_only_rounds: int = 0  # rounds decoded without the draft because it was down
 
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
                      verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None) -> None:

@@ -46,6 +46,7 @@ class PlacementConfig:
     # Custom Ray resources each service reserves besides CPUs/GPUs, e.g. {"draft_node": 1} to pin services
     # to nodes started with `ray start --resources='{"draft_node": 1}'`.
     resources: dict[str, float] = field(default_factory=dict)
+    max_restarts: int = -1  # times Ray restarts a crashed service (-1: always, 0: never)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class LimitsConfig:
     max_num_drafts: int = 8
     max_speculation_lanes: int = 8
     max_prompt_chars: int = 1_000_000
-    rpc_timeout_s: float = 60.0
+    rpc_timeout_s: float = 30.0  # deadline of every call between services; a service past it is treated as down
+    recovery_timeout_s: float = 120.0  # how long requests wait for a failed target to come back before failing
     max_message_bytes: int = 64 * 1024 * 1024
     max_active_requests: int = 1024  # requests in flight at the orchestrator; more get RESOURCE_EXHAUSTED
     max_sessions: int = 4096  # sessions per model service; a new one beyond gets RESOURCE_EXHAUSTED
@@ -115,6 +117,10 @@ class ServeConfig:
             raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
         if not 0 <= self.defaults.speculation_lanes <= self.limits.max_speculation_lanes:
             raise ValueError("defaults.speculation_lanes: must be in [0, limits.max_speculation_lanes]")
+        if self.limits.rpc_timeout_s <= 0 or self.limits.recovery_timeout_s <= 0:
+            raise ValueError("limits: rpc_timeout_s and recovery_timeout_s must be > 0")
+        if self.placement.max_restarts < -1:
+            raise ValueError("placement.max_restarts: must be -1 (always), 0 (never) or a positive count")
         if self.limits.max_active_requests < 1 or self.limits.max_sessions < 1 or self.limits.session_idle_s < 0:
             raise ValueError("limits: max_active_requests and max_sessions must be >= 1, session_idle_s >= 0")
         if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:

@@ -74,7 +74,7 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         cfg = config.orchestrator
         orchestrator = ray.remote(OrchestratorActor).options(
             name=cfg.name, namespace=cfg.namespace, lifetime=lifetime, num_cpus=cfg.num_cpus,
-        ).remote(config, addresses[:drafts], addresses[drafts:])
+        ).remote(config, addresses[:drafts], addresses[drafts:], started[:drafts], started[drafts:])
         started.append(orchestrator)
         address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)
     except BaseException:
@@ -91,9 +91,12 @@ def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, g
                    use_gpu: bool, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
     cpus = config.placement.cpus_per_service
     spec = LoadSpec(resolve_model(model.model), model.dtype, model.device)
+    restarts = config.placement.max_restarts
     return ray.remote(actor_class).options(
         num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime, resources=dict(config.placement.resources),
         name=name, namespace=config.orchestrator.namespace,
+        # Ray restarts a crashed service; calls to it (ready, health) wait for the restart and then run.
+        max_restarts=restarts, max_task_retries=-1 if restarts else 0,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
     ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch, config.limits.max_sessions,
              config.limits.session_idle_s, config.tls)

@@ -139,6 +139,9 @@ class CausalLM:
         if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
             raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
                                              f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
+        if session is None and keep_len > 0:
+            raise SessionError("session_id", "unknown session (never started, ended, expired, or the service "
+                                             "restarted); start it again with keep_len 0", "NOT_FOUND")
         cached = len(session.tokens) if session else 0
         if keep_len < 0 or keep_len > cached:
             raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")

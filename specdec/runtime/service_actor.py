@@ -30,11 +30,20 @@ def advertised_host(bind_host: str) -> str:
 
 
 def where() -> dict:
-    """The Ray node and process this code runs in (node id empty outside Ray)."""
+    """The Ray node and process this code runs in (node id empty outside Ray), and its resident memory."""
+    process = {"pid": os.getpid(), "rss_bytes": resident_bytes()}
     if not ray.is_initialized():
-        return {"node_id": "", "node_ip": "127.0.0.1", "pid": os.getpid()}
-    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-            "pid": os.getpid()}
+        return {"node_id": "", "node_ip": "127.0.0.1"} | process
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()} | process
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 where that is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class ModelServiceActor:

@@ -102,7 +102,7 @@ BAD_PROPOSALS = [
     (propose(sampling=pb.SamplingParams(temperature=1, top_k=-3)), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
     (propose(new_tokens=[10**6]), grpc.StatusCode.INVALID_ARGUMENT, "new_tokens"),
     (propose(new_tokens=[]), grpc.StatusCode.FAILED_PRECONDITION, "new_tokens"),
-    (propose(keep_len=50), grpc.StatusCode.FAILED_PRECONDITION, "keep_len"),
+    (propose(keep_len=50), grpc.StatusCode.NOT_FOUND, "session_id"),
 ]
 BAD_VERIFIES = [
     (verify(session_id="x" * 1000), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),

@@ -35,9 +35,17 @@ def test_logits_cover_the_tokenizer_vocabulary(lm: CausalLM):
 @pytest.mark.parametrize("keep_len, tokens, field", [(3, [1], "keep_len"), (-1, [1], "keep_len"), (0, [], "new_tokens"),
                                                      (0, [10**6], "new_tokens")])
 def test_session_errors_name_the_field(lm: CausalLM, keep_len, tokens, field):
+    lm.extend("d", 0, [1, 2])
     with pytest.raises(SessionError) as info:
         lm.extend("d", keep_len, tokens)
     assert info.value.field == field
+    lm.end_session("d")
+
+
+def test_an_unknown_session_with_cached_tokens_expected_is_not_found(lm: CausalLM):
+    with pytest.raises(SessionError) as info:
+        lm.extend("never-started", 2, [1])
+    assert (info.value.field, info.value.code) == ("session_id", "NOT_FOUND")
 
 
 def test_info_describes_the_model(lm: CausalLM):
