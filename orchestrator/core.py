@@ -25,7 +25,7 @@ from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.rules import RULE_NAMES, AcceptanceRule, RuleParams, make_rule
 from specdec.orchestrator.rules.multi_draft import MULTI_DRAFT_RULES
 from specdec.orchestrator.stats import RequestStats
-from specdec.runtime.validation import InvalidField, check_range, check_sampling
+from specdec.runtime.validation import InvalidField, check_finite_fields, check_range, check_sampling
 from specdec.types import ModelInfo, SamplingParams
 
 MAX_SEED = 2**63 - 1
@@ -111,6 +111,8 @@ class Orchestrator:
         max_new_tokens = self.defaults.max_new_tokens if not params.max_new_tokens else params.max_new_tokens
         check_range("max_new_tokens", max_new_tokens, 1, self.limits.max_new_tokens)
         check_sampling(params.sampling, self.target_info.vocab_size)
+        check_finite_fields("rule_params", params.rule_params)  # also the fields this rule ignores
+        check_finite_fields("controller_params", params.controller_params)
         rule_name = params.rule or self.defaults.rule
         if rule_name not in RULE_NAMES:
             raise InvalidField("rule", f"unknown rule {rule_name!r}; known: {', '.join(RULE_NAMES)}")

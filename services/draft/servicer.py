@@ -12,8 +12,9 @@ from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
 from specdec.runtime.service_actor import ModelServiceActor
-from specdec.runtime.validation import check_range, check_sampling, check_session_id, check_token_ids
+from specdec.runtime.validation import check_fraction, check_range, check_sampling, check_token_ids
 from specdec.services.draft.runner import DraftRunner
+from specdec.types import ProposeCall
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -29,11 +30,15 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
     @abort_on_bad_input
     async def Propose(self, request: pb.ProposeRequest, context: grpc.aio.ServicerContext) -> pb.ProposeResponse:
         call = messages.propose_call_from_pb(request)
-        check_session_id(call.session_id)
+        self.check_session_call(call.session_id, call.keep_len)
         check_range("gamma", call.gamma, 1, MAX_GAMMA)
         check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
         check_sampling(call.sampling, self._lm.vocab_size)
+        check_fraction("confidence_threshold", call.confidence_threshold)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
+        return await self.rounds.answer(call.session_id, call.round, request, lambda: self._propose(call))
+
+    async def _propose(self, call: ProposeCall) -> pb.ProposeResponse:
         return messages.proposal_to_pb(await self.batcher.submit(call))
 
 

@@ -12,8 +12,9 @@ from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
 from specdec.runtime.service_actor import ModelServiceActor
-from specdec.runtime.validation import InvalidField, check_range, check_sampling, check_session_id, check_token_ids
+from specdec.runtime.validation import InvalidField, check_range, check_sampling, check_token_ids
 from specdec.services.target.runner import TargetRunner
+from specdec.types import VerifyCall
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -29,7 +30,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
     @abort_on_bad_input
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
         call = messages.verify_call_from_pb(request)
-        check_session_id(call.session_id)
+        self.check_session_call(call.session_id, call.keep_len)
         if len(call.draft_tokens) > MAX_DRAFT_TOKENS:
             raise InvalidField("draft_tokens", f"at most {MAX_DRAFT_TOKENS} per call, got {len(call.draft_tokens)}")
         check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
@@ -39,6 +40,9 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)
+        return await self.rounds.answer(call.session_id, call.round, request, lambda: self._verify(call))
+
+    async def _verify(self, call: VerifyCall) -> pb.VerifyResponse:
         return messages.verification_to_pb(await self.batcher.submit(call))
 
 

@@ -38,8 +38,9 @@ def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
 
 
 class SessionError(ValueError):
-    """A request does not fit the state of its session (unknown session, keep_len past the cache), or
-    the service has no room for a new session (code RESOURCE_EXHAUSTED)."""
+    """A request does not fit the state of its session (keep_len past the cache), the session is not
+    held (code NOT_FOUND: the caller must re-prefill), or the service has no room for a new session (code
+    RESOURCE_EXHAUSTED)."""
 
     def __init__(self, field_name: str, message: str, code: str = "FAILED_PRECONDITION"):
         super().__init__(f"{field_name}: {message}")
@@ -136,12 +137,13 @@ class CausalLM:
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
         """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run."""
         session = self.sessions.get(session_id)
+        if session is None and keep_len > 0:
+            raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
+                                             f"expired, or the service restarted); start it again with keep_len 0",
+                               "NOT_FOUND")
         if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
             raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
                                              f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
-        if session is None and keep_len > 0:
-            raise SessionError("session_id", "unknown session (never started, ended, expired, or the service "
-                                             "restarted); start it again with keep_len 0", "NOT_FOUND")
         cached = len(session.tokens) if session else 0
         if keep_len < 0 or keep_len > cached:
             raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")

@@ -1,5 +1,5 @@
-"""What the draft and target servicers share: model info, session end, and running model work off the
-event loop on the service's one worker thread (batched across sessions by a `Batcher`)."""
+"""What the draft and target servicers share: model info, session end, idempotent rounds, and running
+model work off the event loop on the service's one worker thread (batched across sessions by a `Batcher`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
 from specdec.runtime.model import CausalLM
+from specdec.runtime.rounds import RoundLedger
+from specdec.runtime.rpc import abort_on_bad_input
+from specdec.runtime.validation import check_range, check_session_id
 from specdec.v1 import specdec_pb2 as pb
 
 T = TypeVar("T")
@@ -23,12 +27,21 @@ class ModelServicerBase:
 
     def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int):
         self._lm, self._executor, self.max_batch = lm, executor, max_batch
+        self.rounds: RoundLedger[Message] = RoundLedger()
 
     async def run_model(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def check_session_call(self, session_id: str, keep_len: int) -> None:
+        """The checks every propose and verify shares: a well-formed session id and a keep_len that could fit."""
+        check_session_id(session_id)
+        check_range("keep_len", keep_len, 0, self._lm.max_context)
+
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
         return messages.info_to_pb(self._lm.info())
 
+    @abort_on_bad_input
     async def EndSession(self, request: pb.EndSessionRequest, context) -> pb.EndSessionResponse:
+        check_session_id(request.session_id)
+        self.rounds.forget([request.session_id])
         return pb.EndSessionResponse(existed=await self.run_model(self._lm.end_session, request.session_id))

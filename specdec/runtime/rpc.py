@@ -2,16 +2,19 @@
 
 Every server and channel gets message size limits; every client call gets a deadline (`RpcLimits`).
 Handlers raise `InvalidField` or `SessionError` for bad input; `abort_on_bad_input` turns those into a
-status code with a message naming the field, and the server keeps serving.
+status code with a message naming the field, and the server keeps serving. Requests that do not even
+parse get INVALID_ARGUMENT too (`RefuseUndecodable`, on every server).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -48,12 +51,50 @@ def abort_on_bad_input(handler: Callable) -> Callable:
     return wrapper
 
 
+class RefuseUndecodable(grpc.aio.ServerInterceptor):
+    """Answer a request that does not parse (truncated bytes, invalid UTF-8 in a string field) with
+    INVALID_ARGUMENT naming its message type, where grpc would answer INTERNAL "Exception deserializing
+    request!". The handler gets raw bytes and decodes them itself, so the failure can be answered."""
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler  # streaming requests (server reflection only) keep grpc's own answer
+        kind = "unary_stream" if handler.response_streaming else "unary_unary"
+        behavior = _decoding(getattr(handler, kind), handler.request_deserializer)
+        return handler._replace(request_deserializer=None, **{kind: behavior})
+
+
+def _decoding(behavior: Callable, decode: Callable[[bytes], Message]) -> Callable:
+    """`behavior` (an async function or async generator function of (request, context)) taking raw bytes."""
+    message_type = decode.__self__.DESCRIPTOR.full_name  # decode is a message class's FromString
+
+    async def parse(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            return decode(raw)
+        except (DecodeError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {message_type} ({exc})")
+
+    if inspect.isasyncgenfunction(behavior):
+        async def stream(raw: bytes, context: grpc.aio.ServicerContext):
+            async for response in behavior(await parse(raw, context), context):
+                yield response
+
+        return stream
+
+    async def unary(raw: bytes, context: grpc.aio.ServicerContext):
+        return await behavior(await parse(raw, context), context)
+
+    return unary
+
+
 async def start_server(register: Callable[[grpc.aio.Server], None], host: str, port: int, limits: RpcLimits,
                        service_names: list[str], credentials: grpc.ServerCredentials | None = None,
                        interceptors: tuple = ()) -> tuple[grpc.aio.Server, int]:
     """Start a grpc.aio server on the running loop with the standard health and reflection services (so
     grpcurl and grpc_health_probe work against it); return it and its port."""
-    server = grpc.aio.server(options=limits.options(), interceptors=interceptors)
+    # Innermost, so that a refused caller (TokenCheck) is refused before its bytes are parsed.
+    server = grpc.aio.server(options=limits.options(), interceptors=(*interceptors, RefuseUndecodable()))
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

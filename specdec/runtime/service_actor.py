@@ -81,14 +81,13 @@ class ModelServiceActor:
                 "address": self._address, "device": str(self._lm.device) if self._lm else "",
                 "sessions": len(self._lm.sessions) if self._lm else 0,
                 "expired_sessions": self._lm.expired if self._lm else 0,
+                "replayed_rounds": self.servicer.rounds.replays if self.servicer else 0,
                 "batches": len(sizes), "largest_batch": max(sizes, default=0)} | where()
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
         loop = asyncio.get_running_loop()
         self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
-        if self.session_idle_s > 0:
-            self._reaper = loop.create_task(self._expire_idle_sessions())
 
         def register(server: grpc.aio.Server) -> None:
             self.servicer = self.register(server, lm, self._executor)
@@ -96,14 +95,18 @@ class ModelServiceActor:
         self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name],
                                                 self._tls.server_credentials())
         self._address = format_address(advertised_host(self._host), port)
+        if self.session_idle_s > 0:
+            self._reaper = loop.create_task(self._expire_idle_sessions())
         return self._address
 
     async def _expire_idle_sessions(self) -> None:
-        """End abandoned sessions, on the model thread (the only one that touches the sessions)."""
+        """End abandoned sessions, on the model thread (the only one that touches the sessions), and forget
+        their rounds."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(30.0, self.session_idle_s / 4))
-            await loop.run_in_executor(self._executor, self._lm.expire_idle, self.session_idle_s)
+            expired = await loop.run_in_executor(self._executor, self._lm.expire_idle, self.session_idle_s)
+            self.servicer.rounds.forget(expired)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError

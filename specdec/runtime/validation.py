@@ -7,6 +7,7 @@ the message "<field>: <what is wrong>". Pure functions, no gRPC.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 from specdec.types import SamplingParams
 
@@ -38,7 +39,22 @@ def check_range(field_name: str, value: int, low: int, high: int) -> None:
 
 def check_session_id(session_id: str) -> None:
     if not session_id or len(session_id) > MAX_SESSION_ID_LEN:
-        raise InvalidField("session_id", f"must be 1 to {MAX_SESSION_ID_LEN} characters")
+        raise InvalidField("session_id", f"must be 1 to {MAX_SESSION_ID_LEN} characters, got {len(session_id)}")
+    if not all("!" <= c <= "~" for c in session_id):
+        raise InvalidField("session_id", "must be printable ASCII without spaces")
+
+
+def check_fraction(field_name: str, value: float) -> None:
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise InvalidField(field_name, f"must be in [0, 1], got {value}")
+
+
+def check_finite_fields(prefix: str, params: object) -> None:
+    """Every float field of a dataclass that is set must be a finite number, whether or not it is used."""
+    for item in fields(params):
+        value = getattr(params, item.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidField(f"{prefix}.{item.name}", f"must be a finite number, got {value}")
 
 
 def check_token_ids(field_name: str, tokens: list[int], vocab_size: int) -> None:

@@ -70,7 +70,7 @@ def test_verify_returns_gamma_plus_one_positions_from_one_call(stubs, oracle: Ta
     assert len(response.target_probs.values) == 4 * response.target_probs.vocab_size * 2
     assert response.cache_len == len(PROMPT) + 3
     # Roll back two draft tokens and extend: the argmax matches the plain model on the same tokens.
-    response = target.Verify(pb.VerifyRequest(session_id="v1", keep_len=len(PROMPT) + 1, new_tokens=[7],
+    response = target.Verify(pb.VerifyRequest(session_id="v1", round=1, keep_len=len(PROMPT) + 1, new_tokens=[7],
                                               draft_tokens=[], sampling=GREEDY))
     import torch
 
@@ -102,14 +102,14 @@ BAD_PROPOSALS = [
     (propose(sampling=pb.SamplingParams(temperature=1, top_k=-3)), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
     (propose(new_tokens=[10**6]), grpc.StatusCode.INVALID_ARGUMENT, "new_tokens"),
     (propose(new_tokens=[]), grpc.StatusCode.FAILED_PRECONDITION, "new_tokens"),
-    (propose(keep_len=50), grpc.StatusCode.NOT_FOUND, "session_id"),
+    (propose(keep_len=50), grpc.StatusCode.NOT_FOUND, "session_id"),  # "bad" holds no tokens: not a session
 ]
 BAD_VERIFIES = [
     (verify(session_id="x" * 1000), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
     (verify(draft_tokens=[-1]), grpc.StatusCode.INVALID_ARGUMENT, "draft_tokens"),
     (verify(draft_tokens=[1] * 500), grpc.StatusCode.INVALID_ARGUMENT, "draft_tokens"),
     (verify(sampling=pb.SamplingParams(temperature=math.inf)), grpc.StatusCode.INVALID_ARGUMENT, "temperature"),
-    (verify(keep_len=-2), grpc.StatusCode.FAILED_PRECONDITION, "keep_len"),
+    (verify(keep_len=-2), grpc.StatusCode.INVALID_ARGUMENT, "keep_len"),
     (verify(new_tokens=[1] * 5000), grpc.StatusCode.FAILED_PRECONDITION, "context"),
 ]
 

@@ -38,14 +38,16 @@ def test_session_errors_name_the_field(lm: CausalLM, keep_len, tokens, field):
     lm.extend("d", 0, [1, 2])
     with pytest.raises(SessionError) as info:
         lm.extend("d", keep_len, tokens)
-    assert info.value.field == field
+    assert info.value.field == field and info.value.code == "FAILED_PRECONDITION"
     lm.end_session("d")
 
 
-def test_an_unknown_session_with_cached_tokens_expected_is_not_found(lm: CausalLM):
+def test_a_session_the_model_does_not_hold_is_not_found_unless_started_afresh(lm: CausalLM):
     with pytest.raises(SessionError) as info:
-        lm.extend("never-started", 2, [1])
-    assert (info.value.field, info.value.code) == ("session_id", "NOT_FOUND")
+        lm.extend("never-seen", 2, [1])
+    assert info.value.field == "session_id" and info.value.code == "NOT_FOUND"
+    assert lm.extend("never-seen", 0, [1]).shape[0] == 1  # keep_len 0 starts it
+    lm.end_session("never-seen")
 
 
 def test_info_describes_the_model(lm: CausalLM):
