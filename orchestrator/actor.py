@@ -4,6 +4,10 @@ work together, and serves OrchestratorService over grpc.aio on the actor's event
 With several targets (and drafts), each target is paired with draft number (target index mod drafts),
 so several targets may share one draft; each request runs on the least-loaded pair. `ready()` returns
 the client address or re-raises a failed start (for example a pair whose tokenizers differ).
+
+Batch jobs live in a SQLite journal (jobs.journal_path) that this actor opens on start. In Ray the start
+begins in the constructor, so an actor that Ray restarts after a crash resumes the unfinished jobs at
+once, before any client calls `ready()` again.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
 from specdec.orchestrator.core import Orchestrator, Route, check_pair
+from specdec.orchestrator.job_items import JobItems
+from specdec.orchestrator.jobs import JobRunner
+from specdec.orchestrator.journal import Journal
 from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.remote import RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
@@ -34,7 +41,13 @@ class OrchestratorActor:
         self._start: asyncio.Task | None = None
         self._orchestrator: Orchestrator | None = None
         self._server: grpc.aio.Server | None = None
+        self._jobs: JobRunner | None = None
+        self._resumed_items = 0
         self._address = ""
+        try:  # a Ray async actor is constructed on its running loop: start now (and resume jobs) unasked
+            self._start = asyncio.get_running_loop().create_task(self._serve())
+        except RuntimeError:  # constructed outside a loop (in-process tests): start on the first ready()
+            pass
 
     async def ready(self) -> str:
         if self._start is None:
@@ -46,7 +59,10 @@ class OrchestratorActor:
         return {"service": SERVICE_NAME, "serving": self._server is not None, "address": self._address,
                 "active_requests": o.active_requests if o else 0,
                 "routes": {r.name: r.active for r in o.routes} if o else {},
-                "governor": {"arm": o.governor.arm, "tokens_per_second": o.governor.rates} if o else {}} | where()
+                "governor": {"arm": o.governor.arm, "tokens_per_second": o.governor.rates} if o else {},
+                "jobs": {"journal": str(self._jobs.journal.path), "queued_items": self._jobs.queued_items,
+                         "running_items": self._jobs.running_items, "resumed_items": self._resumed_items}
+                if self._jobs else {}} | where()
 
     async def _serve(self) -> str:
         metrics = OrchestratorMetrics()
@@ -66,10 +82,13 @@ class OrchestratorActor:
             check_pair(draft_infos[index % len(proposers)], target_info)
         self._orchestrator = Orchestrator(routes, tokenizer, draft_infos[0], target_infos[0], self._config.defaults,
                                           self._config.limits, metrics)
-        cfg = self._config.orchestrator
+        cfg, jobs = self._config.orchestrator, self._config.jobs
+        self._jobs = JobRunner(Journal(jobs.resolved_path(cfg.name)), JobItems(self._orchestrator), jobs.concurrency,
+                               jobs.max_attempts, self._config.limits.max_job_items)
+        self._resumed_items = self._jobs.start()
         self._server, port = await start_server(
             lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
-                OrchestratorServicer(self._orchestrator), server),
+                OrchestratorServicer(self._orchestrator, self._jobs), server),
             cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
             (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
         self._address = format_address(advertised_host(cfg.host), port)

@@ -23,7 +23,8 @@ SPECDEC = [sys.executable, "-m", "specdec.orchestrator.cli"]
 
 def test_serve_then_generate(tmp_path: Path):
     config = tmp_path / "serve.yaml"
-    config.write_text(yaml.safe_dump({"orchestrator": {"port": 0, "name": "cli-test-orchestrator"}}))
+    config.write_text(yaml.safe_dump({"orchestrator": {"port": 0, "name": "cli-test-orchestrator"},
+                                      "jobs": {"journal_path": str(tmp_path / "jobs.sqlite")}}))
     serve = subprocess.Popen([*SPECDEC, "serve", "--config", str(config)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=os.environ | {"RAY_ADDRESS": ""})
     try:
