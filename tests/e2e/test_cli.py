@@ -60,13 +60,15 @@ def test_help_describes_every_subcommand():
 
     parser = build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subcommands.choices) >= {"serve", "generate", "demo", "bench", "loadtest", "status", "stop", "certs"}
+    assert set(subcommands.choices) >= {"serve", "generate", "demo", "bench", "loadtest", "status", "stop", "certs",
+                                        "submit", "jobs", "results", "cancel"}
     for name, sub in subcommands.choices.items():
         assert sub.description, f"specdec {name} has no description"
         for action in sub._actions:
             if not isinstance(action, argparse._HelpAction):
                 assert action.help and action.help.strip(), f"specdec {name} {action.option_strings} has no help"
-    for command in ([], ["serve"], ["generate"], ["demo"], ["bench"], ["loadtest"], ["status"], ["stop"], ["certs"]):
+    for command in ([], ["serve"], ["generate"], ["demo"], ["bench"], ["loadtest"], ["status"], ["stop"], ["certs"],
+                    ["submit"], ["jobs"], ["results"], ["cancel"]):
         result = subprocess.run([*SPECDEC, *command, "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "usage: specdec" in result.stdout
 
