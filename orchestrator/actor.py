@@ -86,10 +86,14 @@ class OrchestratorActor:
         self._jobs = JobRunner(Journal(jobs.resolved_path(cfg.name)), JobItems(self._orchestrator), jobs.concurrency,
                                jobs.max_attempts, self._config.limits.max_job_items)
         self._resumed_items = self._jobs.start()
-        self._server, port = await start_server(
-            lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
-                OrchestratorServicer(self._orchestrator, self._jobs), server),
-            cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
-            (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
+        try:
+            self._server, port = await start_server(
+                lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
+                    OrchestratorServicer(self._orchestrator, self._jobs), server),
+                cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
+                (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
+        except BaseException:  # a failed start runs no jobs: the next start resumes them
+            await self._jobs.close()
+            raise
         self._address = format_address(advertised_host(cfg.host), port)
         return self._address

@@ -25,6 +25,7 @@ from specdec.runtime.validation import InvalidField
 RETRY_DELAY_S = 1.0  # first pause before a transient failure is tried again; doubles per try
 MAX_RETRY_DELAY_S = 30.0
 RESULTS_PAGE = 1000  # finished items read from the journal at a time
+PREPARE_BATCH = 64  # requests validated at submit between two yields to the event loop
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,19 @@ class JobRunner:
             raise InvalidField("requests", "must not be empty")
         if len(requests) > self.max_items:
             raise InvalidField("requests", f"{len(requests)} items; limits.max_job_items is {self.max_items}")
+        kept = []
+        for index, request in enumerate(requests):
+            # On the loop (a tokenizer is not safe to share between threads), yielding now and then so that
+            # a large job does not hold up the requests in flight.
+            kept.append(self._items.prepare(index, request))
+            if index % PREPARE_BATCH == PREPARE_BATCH - 1:
+                await asyncio.sleep(0)
         job_id = new_job_id()
-        record = await asyncio.get_running_loop().run_in_executor(None, self._record, job_id, name, requests)
+        record = await asyncio.get_running_loop().run_in_executor(None, self.journal.create_job, job_id, name, kept,
+                                                                  self._clock())
         for index in range(record.total):
             self._queue.put_nowait((job_id, index))
         return record
-
-    def _record(self, job_id: str, name: str, requests: Sequence[Any]) -> JobRecord:
-        kept = [self._items.prepare(index, request) for index, request in enumerate(requests)]
-        return self.journal.create_job(job_id, name, kept, self._clock())
 
     def job(self, job_id: str) -> JobRecord:
         record = self.journal.job(job_id)
