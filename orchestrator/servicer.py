@@ -6,6 +6,7 @@ import grpc
 
 from specdec.orchestrator.controllers import ControllerParams
 from specdec.orchestrator.core import GenerateParams, Orchestrator, TextDelta
+from specdec.orchestrator.jobs import JobRunner
 from specdec.orchestrator.journal import FinishedItem, JobRecord
 from specdec.orchestrator.rules import RuleParams
 from specdec.orchestrator.stats import RequestStats
@@ -70,7 +71,7 @@ def result_to_pb(item: FinishedItem) -> pb.JobResult:
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
-    def __init__(self, orchestrator: Orchestrator, jobs=None):
+    def __init__(self, orchestrator: Orchestrator, jobs: JobRunner | None = None):
         """`jobs`: the JobRunner behind the batch-job calls; without one they answer UNIMPLEMENTED."""
         self._orchestrator = orchestrator
         self._jobs = jobs
@@ -94,7 +95,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
                                      default_rule=o.defaults.rule, default_gamma=o.defaults.gamma,
                                      max_new_tokens_limit=o.limits.max_new_tokens, max_gamma=o.limits.max_gamma)
 
-    def _runner(self):
+    def _runner(self) -> JobRunner:
         if self._jobs is None:
             raise InvalidField("jobs", "this orchestrator runs no batch jobs (no journal)", "UNIMPLEMENTED")
         return self._jobs
