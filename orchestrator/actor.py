@@ -8,6 +8,10 @@ the client address or re-raises a failed start (for example a pair whose tokeniz
 Given the services' actor handles, a service that fails is brought back through Ray: a crashed one is
 restarted by Ray (max_restarts) and re-located by asking its new incarnation for its address; a hung one
 is killed so that Ray restarts it (see `remote.Recovery`).
+
+Batch jobs live in a SQLite journal (jobs.journal_path) that this actor opens on start. In Ray the start
+begins in the constructor, so an actor that Ray restarts after a crash resumes the unfinished jobs at
+once, before any client calls `ready()` again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
 from specdec.orchestrator.core import Orchestrator, Route, check_pair
+from specdec.orchestrator.job_items import JobItems
+from specdec.orchestrator.jobs import JobRunner
+from specdec.orchestrator.journal import Journal
 from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.remote import Recovery, RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
@@ -42,7 +49,13 @@ class OrchestratorActor:
         self._start: asyncio.Task | None = None
         self._orchestrator: Orchestrator | None = None
         self._server: grpc.aio.Server | None = None
+        self._jobs: JobRunner | None = None
+        self._resumed_items = 0
         self._address = ""
+        try:  # a Ray async actor is constructed on its running loop: start now (and resume jobs) unasked
+            self._start = asyncio.get_running_loop().create_task(self._serve())
+        except RuntimeError:  # constructed outside a loop (in-process tests): start on the first ready()
+            pass
 
     async def ready(self) -> str:
         if self._start is None:
@@ -57,13 +70,19 @@ class OrchestratorActor:
                 "faults": {service.address: {"available": service.available, "failures": service.failures,
                                              "recoveries": service.recoveries, "restarts": service.restarts}
                            for route in (o.routes if o else []) for service in (route.proposer, route.scorer)},
-                "governor": {"arm": o.governor.arm, "tokens_per_second": o.governor.rates} if o else {}} | where()
+                "governor": {"arm": o.governor.arm, "tokens_per_second": o.governor.rates} if o else {},
+                "jobs": {"journal": str(self._jobs.journal.path), "queued_items": self._jobs.queued_items,
+                         "running_items": self._jobs.running_items, "resumed_items": self._resumed_items}
+                if self._jobs else {}} | where()
 
     async def _serve(self) -> str:
         metrics = OrchestratorMetrics()
         tls = self._config.tls
         credentials = tls.channel_credentials()  # mutual TLS to the services when tls.cert/key are set too
         timeout_s = self._config.limits.recovery_timeout_s
+        # A restarted orchestrator asks the service actors where they are now (they may have restarted too).
+        self._drafts = await current_addresses(self._drafts, self._draft_actors)
+        self._targets = await current_addresses(self._targets, self._target_actors)
         proposers = [RemoteProposer(address, self._limits, metrics.rpc, credentials, recovery(actor, timeout_s))
                      for address, actor in zip(self._drafts, self._draft_actors, strict=True)]
         scorers = [RemoteScorer(address, self._limits, metrics.rpc, credentials, recovery(actor, timeout_s))
@@ -80,14 +99,31 @@ class OrchestratorActor:
             check_pair(draft_infos[index % len(proposers)], target_info)
         self._orchestrator = Orchestrator(routes, tokenizer, draft_infos[0], target_infos[0], self._config.defaults,
                                           self._config.limits, metrics)
-        cfg = self._config.orchestrator
-        self._server, port = await start_server(
-            lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
-                OrchestratorServicer(self._orchestrator), server),
-            cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
-            (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
+        cfg, jobs = self._config.orchestrator, self._config.jobs
+        self._jobs = JobRunner(Journal(jobs.resolved_path(cfg.name)), JobItems(self._orchestrator), jobs.concurrency,
+                               jobs.max_attempts, self._config.limits.max_job_items)
+        self._resumed_items = self._jobs.start()
+        try:
+            self._server, port = await start_server(
+                lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
+                    OrchestratorServicer(self._orchestrator, self._jobs), server),
+                cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
+                (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
+        except BaseException:  # a failed start runs no jobs: the next start resumes them
+            await self._jobs.close()
+            raise
         self._address = format_address(advertised_host(cfg.host), port)
         return self._address
+
+
+async def current_addresses(addresses: list[str], actors: list) -> list[str]:
+    """Each service's address: from its actor when there is one (a restarted service has a new port)."""
+    return list(await asyncio.gather(*(actor.ready.remote() if actor is not None else _known(address)
+                                       for address, actor in zip(addresses, actors, strict=True))))
+
+
+async def _known(address: str) -> str:
+    return address
 
 
 def recovery(actor, timeout_s: float) -> Recovery:

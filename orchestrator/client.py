@@ -1,22 +1,29 @@
-"""The Python client of the orchestrator: blocking and streaming generation over gRPC.
+"""The Python client of the orchestrator: blocking and streaming generation, and batch jobs, over gRPC.
 
     from specdec.orchestrator.client import Client
     with Client("127.0.0.1:50051") as client:
         print(client.generate("def fib(n):", max_new_tokens=64).text)
         for delta in client.stream("import os", temperature=0.8):
             print(delta.text, end="")
+        job_id = client.submit(["def add(a, b):", {"prompt": "import re", "temperature": 0}], name="demo")
+        client.wait(job_id)
+        for result in client.results(job_id):
+            print(result["index"], result.get("completion"))
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.message import Message
 
+from specdec.orchestrator.job_input import request_from_dict
 from specdec.runtime.rpc import RpcLimits
 from specdec.runtime.security import TlsFiles
+from specdec.runtime.validation import InvalidField
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -46,6 +53,30 @@ def message_to_dict(message: Message) -> dict:
             value = list(value)
         out[descriptor.name] = value
     return out
+
+
+FINISHED_STATES = ("succeeded", "failed", "cancelled")
+
+
+def result_to_dict(result: pb.JobResult) -> dict:
+    """A job item's outcome as one JSONL record: index, prompt, then completion, token_ids and stats, or
+    (for a failed item) error {code, message}."""
+    record = {"index": result.index, "prompt": result.prompt}
+    if result.HasField("error"):
+        return record | {"error": {"code": result.error.code, "message": result.error.message}}
+    return record | {"completion": result.completion, "token_ids": list(result.token_ids),
+                     "stats": message_to_dict(result.stats)}
+
+
+def job_request(item: str | dict | pb.GenerateRequest, index: int) -> pb.GenerateRequest:
+    """A prompt, a dict of GenerateRequest fields (the JSONL line format) or a message. Raises InvalidField
+    naming `requests[index].field`."""
+    if isinstance(item, pb.GenerateRequest):
+        return item
+    try:
+        return request_from_dict({"prompt": item} if isinstance(item, str) else item)
+    except InvalidField as exc:
+        raise InvalidField(f"requests[{index}].{exc.field}", str(exc).removeprefix(f"{exc.field}: ")) from exc
 
 
 class Client:
@@ -116,6 +147,49 @@ class Client:
             completion.token_ids += delta.token_ids
             completion.stats = delta.stats or completion.stats
         return completion
+
+    def submit(self, requests: Iterable[str | dict | pb.GenerateRequest], name: str = "") -> str:
+        """Submit a batch job; return its id. Each request is a prompt, a dict of GenerateRequest fields by
+        proto name (as in a `specdec submit` JSONL line: {"prompt": ..., "temperature": 0, "max_new_tokens":
+        16, ...}) or a GenerateRequest. Items without a seed get one at submit, so a rerun after a restart
+        of the orchestrator gives the same output. Raises InvalidField (here) or grpc.RpcError
+        (INVALID_ARGUMENT naming `requests[i].field`) for bad input."""
+        message = pb.SubmitJobRequest(requests=[job_request(item, i) for i, item in enumerate(requests)], name=name)
+        return self._stub.SubmitJob(message, timeout=self.timeout_s, metadata=self._metadata).job_id
+
+    def jobs(self) -> list[dict]:
+        """Every job on the orchestrator, oldest first: job_id, name, state, total, done, failed, created_at,
+        finished_at (see `job`)."""
+        response = self._stub.ListJobs(pb.ListJobsRequest(), timeout=self.timeout_s, metadata=self._metadata)
+        return [message_to_dict(status) for status in response.jobs]
+
+    def job(self, job_id: str) -> dict:
+        """A job's status: state (queued, running, succeeded, failed: finished with some items failed, or
+        cancelled), total items, done (with a completion), failed, created_at and finished_at (Unix time, 0
+        while unfinished). Raises grpc.RpcError NOT_FOUND for an unknown id."""
+        return message_to_dict(self._stub.GetJob(pb.JobRequest(job_id=job_id), timeout=self.timeout_s,
+                                                 metadata=self._metadata))
+
+    def results(self, job_id: str) -> Iterator[dict]:
+        """The finished items so far, by index (see `result_to_dict`); all of them once the job finished."""
+        for result in self._stub.GetJobResults(pb.JobRequest(job_id=job_id), timeout=self.timeout_s,
+                                               metadata=self._metadata):
+            yield result_to_dict(result)
+
+    def cancel(self, job_id: str) -> dict:
+        """Cancel a job's unfinished items (results so far are kept); return its status."""
+        return message_to_dict(self._stub.CancelJob(pb.JobRequest(job_id=job_id), timeout=self.timeout_s,
+                                                    metadata=self._metadata))
+
+    def wait(self, job_id: str, timeout_s: float | None = None, poll_s: float = 1.0) -> dict:
+        """Poll until the job has finished; return its status. Raises TimeoutError after timeout_s."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while (status := self.job(job_id))["state"] not in FINISHED_STATES:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status['state']} after {timeout_s}s "
+                                   f"({status['done'] + status['failed']}/{status['total']} items finished)")
+            time.sleep(poll_s)
+        return status
 
     def server_info(self) -> dict:
         return message_to_dict(self._stub.GetServerInfo(pb.GetInfoRequest(), timeout=self.timeout_s,

@@ -1,4 +1,4 @@
-"""OrchestratorService over gRPC: a thin adapter around `Orchestrator`."""
+"""OrchestratorService over gRPC: a thin adapter around `Orchestrator` and, for batch jobs, `JobRunner`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import grpc
 
 from specdec.orchestrator.controllers import ControllerParams
 from specdec.orchestrator.core import GenerateParams, Orchestrator, TextDelta
+from specdec.orchestrator.jobs import JobRunner
+from specdec.orchestrator.journal import FinishedItem, JobRecord
 from specdec.orchestrator.rules import RuleParams
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime import messages
-from specdec.runtime.rpc import status_code
+from specdec.runtime.rpc import abort_on_bad_input, status_code
 from specdec.runtime.validation import InvalidField
 from specdec.types import ServiceDown
 from specdec.v1 import specdec_pb2 as pb
@@ -57,9 +59,25 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         num_target_only_rounds=stats.num_target_only_rounds)
 
 
+def job_to_pb(record: JobRecord) -> pb.JobStatus:
+    return pb.JobStatus(job_id=record.job_id, name=record.name, state=record.state, total=record.total,
+                        done=record.done, failed=record.failed, created_at=record.created_at,
+                        finished_at=record.finished_at)
+
+
+def result_to_pb(item: FinishedItem) -> pb.JobResult:
+    """The kept JobResult of a finished item; an item whose run left no result gets one from its error."""
+    if item.result:
+        return pb.JobResult.FromString(item.result)
+    code, _, message = item.error.partition(": ")
+    return pb.JobResult(index=item.index, error=pb.ItemError(code=code, message=message))
+
+
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
-    def __init__(self, orchestrator: Orchestrator):
+    def __init__(self, orchestrator: Orchestrator, jobs: JobRunner | None = None):
+        """`jobs`: the JobRunner behind the batch-job calls; without one they answer UNIMPLEMENTED."""
         self._orchestrator = orchestrator
+        self._jobs = jobs
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
         try:
@@ -81,3 +99,34 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         return pb.ServerInfoResponse(draft=messages.info_to_pb(o.draft_info), target=messages.info_to_pb(o.target_info),
                                      default_rule=o.defaults.rule, default_gamma=o.defaults.gamma,
                                      max_new_tokens_limit=o.limits.max_new_tokens, max_gamma=o.limits.max_gamma)
+
+    def _runner(self) -> JobRunner:
+        if self._jobs is None:
+            raise InvalidField("jobs", "this orchestrator runs no batch jobs (no journal)", "UNIMPLEMENTED")
+        return self._jobs
+
+    @abort_on_bad_input
+    async def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.JobStatus:
+        return job_to_pb(await self._runner().submit(list(request.requests), request.name))
+
+    @abort_on_bad_input
+    async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
+        return pb.ListJobsResponse(jobs=[job_to_pb(record) for record in self._runner().jobs()])
+
+    @abort_on_bad_input
+    async def GetJob(self, request: pb.JobRequest, context) -> pb.JobStatus:
+        return job_to_pb(self._runner().job(request.job_id))
+
+    @abort_on_bad_input
+    async def CancelJob(self, request: pb.JobRequest, context) -> pb.JobStatus:
+        return job_to_pb(await self._runner().cancel(request.job_id))
+
+    async def GetJobResults(self, request: pb.JobRequest, context: grpc.aio.ServicerContext):
+        start = 0
+        try:
+            while page := await self._runner().results(request.job_id, start):
+                for item in page:
+                    yield result_to_pb(item)
+                start = page[-1].index + 1
+        except InvalidField as exc:
+            await context.abort(status_code(exc.code), str(exc))

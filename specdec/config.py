@@ -57,6 +57,18 @@ class OrchestratorConfig:
     name: str = "specdec-orchestrator"
     namespace: str = "specdec"
     num_cpus: float = 0.0
+    max_restarts: int = -1  # Ray restarts a crashed orchestrator this many times (-1: always); jobs resume
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    journal_path: str = ""  # SQLite journal on the head node; empty: ~/.specdec/<orchestrator.name>-jobs.sqlite
+    concurrency: int = 8  # job items in flight at once, over all jobs
+    max_attempts: int = 3  # tries of an item when a model service fails or the orchestrator is full
+
+    def resolved_path(self, orchestrator_name: str) -> Path:
+        path = self.journal_path or f"~/.specdec/{orchestrator_name}-jobs.sqlite"
+        return Path(path).expanduser()
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class LimitsConfig:
     max_active_requests: int = 1024  # requests in flight at the orchestrator; more get RESOURCE_EXHAUSTED
     max_sessions: int = 4096  # sessions per model service; a new one beyond gets RESOURCE_EXHAUSTED
     session_idle_s: float = 600.0  # a service ends a session unused this long (0: never)
+    max_job_items: int = 100_000  # requests in one batch job
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ class ServeConfig:
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     tls: TlsFiles = field(default_factory=TlsFiles)  # PEM files; empty: plaintext (loopback development)
 
     def __post_init__(self) -> None:
@@ -125,6 +139,12 @@ class ServeConfig:
             raise ValueError("limits: max_active_requests and max_sessions must be >= 1, session_idle_s >= 0")
         if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:
             raise ValueError("defaults.max_new_tokens: must be in [1, limits.max_new_tokens]")
+        if self.limits.max_job_items < 1:
+            raise ValueError("limits.max_job_items: must be >= 1")
+        if self.jobs.concurrency < 1 or self.jobs.max_attempts < 1:
+            raise ValueError("jobs: concurrency and max_attempts must be >= 1")
+        if self.orchestrator.max_restarts < -1:
+            raise ValueError("orchestrator.max_restarts: must be >= -1 (-1: restart always)")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ServeConfig:
@@ -152,7 +172,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     values = {}
     for name, value in raw.items():
         kind = fields[name].type
-        sections = (ModelConfig, PlacementConfig, OrchestratorConfig, DefaultsConfig, LimitsConfig, TlsFiles)
+        sections = (ModelConfig, PlacementConfig, OrchestratorConfig, DefaultsConfig, LimitsConfig, JobsConfig,
+                    TlsFiles)
         nested = {section.__name__: section for section in sections}.get(
             kind if isinstance(kind, str) else kind.__name__)
         values[name] = _build(nested, value, f"{prefix}{name}.") if nested else value

@@ -21,6 +21,7 @@ from specdec.services.target.servicer import TargetServiceActor
 log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 600.0
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node 1 of this
 
 
 @dataclass
@@ -72,8 +73,10 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         addresses = ray.get([s.ready.remote() for s in started], timeout=START_TIMEOUT_S)
         drafts = config.placement.draft_replicas
         cfg = config.orchestrator
+        # On the head node, where the job journal lives; Ray restarts it there after a crash.
         orchestrator = ray.remote(OrchestratorActor).options(
             name=cfg.name, namespace=cfg.namespace, lifetime=lifetime, num_cpus=cfg.num_cpus,
+            max_restarts=cfg.max_restarts, resources={HEAD_NODE_RESOURCE: 0.001},
         ).remote(config, addresses[:drafts], addresses[drafts:], started[:drafts], started[drafts:])
         started.append(orchestrator)
         address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)

@@ -360,6 +360,31 @@ class OrchestratorServiceStub:
                 request_serializer=specdec_dot_v1_dot_specdec__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=specdec_dot_v1_dot_specdec__pb2.ServerInfoResponse.FromString,
                 _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/specdec.v1.OrchestratorService/SubmitJob',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/specdec.v1.OrchestratorService/ListJobs',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/specdec.v1.OrchestratorService/GetJob',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.JobRequest.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.GetJobResults = channel.unary_stream(
+                '/specdec.v1.OrchestratorService/GetJobResults',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.JobRequest.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.JobResult.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/specdec.v1.OrchestratorService/CancelJob',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.JobRequest.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.JobStatus.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -377,6 +402,37 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJobResults(self, request, context):
+        """finished items so far, by index
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -389,6 +445,31 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=specdec_dot_v1_dot_specdec__pb2.GetInfoRequest.FromString,
                     response_serializer=specdec_dot_v1_dot_specdec__pb2.ServerInfoResponse.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.SubmitJobRequest.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.JobStatus.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.ListJobsRequest.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.JobRequest.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.JobStatus.SerializeToString,
+            ),
+            'GetJobResults': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetJobResults,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.JobRequest.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.JobResult.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.JobRequest.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.JobStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -445,6 +526,141 @@ class OrchestratorService:
             '/specdec.v1.OrchestratorService/GetServerInfo',
             specdec_dot_v1_dot_specdec__pb2.GetInfoRequest.SerializeToString,
             specdec_dot_v1_dot_specdec__pb2.ServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/specdec.v1.OrchestratorService/SubmitJob',
+            specdec_dot_v1_dot_specdec__pb2.SubmitJobRequest.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/specdec.v1.OrchestratorService/ListJobs',
+            specdec_dot_v1_dot_specdec__pb2.ListJobsRequest.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/specdec.v1.OrchestratorService/GetJob',
+            specdec_dot_v1_dot_specdec__pb2.JobRequest.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/specdec.v1.OrchestratorService/GetJobResults',
+            specdec_dot_v1_dot_specdec__pb2.JobRequest.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.JobResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/specdec.v1.OrchestratorService/CancelJob',
+            specdec_dot_v1_dot_specdec__pb2.JobRequest.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.JobStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,8 +22,9 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="session")
-def deployment(ray_cluster):
-    dep = deploy(ServeConfig().with_overrides(orchestrator={"port": 0}))
+def deployment(ray_cluster, tmp_path_factory):
+    journal = tmp_path_factory.mktemp("jobs") / "jobs.sqlite"  # never the user's own journal under ~/.specdec
+    dep = deploy(ServeConfig().with_overrides(orchestrator={"port": 0}, jobs={"journal_path": str(journal)}))
     yield dep
     dep.stop()
 

@@ -23,7 +23,8 @@ SPECDEC = [sys.executable, "-m", "specdec.orchestrator.cli"]
 
 def test_serve_then_generate(tmp_path: Path):
     config = tmp_path / "serve.yaml"
-    config.write_text(yaml.safe_dump({"orchestrator": {"port": 0, "name": "cli-test-orchestrator"}}))
+    config.write_text(yaml.safe_dump({"orchestrator": {"port": 0, "name": "cli-test-orchestrator"},
+                                      "jobs": {"journal_path": str(tmp_path / "jobs.sqlite")}}))
     serve = subprocess.Popen([*SPECDEC, "serve", "--config", str(config)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=os.environ | {"RAY_ADDRESS": ""})
     try:
@@ -59,13 +60,15 @@ def test_help_describes_every_subcommand():
 
     parser = build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subcommands.choices) >= {"serve", "generate", "demo", "bench", "loadtest", "status", "stop", "certs"}
+    assert set(subcommands.choices) >= {"serve", "generate", "demo", "bench", "loadtest", "status", "stop", "certs",
+                                        "submit", "jobs", "results", "cancel"}
     for name, sub in subcommands.choices.items():
         assert sub.description, f"specdec {name} has no description"
         for action in sub._actions:
             if not isinstance(action, argparse._HelpAction):
                 assert action.help and action.help.strip(), f"specdec {name} {action.option_strings} has no help"
-    for command in ([], ["serve"], ["generate"], ["demo"], ["bench"], ["loadtest"], ["status"], ["stop"], ["certs"]):
+    for command in ([], ["serve"], ["generate"], ["demo"], ["bench"], ["loadtest"], ["status"], ["stop"], ["certs"],
+                    ["submit"], ["jobs"], ["results"], ["cancel"]):
         result = subprocess.run([*SPECDEC, *command, "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "usage: specdec" in result.stdout
 

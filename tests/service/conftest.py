@@ -13,14 +13,15 @@ from tests.helpers import BackgroundLoop, TargetOracle
 
 
 @pytest.fixture(scope="session")
-def servers():
+def servers(tmp_path_factory):
     loop = BackgroundLoop()
     draft = DraftServiceActor(LoadSpec(resolve_model("demo:draft")))
     target = TargetServiceActor(LoadSpec(resolve_model("demo:target")))
     draft_address = loop.run(draft.ready())
     target_address = loop.run(target.ready())
     # No load governor here: a test of the cost controller must not find it held at target-only.
-    config = ServeConfig().with_overrides(orchestrator={"port": 0}, defaults={"load_governor": False})
+    config = ServeConfig().with_overrides(orchestrator={"port": 0}, defaults={"load_governor": False},
+                                          jobs={"journal_path": str(tmp_path_factory.mktemp("jobs") / "jobs.sqlite")})
     orchestrator = OrchestratorActor(config, [draft_address], [target_address])
     address = loop.run(orchestrator.ready())
     yield {"draft": draft_address, "target": target_address, "orchestrator": address, "loop": loop,

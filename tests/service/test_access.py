@@ -9,7 +9,7 @@ import sys
 import grpc
 import pytest
 
-from specdec.config import ServeConfig, resolve_model
+from specdec.config import JobsConfig, ServeConfig, resolve_model
 from specdec.orchestrator.actor import OrchestratorActor
 from specdec.orchestrator.client import Client
 from specdec.runtime.model import LoadSpec
@@ -38,7 +38,8 @@ def secured(tmp_path_factory):
     target = TargetServiceActor(LoadSpec(resolve_model("demo:target")), tls=tls)
     drafts, targets = [loop.run(draft.ready())], [loop.run(target.ready())]
     config = ServeConfig().with_overrides(orchestrator={"port": 0, "token_file": str(token_file)})
-    orchestrator = OrchestratorActor(ServeConfig(orchestrator=config.orchestrator, tls=tls), drafts, targets)
+    jobs = JobsConfig(journal_path=str(certs / "jobs.sqlite"))
+    orchestrator = OrchestratorActor(ServeConfig(orchestrator=config.orchestrator, tls=tls, jobs=jobs), drafts, targets)
     address = loop.run(orchestrator.ready())
     yield {"address": address, "draft": drafts[0], "certs": certs, "tls": tls}
     loop.stop()

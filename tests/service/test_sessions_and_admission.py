@@ -53,9 +53,10 @@ def test_a_service_expires_idle_sessions_and_refuses_sessions_beyond_its_limit()
 
 
 @pytest.fixture(scope="module")
-def small_orchestrator(servers):
+def small_orchestrator(servers, tmp_path_factory):
     """An orchestrator that admits one request at a time, over the shared draft and target services."""
-    config = ServeConfig().with_overrides(orchestrator={"port": 0}, limits={"max_active_requests": 1})
+    config = ServeConfig().with_overrides(orchestrator={"port": 0}, limits={"max_active_requests": 1},
+                                          jobs={"journal_path": str(tmp_path_factory.mktemp("jobs") / "j.sqlite")})
     actor = OrchestratorActor(config, [servers["draft"]], [servers["target"]])
     yield servers["loop"].run(actor.ready())  # the actor object must live as long as its server
 
