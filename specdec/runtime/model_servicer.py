@@ -43,5 +43,6 @@ class ModelServicerBase:
     @abort_on_bad_input
     async def EndSession(self, request: pb.EndSessionRequest, context) -> pb.EndSessionResponse:
         check_session_id(request.session_id)
+        await self.rounds.settled(request.session_id)  # a round still running would otherwise outlive the end
         self.rounds.forget([request.session_id])
         return pb.EndSessionResponse(existed=await self.run_model(self._lm.end_session, request.session_id))

@@ -82,6 +82,12 @@ class RoundLedger(Generic[Answer]):
             else:
                 self._last[session_id] = restored
 
+    async def settled(self, session_id: str) -> None:
+        """Return once the session's last round has finished, however it ended (its caller may have left)."""
+        last = self._last.get(session_id)
+        if last is not None:
+            await asyncio.wait([last.answer])
+
     def forget(self, session_ids: Iterable[str]) -> None:
         """Drop the entries of ended or expired sessions: their next round starts afresh."""
         for session_id in session_ids:

@@ -106,3 +106,26 @@ def test_forgetting_a_session_lets_its_rounds_start_over():
         assert len(ledger) == 0 and (await ask(ledger, compute, 0)).draft_tokens == [2]
 
     asyncio.run(scenario())
+
+
+def test_settled_waits_for_a_round_whose_caller_left():
+    async def scenario():
+        ledger, release, done = RoundLedger(), asyncio.Event(), []
+
+        async def compute():
+            await release.wait()
+            done.append(True)
+            return "answer"
+
+        caller = asyncio.ensure_future(ledger.answer("s", 0, pb.EndSessionRequest(session_id="s"), compute))
+        await asyncio.sleep(0)
+        caller.cancel()  # the client gave up; the round runs on
+        waiter = asyncio.ensure_future(ledger.settled("s"))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        release.set()
+        await waiter
+        assert done == [True]
+        await ledger.settled("never-seen")  # nothing to wait for
+
+    asyncio.run(scenario())
