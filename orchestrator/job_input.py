@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +67,22 @@ def _named(message: str) -> InvalidField:
     return InvalidField(".".join(path) or "request", message)
 
 
-def parse_lines(lines: list[str], source: str) -> list[pb.GenerateRequest]:
-    """The requests of a JSONL text; blank lines are skipped. Raises JobFileError at the first bad line."""
-    requests = []
+def json_lines(lines: list[str], source: str, error: type[ValueError] = ValueError) -> Iterator[tuple[int, object]]:
+    """(line number, value) for each non-blank line of a JSONL text; `error` naming `source:line` for a line
+    that is not JSON."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise JobFileError(f"{source}:{number}: not JSON: {exc.msg} (column {exc.colno})") from exc
+            raise error(f"{source}:{number}: not JSON: {exc.msg} (column {exc.colno})") from exc
+
+
+def parse_lines(lines: list[str], source: str) -> list[pb.GenerateRequest]:
+    """The requests of a JSONL text; blank lines are skipped. Raises JobFileError at the first bad line."""
+    requests = []
+    for number, entry in json_lines(lines, source, JobFileError):
         try:
             requests.append(request_from_dict(entry))
         except InvalidField as exc:

@@ -13,7 +13,6 @@ driver over the gRPC client, and `LoadGenerator` runs a share of a load as a Ray
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -27,6 +26,7 @@ from pathlib import Path
 import grpc
 
 from specdec.orchestrator.client import Client
+from specdec.orchestrator.job_input import json_lines
 
 PERCENTILES = (50, 90, 99)
 MAX_OPEN_LOOP_THREADS = 512
@@ -234,13 +234,7 @@ def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_ch
         except OSError as exc:
             raise ValueError(f"--dataset: cannot read {source}: {exc.strerror}") from exc
         entries = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{source}:{number}: not JSON ({exc.msg})") from exc
+        for number, entry in json_lines(lines, source):
             if not isinstance(entry, dict) or not isinstance(entry.get("prompt"), str) or not entry["prompt"]:
                 raise ValueError(f"{source}:{number}: prompt: each line needs a non-empty string field 'prompt'")
             entries.append(entry)
