@@ -166,26 +166,27 @@ class RoundLoop:
     async def propose(self, lane: _Lane, sequence: list[int], gamma: int) -> Proposal:
         """Draft `gamma` tokens after `sequence` (the committed tokens, perhaps plus a premise) on `lane`. A
         lane whose session the draft lost starts it again, once; ServiceDown and a second loss propagate."""
-        for attempt in range(2):
-            keep_len, new_tokens = lane.feed(sequence)
-            call = ProposeCall(
-                session_id=lane.session_id, round=self.draft_calls, keep_len=keep_len, new_tokens=new_tokens,
-                gamma=gamma, sampling=self.request.sampling, seed=self.request.seed,
-                want_probs=self.rule.needs_probs, confidence_threshold=self.controller.confidence_threshold,
-                want_raw_probs=self.want_raw, num_drafts=self.request.num_drafts)
-            self.draft_calls += 1
-            try:
-                proposal = await self.proposer.propose(call)
-            except DRAFT_FAULTS as fault:
-                self.stats.num_draft_faults += 1
-                lost = isinstance(fault, SessionLost)
-                lane.trust_only(0 if lost else keep_len)
-                if not lost or attempt:
-                    raise
-                continue
-            lane.drafted(keep_len, new_tokens, proposal)
-            return proposal
-        raise AssertionError("unreachable")
+        try:
+            return await self._propose_once(lane, sequence, gamma)
+        except SessionLost:
+            return await self._propose_once(lane, sequence, gamma)
+
+    async def _propose_once(self, lane: _Lane, sequence: list[int], gamma: int) -> Proposal:
+        keep_len, new_tokens = lane.feed(sequence)
+        call = ProposeCall(
+            session_id=lane.session_id, round=self.draft_calls, keep_len=keep_len, new_tokens=new_tokens,
+            gamma=gamma, sampling=self.request.sampling, seed=self.request.seed, want_probs=self.rule.needs_probs,
+            confidence_threshold=self.controller.confidence_threshold, want_raw_probs=self.want_raw,
+            num_drafts=self.request.num_drafts)
+        self.draft_calls += 1
+        try:
+            proposal = await self.proposer.propose(call)
+        except DRAFT_FAULTS as fault:
+            self.stats.num_draft_faults += 1
+            lane.trust_only(0 if isinstance(fault, SessionLost) else keep_len)
+            raise
+        lane.drafted(keep_len, new_tokens, proposal)
+        return proposal
 
     async def score(self, draft_tokens: list[int], copies: int) -> Verification:
         """Verify a window (empty: a target-only round). A target that went down is waited for and asked the
