@@ -231,12 +231,14 @@ class RoundLoop:
                 fresh: list[Proposal] = []  # draft calls made for the main lane, for the draft-time accounting
                 gamma = self.gamma_for(base)
                 if window is None and gamma > 0 and self.proposer.available:
+                    call_started = time.perf_counter()
                     try:
                         proposal = await self.propose(self.lanes[0], self.committed, gamma)
                         window = _Window(base, proposal, self.lanes[0])
                         fresh.append(proposal)
                     except DRAFT_FAULTS:
                         pass  # the draft is down: this round goes target-only
+                    stats.draft_call_seconds += time.perf_counter() - call_started
                 draft_missing = window is None and gamma > 0
                 stats.num_target_only_rounds += draft_missing
                 stats.num_pre_drafted += window is not None and not fresh
@@ -245,15 +247,19 @@ class RoundLoop:
                 copies = request.num_drafts if draft_tokens else 1
 
                 # 2. Verify with one target forward; meanwhile, in overlapped mode, draft ahead.
+                call_started = time.perf_counter()
                 verify = asyncio.ensure_future(self.score(draft_tokens, copies))
                 speculations = self.draft_ahead(proposal)
                 try:
                     verification = await verify
                 finally:
+                    verified = time.perf_counter()
+                    stats.verify_call_seconds += verified - call_started
                     if not verify.done():
                         verify.cancel()
                     if speculations:  # every draft session must settle before the next call on it
                         await asyncio.wait([s.future for s in speculations])
+                    stats.wait_seconds += time.perf_counter() - verified
                 speculations = succeeded(speculations)
 
                 # 3. Accept a prefix of the draft tokens, plus the recovered or bonus token.

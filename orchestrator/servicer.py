@@ -56,7 +56,8 @@ def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
         overlap=stats.overlap, speculation_lanes=stats.speculation_lanes, num_pre_drafted=stats.num_pre_drafted,
         num_lane_hits=stats.num_lane_hits, num_lane_draft_tokens=stats.num_lane_draft_tokens,
         num_draft_faults=stats.num_draft_faults, num_target_faults=stats.num_target_faults,
-        num_target_only_rounds=stats.num_target_only_rounds)
+        num_target_only_rounds=stats.num_target_only_rounds, draft_call_seconds=stats.draft_call_seconds,
+        verify_call_seconds=stats.verify_call_seconds, wait_seconds=stats.wait_seconds)
 
 
 def job_to_pb(record: JobRecord) -> pb.JobStatus:

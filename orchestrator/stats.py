@@ -47,6 +47,9 @@ class RequestStats:
     num_draft_faults: int = 0  # draft calls that found the draft service down or without the session
     num_target_faults: int = 0  # verify calls that found the target service down or without the session
     num_target_only_rounds: int = 0  # rounds decoded without the draft because it was down
+    draft_call_seconds: float = 0.0  # the round waiting on draft calls (model time + transport)
+    verify_call_seconds: float = 0.0  # the round waiting on verify calls (model time + transport)
+    wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
 
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
                      verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None) -> None:

@@ -230,7 +230,7 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RequestStats(_message.Message):
-    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_drafts_per_round", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds")
+    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_drafts_per_round", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,9 @@ class RequestStats(_message.Message):
     NUM_DRAFT_FAULTS_FIELD_NUMBER: _ClassVar[int]
     NUM_TARGET_FAULTS_FIELD_NUMBER: _ClassVar[int]
     NUM_TARGET_ONLY_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt_tokens: int
     output_tokens: int
@@ -295,7 +298,10 @@ class RequestStats(_message.Message):
     num_draft_faults: int
     num_target_faults: int
     num_target_only_rounds: int
-    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_drafts_per_round: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ...) -> None: ...
+    draft_call_seconds: float
+    verify_call_seconds: float
+    wait_seconds: float
+    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_drafts_per_round: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("delta", "stats")
