@@ -20,10 +20,10 @@ from specdec.config import DefaultsConfig, LimitsConfig
 from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams, GammaController, make_controller
 from specdec.orchestrator.controllers.governor import Governed, SpeculationGovernor
 from specdec.orchestrator.detokenize import IncrementalDetokenizer
-from specdec.orchestrator.engine import GenerationRequest, Proposer, Scorer, generate
+from specdec.orchestrator.engine import GenerationRequest, generate
 from specdec.orchestrator.metrics import OrchestratorMetrics
-from specdec.orchestrator.rules import RULE_NAMES, AcceptanceRule, RuleParams, make_rule
-from specdec.orchestrator.rules.multi_draft import MULTI_DRAFT_RULES
+from specdec.orchestrator.rules import MULTI_WINDOW_RULES, RULE_NAMES, AcceptanceRule, RuleParams, make_rule
+from specdec.orchestrator.sessions import Proposer, Scorer
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime.validation import InvalidField, check_finite_fields, check_range, check_sampling
 from specdec.types import ModelInfo, SamplingParams
@@ -130,10 +130,10 @@ class Orchestrator:
             check_range("controller_params.gamma_max", params.controller_params.gamma_max, 1, self.limits.max_gamma)
         num_drafts = params.num_drafts or 1
         check_range("num_drafts", num_drafts, 1, self.limits.max_num_drafts)
-        if num_drafts > 1 and rule_name not in MULTI_DRAFT_RULES:
-            raise InvalidField("num_drafts", f"more than one draft per round works with "
-                                             f"{' and '.join(MULTI_DRAFT_RULES)}, not {rule_name}")
         rule = _build("rule_params", make_rule, rule_name, params.rule_params)
+        if num_drafts > 1 and not rule.multi_window:
+            raise InvalidField("num_drafts", f"more than one draft per round works with "
+                                             f"{' and '.join(MULTI_WINDOW_RULES)}, not {rule_name}")
         controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params)
         if controller_name == "cost" and self.defaults.load_governor:
             controller = Governed(controller, self.governor)

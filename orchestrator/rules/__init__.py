@@ -18,6 +18,7 @@ from specdec.orchestrator.rules.typical import TypicalAcceptance
 
 RULE_NAMES = ("sd", "greedy", "fsd", "opt", "uno", "typical")
 LOSSLESS_RULES = ("sd", "greedy")
+MULTI_WINDOW_RULES = ("sd", "greedy")  # the rules whose `multi_window` is True
 
 
 @dataclass(frozen=True)
@@ -53,5 +54,5 @@ def make_rule(name: str, params: RuleParams = RuleParams()) -> AcceptanceRule:
     raise KeyError(name)
 
 
-__all__ = ["Acceptance", "AcceptanceRule", "DIVERGENCES", "LOSSLESS_RULES", "RULE_NAMES", "RoundScores",
-           "RuleParams", "make_rule"]
+__all__ = ["Acceptance", "AcceptanceRule", "DIVERGENCES", "LOSSLESS_RULES", "MULTI_WINDOW_RULES", "RULE_NAMES",
+           "RoundScores", "RuleParams", "make_rule"]

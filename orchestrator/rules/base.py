@@ -16,39 +16,55 @@ import torch
 
 @dataclass(frozen=True)
 class RoundScores:
-    draft_tokens: torch.Tensor  # [gamma] int64
-    target_argmax: torch.Tensor  # [gamma + 1] int64
-    draft_probs: torch.Tensor | None = None  # [gamma, vocab] float32, what each draft token was sampled from
-    target_probs: torch.Tensor | None = None  # [gamma + 1, vocab] float32, warped
+    """One round's scores. With M = `num_windows` draft sequences (multi-draft), the windows are flattened
+    one after another, as vLLM's rejection sampler flattens its requests: window m's draft tokens are
+    draft_tokens[m * gamma:(m + 1) * gamma] and its target rows are [m * (gamma + 1):(m + 1) * (gamma + 1)]."""
+
+    draft_tokens: torch.Tensor  # [M * gamma] int64
+    target_argmax: torch.Tensor  # [M * (gamma + 1)] int64
+    draft_probs: torch.Tensor | None = None  # [M * gamma, vocab] float32, what each draft token was sampled from
+    target_probs: torch.Tensor | None = None  # [M * (gamma + 1), vocab] float32, warped
     # Un-warped (temperature 1, no truncation) distributions, for rules that compare raw distributions;
     # None when the request's warps are the identity (then the warped ones are the raw ones).
-    draft_raw_probs: torch.Tensor | None = None  # [gamma, vocab]
-    target_raw_probs: torch.Tensor | None = None  # [gamma + 1, vocab]
+    draft_raw_probs: torch.Tensor | None = None  # [M * gamma, vocab]
+    target_raw_probs: torch.Tensor | None = None  # [M * (gamma + 1), vocab]
+    num_windows: int = 1
 
     def __post_init__(self) -> None:
-        gamma = self.draft_tokens.shape[0]
-        if self.draft_tokens.dim() != 1 or self.target_argmax.shape != (gamma + 1,):
-            raise ValueError(f"draft_tokens [gamma] and target_argmax [gamma + 1] expected, got "
+        windows = self.num_windows
+        if windows < 1 or self.draft_tokens.dim() != 1 or self.draft_tokens.shape[0] % windows:
+            raise ValueError(f"draft_tokens must be [M * gamma] for M = {windows}, got "
+                             f"{tuple(self.draft_tokens.shape)}")
+        gamma = self.draft_tokens.shape[0] // windows
+        if self.target_argmax.shape != (windows * (gamma + 1),):
+            raise ValueError(f"draft_tokens [M * gamma] and target_argmax [M * (gamma + 1)] expected, got "
                              f"{tuple(self.draft_tokens.shape)} and {tuple(self.target_argmax.shape)}")
-        if self.target_probs is not None and (self.target_probs.dim() != 2 or self.target_probs.shape[0] != gamma + 1):
-            raise ValueError(f"target_probs must be [gamma + 1, vocab], got {tuple(self.target_probs.shape)}")
+        if self.target_probs is not None and (self.target_probs.dim() != 2
+                                              or self.target_probs.shape[0] != windows * (gamma + 1)):
+            raise ValueError(f"target_probs must be [M * (gamma + 1), vocab], got {tuple(self.target_probs.shape)}")
         if self.draft_probs is not None and (
-            self.target_probs is None or self.draft_probs.shape != (gamma, self.target_probs.shape[1])
+            self.target_probs is None or self.draft_probs.shape != (windows * gamma, self.target_probs.shape[1])
         ):
-            raise ValueError(f"draft_probs must be [gamma, vocab] next to target_probs, got "
+            raise ValueError(f"draft_probs must be [M * gamma, vocab] next to target_probs, got "
                              f"{tuple(self.draft_probs.shape)}")
 
     @property
     def gamma(self) -> int:
-        return int(self.draft_tokens.shape[0])
+        """Draft tokens per window."""
+        return int(self.draft_tokens.shape[0]) // self.num_windows
 
     def require_probs(self, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(target_probs [gamma + 1, vocab], draft_probs [gamma, vocab]) or a clear error."""
+        """(target_probs [gamma + 1, vocab], draft_probs [gamma, vocab]) of one window, or a clear error."""
+        self.require_one_window(rule)
         if self.target_probs is None or self.draft_probs is None:
             if self.target_probs is not None and self.gamma == 0:
                 return self.target_probs, self.target_probs[:0]
             raise ValueError(f"{rule} needs draft_probs and target_probs")
         return self.target_probs, self.draft_probs
+
+    def require_one_window(self, rule: str) -> None:
+        if self.num_windows != 1:
+            raise ValueError(f"{rule} takes one draft sequence per round, got {self.num_windows}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class Acceptance:
 
 class AcceptanceRule(Protocol):
     name: str
+    multi_window: bool  # True: accepts several draft sequences per round (RoundScores.num_windows > 1)
     needs_probs: bool  # False: token ids are enough (greedy rounds send no distributions)
     needs_raw_probs: bool  # True: also the un-warped distributions of both models
 

@@ -23,6 +23,7 @@ from specdec.orchestrator.rules.divergences import DIVERGENCES, divergence
 
 class FuzzySpeculativeDecoding:
     name = "fsd"
+    multi_window = False
     needs_probs = True
 
     def __init__(self, threshold: float = 0.3, divergence_name: str = "js", top_k: int = 50, on_warped: bool = False):

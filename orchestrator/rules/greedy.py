@@ -9,13 +9,17 @@ from __future__ import annotations
 import torch
 
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
+from specdec.orchestrator.rules.multi_draft import multi_draft_greedy
 
 
 class Greedy:
     name = "greedy"
+    multi_window = True
     needs_probs = False
     needs_raw_probs = False
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
+        if scores.num_windows > 1:
+            return multi_draft_greedy(scores)
         num_accepted = first_false(scores.draft_tokens == scores.target_argmax[: scores.gamma])
         return Acceptance(num_accepted, int(scores.target_argmax[num_accepted]))

@@ -11,43 +11,33 @@ with the longest run matching the target's argmax.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from specdec.orchestrator.rules.base import Acceptance, first_false, residual_or_target, sample
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, residual_or_target, sample
 
 
-@dataclass(frozen=True)
-class MultiDraftScores:
-    draft_tokens: torch.Tensor  # [M, gamma] int64
-    target_argmax: torch.Tensor  # [M, gamma + 1] int64
-    draft_probs: torch.Tensor | None = None  # [M, gamma, vocab]
-    target_probs: torch.Tensor | None = None  # [M, gamma + 1, vocab]
-
-    def __post_init__(self) -> None:
-        copies, gamma = self.draft_tokens.shape
-        if self.target_argmax.shape != (copies, gamma + 1):
-            raise ValueError(f"target_argmax must be [M, gamma + 1] = [{copies}, {gamma + 1}], "
-                             f"got {tuple(self.target_argmax.shape)}")
-        for name, probs, length in (("draft_probs", self.draft_probs, gamma),
-                                    ("target_probs", self.target_probs, gamma + 1)):
-            if probs is not None and (probs.dim() != 3 or probs.shape[:2] != (copies, length)):
-                raise ValueError(f"{name} must be [M, {length}, vocab], got {tuple(probs.shape)}")
+def _windows(scores: RoundScores) -> tuple[torch.Tensor, torch.Tensor]:
+    """(draft_tokens [M, gamma], target_argmax [M, gamma + 1]) of the flattened windows."""
+    copies = scores.num_windows
+    return scores.draft_tokens.reshape(copies, -1), scores.target_argmax.reshape(copies, -1)
 
 
-def multi_draft_greedy(scores: MultiDraftScores, generator: torch.Generator) -> Acceptance:
-    runs = [first_false(row == argmax[:-1]) for row, argmax in zip(scores.draft_tokens, scores.target_argmax,
-                                                                    strict=True)]
+def multi_draft_greedy(scores: RoundScores) -> Acceptance:
+    """The window with the longest run of draft tokens equal to the target's argmax."""
+    tokens, target_argmax = _windows(scores)
+    runs = [first_false(row == argmax[:-1]) for row, argmax in zip(tokens, target_argmax, strict=True)]
     window = max(range(len(runs)), key=runs.__getitem__)
-    return Acceptance(runs[window], int(scores.target_argmax[window, runs[window]]), window)
+    return Acceptance(runs[window], int(target_argmax[window, runs[window]]), window)
 
 
-def multi_draft_sd(scores: MultiDraftScores, generator: torch.Generator) -> Acceptance:
+def multi_draft_sd(scores: RoundScores, generator: torch.Generator) -> Acceptance:
+    """Recursive rejection over the windows consistent with the accepted prefix (exact)."""
     if scores.draft_probs is None or scores.target_probs is None:
         raise ValueError("sd needs draft_probs and target_probs")
-    tokens, draft_probs, target_probs = scores.draft_tokens, scores.draft_probs, scores.target_probs
-    gamma = tokens.shape[1]
+    tokens, _ = _windows(scores)
+    copies, gamma = tokens.shape
+    draft_probs = scores.draft_probs.reshape(copies, gamma, -1)  # [M, gamma, vocab]
+    target_probs = scores.target_probs.reshape(copies, gamma + 1, -1)  # [M, gamma + 1, vocab]
     candidates = list(range(tokens.shape[0]))  # drafts consistent with the accepted prefix, in order
     for position in range(gamma):
         residual = target_probs[candidates[0], position]  # P at this position: the same for every candidate
@@ -63,6 +53,3 @@ def multi_draft_sd(scores: MultiDraftScores, generator: torch.Generator) -> Acce
             return Acceptance(position, sample(residual, generator), candidates[0])
         candidates = [m for m in candidates if int(tokens[m, position]) == chosen]
     return Acceptance(gamma, sample(target_probs[candidates[0], gamma], generator), candidates[0])
-
-
-MULTI_DRAFT_RULES = {"sd": multi_draft_sd, "greedy": multi_draft_greedy}

@@ -26,6 +26,7 @@ def check_epsilon(epsilon: float) -> float:
 
 class DecodingOpt:
     name = "opt"
+    multi_window = False
     needs_probs = True
     needs_raw_probs = False
 

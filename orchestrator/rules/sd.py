@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, residual_or_target, sample
+from specdec.orchestrator.rules.multi_draft import multi_draft_sd
 
 
 def over_acceptance(scores: RoundScores, generator: torch.Generator, epsilon: float, recover_from_residual: bool,
@@ -38,8 +39,11 @@ def over_acceptance(scores: RoundScores, generator: torch.Generator, epsilon: fl
 
 class SpeculativeSampling:
     name = "sd"
+    multi_window = True
     needs_probs = True
     needs_raw_probs = False
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
+        if scores.num_windows > 1:
+            return multi_draft_sd(scores, generator)
         return over_acceptance(scores, generator, 0.0, True, self.name)

@@ -17,6 +17,7 @@ from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 
 class TypicalAcceptance:
     name = "typical"
+    multi_window = False
     needs_probs = True
     needs_raw_probs = False
 

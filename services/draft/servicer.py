@@ -29,6 +29,13 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
 
     @abort_on_bad_input
     async def Propose(self, request: pb.ProposeRequest, context: grpc.aio.ServicerContext) -> pb.ProposeResponse:
+        return await self.propose(request)
+
+    async def ProposeStream(self, calls, context: grpc.aio.ServicerContext) -> None:
+        await self.serve_stream(calls, context, self.propose, pb.ProposeResult)
+
+    async def propose(self, request: pb.ProposeRequest) -> pb.ProposeResponse:
+        """Check a propose request and answer it once per (session, round); raises InvalidField / SessionError."""
         call = messages.propose_call_from_pb(request)
         self.check_session_call(call.session_id, call.keep_len)
         check_range("gamma", call.gamma, 1, MAX_GAMMA)

@@ -29,6 +29,13 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
 
     @abort_on_bad_input
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
+        return await self.verify(request)
+
+    async def VerifyStream(self, calls, context: grpc.aio.ServicerContext) -> None:
+        await self.serve_stream(calls, context, self.verify, pb.VerifyResult)
+
+    async def verify(self, request: pb.VerifyRequest) -> pb.VerifyResponse:
+        """Check a verify request and answer it once per (session, round); raises InvalidField / SessionError."""
         call = messages.verify_call_from_pb(request)
         self.check_session_call(call.session_id, call.keep_len)
         if len(call.draft_tokens) > MAX_DRAFT_TOKENS:

@@ -1,10 +1,11 @@
-"""What the draft and target servicers share: model info, session end, idempotent rounds, and running
-model work off the event loop on the service's one worker thread (batched across sessions by a `Batcher`)."""
+"""What the draft and target servicers share: model info, session end, idempotent rounds, running model
+work off the event loop on the service's one worker thread (batched across sessions by a `Batcher`), and
+the long-lived call streams (`serve_stream`), whose calls run concurrently and are answered as they finish."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -13,10 +14,10 @@ from google.protobuf.message import Message
 
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
-from specdec.runtime.model import CausalLM
+from specdec.runtime.model import CausalLM, SessionError
 from specdec.runtime.rounds import RoundLedger
 from specdec.runtime.rpc import abort_on_bad_input
-from specdec.runtime.validation import check_range, check_session_id
+from specdec.runtime.validation import InvalidField, check_range, check_session_id
 from specdec.v1 import specdec_pb2 as pb
 
 T = TypeVar("T")
@@ -46,3 +47,31 @@ class ModelServicerBase:
         await self.rounds.settled(request.session_id)  # a round still running would otherwise outlive the end
         self.rounds.forget([request.session_id])
         return pb.EndSessionResponse(existed=await self.run_model(self._lm.end_session, request.session_id))
+
+    async def serve_stream(self, calls: AsyncIterator[Message], context: grpc.aio.ServicerContext,
+                           answer: Callable[[Message], Awaitable[Message]], result_type: type[Message]) -> None:
+        """Answer every call of a stream (`call_id` + `request`) with `result_type(call_id, response | error)`.
+        Calls run concurrently, so calls of different sessions batch as unary calls do; a bad call gets its
+        error as the unary RPC would have answered it, and the stream carries on."""
+        writing = asyncio.Lock()
+        running: set[asyncio.Task] = set()
+
+        async def one(call: Message) -> None:
+            try:
+                result = result_type(call_id=call.call_id, response=await answer(call.request))
+            except (InvalidField, SessionError) as exc:
+                result = result_type(call_id=call.call_id, error=pb.CallError(code=exc.code, message=str(exc)))
+            async with writing:
+                await context.write(result)
+
+        try:
+            async for call in calls:
+                task = asyncio.get_running_loop().create_task(one(call))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+

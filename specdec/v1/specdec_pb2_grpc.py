@@ -44,6 +44,11 @@ class DraftServiceStub:
                 request_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeRequest.SerializeToString,
                 response_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeResponse.FromString,
                 _registered_method=True)
+        self.ProposeStream = channel.stream_stream(
+                '/specdec.v1.DraftService/ProposeStream',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeCall.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeResult.FromString,
+                _registered_method=True)
         self.EndSession = channel.unary_unary(
                 '/specdec.v1.DraftService/EndSession',
                 request_serializer=specdec_dot_v1_dot_specdec__pb2.EndSessionRequest.SerializeToString,
@@ -61,6 +66,12 @@ class DraftServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Propose(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeStream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +95,11 @@ def add_DraftServiceServicer_to_server(servicer, server):
                     servicer.Propose,
                     request_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeRequest.FromString,
                     response_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeResponse.SerializeToString,
+            ),
+            'ProposeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ProposeStream,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeCall.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeResult.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
@@ -156,6 +172,33 @@ class DraftService:
             _registered_method=True)
 
     @staticmethod
+    def ProposeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/specdec.v1.DraftService/ProposeStream',
+            specdec_dot_v1_dot_specdec__pb2.ProposeCall.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.ProposeResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def EndSession(request,
             target,
             options=(),
@@ -202,6 +245,11 @@ class TargetServiceStub:
                 request_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.VerifyStream = channel.stream_stream(
+                '/specdec.v1.TargetService/VerifyStream',
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyCall.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyResult.FromString,
+                _registered_method=True)
         self.EndSession = channel.unary_unary(
                 '/specdec.v1.TargetService/EndSession',
                 request_serializer=specdec_dot_v1_dot_specdec__pb2.EndSessionRequest.SerializeToString,
@@ -219,6 +267,12 @@ class TargetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Verify(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyStream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,6 +296,11 @@ def add_TargetServiceServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyRequest.FromString,
                     response_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyResponse.SerializeToString,
+            ),
+            'VerifyStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.VerifyStream,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyCall.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyResult.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
@@ -303,6 +362,33 @@ class TargetService:
             '/specdec.v1.TargetService/Verify',
             specdec_dot_v1_dot_specdec__pb2.VerifyRequest.SerializeToString,
             specdec_dot_v1_dot_specdec__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/specdec.v1.TargetService/VerifyStream',
+            specdec_dot_v1_dot_specdec__pb2.VerifyCall.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.VerifyResult.FromString,
             options,
             channel_credentials,
             insecure,
