@@ -59,8 +59,8 @@ class RoundLoop:
         self.request, self.rule, self.controller, self.stats = request, rule, controller, stats
         self.committed = list(request.prompt_ids)
         self.generator = torch.Generator().manual_seed(request.seed)
-        settings = CallSettings(request.sampling, request.seed, rule.needs_probs,
-                                rule.needs_raw_probs and not request.sampling.is_identity,
+        raw = rule.statistics.divergence_on_raw and not request.sampling.is_identity
+        settings = CallSettings(request.sampling, request.seed, rule.needs_probs, raw, rule.statistics,
                                 controller.confidence_threshold, request.num_drafts)
         rounds = itertools.count()
         self.drafts = [DraftSession(proposer, session_id, settings, rounds, stats)
@@ -84,9 +84,14 @@ class RoundLoop:
         window = ready or await self.draft(gamma)
         self.stats.num_target_only_rounds += window is None and gamma > 0
         self.stats.num_pre_drafted += ready is not None
-        # 2. Score the window with one target forward (the strategy may draft ahead meanwhile).
-        tokens, copies = (window.proposal.draft_tokens, window.copies) if window else ([], 1)
-        verification = await self.strategy.score(self.timed(self.target.score(self.committed, tokens, copies)), window)
+        # 2. Score the window with one target forward (the strategy may draft ahead meanwhile); the target
+        # draws each position's candidate next token where these uniforms fall.
+        proposal, copies = (window.proposal, window.copies) if window else (None, 1)
+        positions = len(proposal.draft_tokens) // copies + 1 if proposal else 1
+        uniforms = tuple(torch.rand(positions, generator=self.generator).tolist()) \
+            if self.rule.statistics.needs_uniforms else ()
+        scoring = self.target.score(self.committed, proposal, copies, uniforms)
+        verification = await self.strategy.score(self.timed(scoring), window)
         # 3. The rule accepts a prefix of one window's draft tokens and picks the next token.
         acceptance = accept(self.rule, window, verification, self.generator)
         drafted = window.drafted(acceptance.window) if window else []
@@ -183,9 +188,19 @@ def accept(rule: AcceptanceRule, window: Window | None, verification: Verificati
            generator: torch.Generator) -> Acceptance:
     """Run the rule over one round's scores: M windows of draft tokens, flattened window by window."""
     proposal = window.proposal if window else None
+    copies = window.copies if window else 1
+    draft_tokens = torch.tensor(proposal.draft_tokens if proposal else [], dtype=torch.long)
+    target_argmax = torch.tensor(verification.target_argmax, dtype=torch.long)
+    if copies > 1:
+        draft_rows = proposal.draft_probs.dense() if proposal.draft_probs is not None else None
+        return rule.accept(RoundScores(draft_tokens, target_argmax, draft_probs=draft_rows,
+                                       target_probs=verification.target_probs, num_windows=copies), generator)
+    computed, asked = verification.statistics, rule.statistics
+    if computed is None:
+        return rule.accept(RoundScores(draft_tokens, target_argmax), generator)
+    draft_token_probs = torch.tensor(proposal.draft_token_probs if proposal else (), dtype=torch.float32)
     return rule.accept(RoundScores(
-        draft_tokens=torch.tensor(proposal.draft_tokens if proposal else [], dtype=torch.long),
-        target_argmax=torch.tensor(verification.target_argmax, dtype=torch.long),
-        draft_probs=proposal.draft_probs if proposal else None, target_probs=verification.target_probs,
-        draft_raw_probs=proposal.draft_raw_probs if proposal else None,
-        target_raw_probs=verification.target_raw_probs, num_windows=window.copies if window else 1), generator)
+        draft_tokens, target_argmax, draft_token_probs=draft_token_probs if rule.needs_probs else None,
+        target_token_probs=computed.target_token_probs, candidates=computed.candidates if asked.recover else None,
+        entropies=computed.entropies if asked.entropy else None,
+        divergences=computed.divergences if asked.divergence else None), generator)

@@ -4,6 +4,9 @@ vLLM's speculative-decoding names with a `specdec_` prefix; Ray exports them on 
 endpoint with its own `ray_` prefix (for example `ray_specdec_num_draft_tokens_total`). Counters per
 deployment, tagged by rule; the current gamma as a gauge; latency histograms in seconds. Outside a Ray
 worker the same objects accept records and export nothing, so the orchestrator needs no switch.
+
+Off the hot path: what a round records (call latencies, the current gamma) is kept in plain lists and
+handed to Ray when a request finishes or the lists pass `FLUSH_EVERY` entries, not once per call.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from specdec.orchestrator.stats import RequestStats
 
 LATENCY_BOUNDARIES = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]
 MAX_TAGGED_POSITION = 16  # accepted-per-position counts beyond this go under the last position's tag
+FLUSH_EVERY = 512  # buffered call latencies handed to Ray at once
 
 
 class OrchestratorMetrics:
@@ -42,23 +46,34 @@ class OrchestratorMetrics:
         self.time_per_output_token = Histogram("specdec_time_per_output_token_seconds",
                                                "Mean time per output token after the first, per request.",
                                                LATENCY_BOUNDARIES)
+        self._calls: list[tuple[str, float, float]] = []  # (method, wall seconds, model seconds), not yet exported
+        self._gammas: dict[str, int] = {}  # controller -> latest gamma, not yet exported
 
     def rpc(self, method: str, seconds: float, compute_seconds: float) -> None:
         """One call to a model service: its wall time, and the model time the service reported."""
-        self.rpc_latency.observe(seconds, tags={"method": method})
-        if method == "Propose":
-            self.draft_latency.observe(compute_seconds)
-        elif method == "Verify":
-            self.verify_latency.observe(compute_seconds)
+        self._calls.append((method, seconds, compute_seconds))
+        if len(self._calls) >= FLUSH_EVERY:
+            self.flush()
 
     def round(self, stats: RequestStats) -> None:
         if stats.gamma_trace:
-            self.gamma.set(stats.gamma_trace[-1], tags={"controller": stats.gamma_controller})
+            self._gammas[stats.gamma_controller] = stats.gamma_trace[-1]
+
+    def flush(self) -> None:
+        """Hand the buffered call latencies and gammas to Ray."""
+        calls, self._calls = self._calls, []
+        for method, seconds, compute_seconds in calls:
+            self.rpc_latency.observe(seconds, tags={"method": method})
+            (self.draft_latency if method == "Propose" else self.verify_latency).observe(compute_seconds)
+        gammas, self._gammas = self._gammas, {}
+        for controller, gamma in gammas.items():
+            self.gamma.set(gamma, tags={"controller": controller})
 
     def first_token(self, seconds: float) -> None:
         self.time_to_first_token.observe(seconds)
 
     def finished(self, stats: RequestStats, first_token_seconds: float | None, total_seconds: float) -> None:
+        self.flush()
         tags = {"rule": stats.rule}
         self.num_requests.inc(1, tags={"rule": stats.rule, "finish_reason": stats.finish_reason or "aborted"})
         for counter, value in ((self.num_drafts, stats.num_drafts), (self.num_draft_tokens, stats.num_draft_tokens),

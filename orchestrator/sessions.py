@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from specdec.orchestrator.stats import RequestStats
+from specdec.runtime.scoring import StatisticsSpec
 from specdec.types import Proposal, ProposeCall, SamplingParams, ServiceDown, SessionLost, Verification, VerifyCall
 
 MAX_VERIFY_ATTEMPTS = 8  # verify calls one round may make through faults before the request fails
@@ -45,12 +46,13 @@ class Scorer(Protocol):
 
 @dataclass(frozen=True)
 class CallSettings:
-    """What every call of one request repeats: the warps, the seed and what the rule needs sent back."""
+    """What every call of one request repeats: the warps, the seed and what the rule needs computed."""
 
     sampling: SamplingParams
     seed: int
-    want_probs: bool
-    want_raw_probs: bool
+    want_probs: bool  # the draft's distributions and token probabilities (every rule but greedy)
+    want_raw_probs: bool  # also the draft's un-warped distributions (raw divergences)
+    statistics: StatisticsSpec = StatisticsSpec()  # what the target computes beside its logits
     confidence_threshold: float = 0.0
     num_drafts: int = 1
 
@@ -151,16 +153,25 @@ class TargetSession:
         self.cache = CacheView()
         self.round = 0  # the round number of the next verify call
 
-    async def score(self, committed: list[int], draft_tokens: list[int], copies: int) -> Verification:
-        """Scores of `draft_tokens` (`copies` windows of equal length; empty: a target-only round) after the
-        committed tokens, from one target forward."""
+    async def score(self, committed: list[int], proposal: Proposal | None, copies: int,
+                    uniforms: tuple[float, ...]) -> Verification:
+        """Scores of the proposal's draft tokens (`copies` windows of equal length; None: a target-only round)
+        after the committed tokens, from one target forward. One window gets the statistics the rule asked
+        for, its candidates drawn at `uniforms`; several windows get whole rows."""
         settings = self.settings
+        draft_tokens = proposal.draft_tokens if proposal else []
+        one_window = copies == 1
+        statistics = settings.statistics if one_window else StatisticsSpec()
+        forward = one_window and statistics.needs_draft_rows and proposal is not None
         for _ in range(MAX_VERIFY_ATTEMPTS):
             keep_len, new_tokens = self.cache.feed(committed)
             call = VerifyCall(
                 session_id=self.session_id, round=self.round, keep_len=keep_len, new_tokens=new_tokens,
-                draft_tokens=draft_tokens, sampling=settings.sampling, want_probs=settings.want_probs,
-                want_raw_probs=settings.want_raw_probs, num_drafts=copies)
+                draft_tokens=draft_tokens, sampling=settings.sampling,
+                want_probs=settings.want_probs and not one_window, num_drafts=copies, statistics=statistics,
+                uniforms=uniforms if statistics.needs_uniforms else (),
+                draft_probs=proposal.draft_probs if forward else None,
+                draft_raw_probs=proposal.draft_raw_probs if forward else None)
             try:
                 verification = await self.scorer.verify(call)
             except ServiceDown:

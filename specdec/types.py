@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from specdec.runtime.scoring import StatisticsSpec, WindowStatistics
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -39,6 +41,30 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class TopRows:
+    """Distributions that are zero outside K entries per row (the draft's truncated distributions), as
+    they travel: row r puts probability values[r, j] on token indices[r, j]. Exact in float32."""
+
+    indices: torch.Tensor  # [rows, K] int64
+    values: torch.Tensor  # [rows, K] float32, each row summing to 1 (zeros allowed)
+    vocab_size: int
+
+    def __post_init__(self) -> None:
+        if self.indices.dim() != 2 or self.indices.shape != self.values.shape:
+            raise ValueError(f"indices and values must both be [rows, K], got {tuple(self.indices.shape)} and "
+                             f"{tuple(self.values.shape)}")
+
+    @property
+    def rows(self) -> int:
+        return int(self.indices.shape[0])
+
+    def dense(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """[rows, vocab] float32."""
+        out = torch.zeros(self.rows, self.vocab_size, device=device)
+        return out.scatter_(1, self.indices.to(device), self.values.to(device))
+
+
+@dataclass(frozen=True)
 class ProposeCall:
     """Ask the draft for `gamma` draft tokens after rolling back to `keep_len` and appending `new_tokens`."""
 
@@ -58,18 +84,20 @@ class ProposeCall:
 @dataclass(frozen=True)
 class Proposal:
     draft_tokens: list[int]  # up to gamma (fewer after an early stop); M * gamma, sequence-major, for M drafts
-    draft_probs: torch.Tensor | None  # [len(draft_tokens), vocab] float32: the distributions actually sampled from
+    draft_probs: TopRows | None  # one row per draft token: the distribution it was actually sampled from
     cache_len: int
     compute_seconds: float
     wire_bytes: int = 0
-    draft_raw_probs: torch.Tensor | None = None  # [len(draft_tokens), vocab] un-warped
+    draft_raw_probs: TopRows | None = None  # un-warped rows on the same kind of support (raw divergences)
+    draft_token_probs: tuple[float, ...] = ()  # per draft token: its probability under draft_probs
     # Per draft token (M = 1): the draft's most likely other token, a guess at the recovered token.
     alternative_tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class VerifyCall:
-    """Ask the target to score `draft_tokens` after rolling back to `keep_len` and appending `new_tokens`."""
+    """Ask the target to score `draft_tokens` after rolling back to `keep_len` and appending `new_tokens`,
+    and to compute beside its logits what `statistics` asks for (`specdec.runtime.scoring`)."""
 
     session_id: str
     round: int
@@ -77,19 +105,22 @@ class VerifyCall:
     new_tokens: list[int]
     draft_tokens: list[int]
     sampling: SamplingParams
-    want_probs: bool
-    want_raw_probs: bool = False
+    want_probs: bool = False  # whole warped rows (rules over several windows only)
     num_drafts: int = 1  # draft_tokens holds this many windows of equal length
+    statistics: StatisticsSpec = StatisticsSpec()
+    uniforms: tuple[float, ...] = ()  # gamma + 1, in [0, 1): where each position's candidate is drawn
+    draft_probs: TopRows | None = None  # the draft's rows, when the statistics need them
+    draft_raw_probs: TopRows | None = None
 
 
 @dataclass(frozen=True)
 class Verification:
     target_argmax: list[int]  # gamma + 1 entries per window, window-major
-    target_probs: torch.Tensor | None  # [M * (gamma + 1), vocab] float32, warped
+    target_probs: torch.Tensor | None  # [M * (gamma + 1), vocab] float32, warped; only when asked
     cache_len: int
     compute_seconds: float
     wire_bytes: int = 0
-    target_raw_probs: torch.Tensor | None = None  # [gamma + 1, vocab] un-warped
+    statistics: WindowStatistics | None = None  # what the call's statistics asked for (one window)
     batch_size: int = 1  # sessions scored in the same forward (the target's load)
     batch_tokens: int = 0  # tokens fed in that forward, over all its sessions
 

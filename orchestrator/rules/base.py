@@ -4,6 +4,12 @@ A rule is a pure function of one round's scores and a seeded generator: no I/O, 
 how many leading draft tokens it accepts and the next token (the recovered token at the first
 rejection, or the bonus token when every draft token was accepted). The orchestrator appends
 draft_tokens[:num_accepted] + [next_token] to the committed tokens.
+
+A rule sees small arrays, not distributions over the vocabulary: the draft's probability of each of its
+tokens, and what the rule's `statistics` asked the target to compute beside its logits
+(`specdec.runtime.scoring`): the target's probability of each draft token, a candidate next token per
+position drawn with the orchestrator's uniforms, entropies, divergences. Only rules over several draft
+sequences per round (multi-draft `sd`) see whole rows.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from specdec.runtime.scoring import StatisticsSpec
 
 
 @dataclass(frozen=True)
@@ -22,12 +30,14 @@ class RoundScores:
 
     draft_tokens: torch.Tensor  # [M * gamma] int64
     target_argmax: torch.Tensor  # [M * (gamma + 1)] int64
-    draft_probs: torch.Tensor | None = None  # [M * gamma, vocab] float32, what each draft token was sampled from
-    target_probs: torch.Tensor | None = None  # [M * (gamma + 1), vocab] float32, warped
-    # Un-warped (temperature 1, no truncation) distributions, for rules that compare raw distributions;
-    # None when the request's warps are the identity (then the warped ones are the raw ones).
-    draft_raw_probs: torch.Tensor | None = None  # [M * gamma, vocab]
-    target_raw_probs: torch.Tensor | None = None  # [M * (gamma + 1), vocab]
+    draft_token_probs: torch.Tensor | None = None  # [gamma] Q_i(d_i) under the distribution d_i was sampled from
+    target_token_probs: torch.Tensor | None = None  # [gamma] P_i(d_i), warped
+    candidates: torch.Tensor | None = None  # [gamma + 1] the recovered token should position i be rejected; bonus
+    entropies: torch.Tensor | None = None  # [gamma] H(P_i)
+    divergences: torch.Tensor | None = None  # [gamma] Div(P_i, Q_i)
+    # Whole rows, for rules over several windows only.
+    draft_probs: torch.Tensor | None = None  # [M * gamma, vocab] what each draft token was sampled from
+    target_probs: torch.Tensor | None = None  # [M * (gamma + 1), vocab] warped
     num_windows: int = 1
 
     def __post_init__(self) -> None:
@@ -39,6 +49,11 @@ class RoundScores:
         if self.target_argmax.shape != (windows * (gamma + 1),):
             raise ValueError(f"draft_tokens [M * gamma] and target_argmax [M * (gamma + 1)] expected, got "
                              f"{tuple(self.draft_tokens.shape)} and {tuple(self.target_argmax.shape)}")
+        for name, length in (("draft_token_probs", gamma), ("target_token_probs", gamma), ("candidates", gamma + 1),
+                             ("entropies", gamma), ("divergences", gamma)):
+            value = getattr(self, name)
+            if value is not None and value.shape != (length,):
+                raise ValueError(f"{name} must be [{length}], got {tuple(value.shape)}")
         if self.target_probs is not None and (self.target_probs.dim() != 2
                                               or self.target_probs.shape[0] != windows * (gamma + 1)):
             raise ValueError(f"target_probs must be [M * (gamma + 1), vocab], got {tuple(self.target_probs.shape)}")
@@ -53,18 +68,15 @@ class RoundScores:
         """Draft tokens per window."""
         return int(self.draft_tokens.shape[0]) // self.num_windows
 
-    def require_probs(self, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(target_probs [gamma + 1, vocab], draft_probs [gamma, vocab]) of one window, or a clear error."""
-        self.require_one_window(rule)
-        if self.target_probs is None or self.draft_probs is None:
-            if self.target_probs is not None and self.gamma == 0:
-                return self.target_probs, self.target_probs[:0]
-            raise ValueError(f"{rule} needs draft_probs and target_probs")
-        return self.target_probs, self.draft_probs
-
-    def require_one_window(self, rule: str) -> None:
+    def require(self, rule: str, *names: str) -> list[torch.Tensor]:
+        """The named fields of a one-window round, or an error naming what is missing."""
         if self.num_windows != 1:
             raise ValueError(f"{rule} takes one draft sequence per round, got {self.num_windows}")
+        values = [getattr(self, name) for name in names]
+        missing = [name for name, value in zip(names, values, strict=True) if value is None]
+        if missing:
+            raise ValueError(f"{rule} needs {' and '.join(missing)}")
+        return values
 
 
 @dataclass(frozen=True)
@@ -78,27 +90,12 @@ class AcceptanceRule(Protocol):
     name: str
     multi_window: bool  # True: accepts several draft sequences per round (RoundScores.num_windows > 1)
     needs_probs: bool  # False: token ids are enough (greedy rounds send no distributions)
-    needs_raw_probs: bool  # True: also the un-warped distributions of both models
+    statistics: StatisticsSpec  # what the target computes beside its logits for this rule
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance: ...
-
-
-def sample(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """One token from a [vocab] distribution."""
-    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def first_false(accepted: torch.Tensor) -> int:
     """Length of the leading run of True in a [gamma] bool tensor."""
     rejected = (~accepted).nonzero()
     return int(rejected[0]) if rejected.numel() else int(accepted.shape[0])
-
-
-def residual_or_target(target_row: torch.Tensor, draft_row: torch.Tensor) -> torch.Tensor:
-    """normalize(max(0, P - Q)); P itself when the residual has no mass (P == Q up to round-off).
-
-    A rejection has probability sum (Q - P)_+ = sum (P - Q)_+, so the residual has mass whenever a
-    rejection can happen, except through float round-off when P == Q; then P is the right distribution.
-    """
-    residual = (target_row - draft_row).clamp_min(0)
-    return residual if float(residual.sum()) > 0 else target_row

@@ -17,8 +17,9 @@ import math
 
 import torch
 
-from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, sample
-from specdec.orchestrator.rules.divergences import DIVERGENCES, divergence
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
+from specdec.runtime.divergences import DIVERGENCES
+from specdec.runtime.scoring import StatisticsSpec
 
 
 class FuzzySpeculativeDecoding:
@@ -34,14 +35,10 @@ class FuzzySpeculativeDecoding:
         if top_k < 1:
             raise ValueError(f"divergence_top_k: must be >= 1, got {top_k}")
         self.threshold, self.divergence_name, self.top_k, self.on_warped = threshold, divergence_name, top_k, on_warped
-        self.needs_raw_probs = not on_warped
+        self.statistics = StatisticsSpec(recover="target", divergence=divergence_name, divergence_top_k=top_k,
+                                         divergence_on_raw=not on_warped)
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        target_probs, draft_probs = scores.require_probs(self.name)
-        gamma = scores.gamma
-        compared_target, compared_draft = target_probs[:gamma], draft_probs
-        if not self.on_warped and scores.target_raw_probs is not None and scores.draft_raw_probs is not None:
-            compared_target, compared_draft = scores.target_raw_probs[:gamma], scores.draft_raw_probs
-        divergences = divergence(self.divergence_name, compared_target, compared_draft, self.top_k)  # [gamma]
+        divergences, candidates = scores.require(self.name, "divergences", "candidates")
         num_accepted = first_false(divergences <= self.threshold)
-        return Acceptance(num_accepted, sample(target_probs[num_accepted], generator))
+        return Acceptance(num_accepted, int(candidates[num_accepted]))

@@ -10,13 +10,14 @@ import torch
 
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 from specdec.orchestrator.rules.multi_draft import multi_draft_greedy
+from specdec.runtime.scoring import StatisticsSpec
 
 
 class Greedy:
     name = "greedy"
     multi_window = True
     needs_probs = False
-    needs_raw_probs = False
+    statistics = StatisticsSpec()  # the target's argmax is enough
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
         if scores.num_windows > 1:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, residual_or_target, sample
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
+from specdec.runtime.scoring import residual_or_target
 
 
 def _windows(scores: RoundScores) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,3 +54,8 @@ def multi_draft_sd(scores: RoundScores, generator: torch.Generator) -> Acceptanc
             return Acceptance(position, sample(residual, generator), candidates[0])
         candidates = [m for m in candidates if int(tokens[m, position]) == chosen]
     return Acceptance(gamma, sample(target_probs[candidates[0], gamma], generator), candidates[0])
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator) -> int:
+    """One token from a [vocab] distribution."""
+    return int(torch.multinomial(probs, 1, generator=generator))

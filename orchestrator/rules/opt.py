@@ -16,6 +16,7 @@ import torch
 
 from specdec.orchestrator.rules.base import Acceptance, RoundScores
 from specdec.orchestrator.rules.sd import over_acceptance
+from specdec.runtime.scoring import StatisticsSpec
 
 
 def check_epsilon(epsilon: float) -> float:
@@ -28,17 +29,15 @@ class DecodingOpt:
     name = "opt"
     multi_window = False
     needs_probs = True
-    needs_raw_probs = False
+    statistics = StatisticsSpec(recover="residual")
 
     def __init__(self, epsilon: float = 0.1):
         self.epsilon = check_epsilon(epsilon)
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        return over_acceptance(scores, generator, self.epsilon, True, self.name)
+        return over_acceptance(scores, generator, self.epsilon, self.name)
 
 
 class DecodingUno(DecodingOpt):
     name = "uno"
-
-    def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        return over_acceptance(scores, generator, self.epsilon, False, self.name)
+    statistics = StatisticsSpec(recover="target")

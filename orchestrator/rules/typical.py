@@ -12,14 +12,15 @@ import math
 
 import torch
 
-from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false, sample
+from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
+from specdec.runtime.scoring import StatisticsSpec
 
 
 class TypicalAcceptance:
     name = "typical"
     multi_window = False
     needs_probs = True
-    needs_raw_probs = False
+    statistics = StatisticsSpec(recover="target", entropy=True)
 
     def __init__(self, epsilon: float = 0.09, delta: float = 0.3):
         for field_name, value in (("epsilon", epsilon), ("delta", delta)):
@@ -28,12 +29,7 @@ class TypicalAcceptance:
         self.epsilon, self.delta = epsilon, delta
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        if scores.target_probs is None:
-            raise ValueError("typical needs target_probs")
-        target_probs, gamma = scores.target_probs, scores.gamma
-        window = target_probs[:gamma]  # [gamma, vocab]
-        entropy = -(window * window.clamp_min(1e-30).log()).sum(-1)  # [gamma]
-        bound = torch.minimum(torch.full_like(entropy, self.epsilon), self.delta * torch.exp(-entropy))
-        chosen = window[torch.arange(gamma), scores.draft_tokens]
+        chosen, entropies, candidates = scores.require(self.name, "target_token_probs", "entropies", "candidates")
+        bound = torch.minimum(torch.full_like(entropies, self.epsilon), self.delta * torch.exp(-entropies))
         num_accepted = first_false(chosen > bound)
-        return Acceptance(num_accepted, sample(target_probs[num_accepted], generator))
+        return Acceptance(num_accepted, int(candidates[num_accepted]))

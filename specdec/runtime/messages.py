@@ -6,9 +6,12 @@ clients the reverse ones. Decoding checks what a peer could get wrong and raises
 
 from __future__ import annotations
 
+import torch
+
 from specdec.runtime import wire
+from specdec.runtime.scoring import StatisticsSpec, WindowStatistics
 from specdec.runtime.validation import InvalidField
-from specdec.types import ModelInfo, Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
+from specdec.types import ModelInfo, Proposal, ProposeCall, SamplingParams, TopRows, Verification, VerifyCall
 from specdec.v1 import specdec_pb2 as pb
 
 
@@ -53,34 +56,64 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
 def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
     message = pb.ProposeResponse(draft_tokens=proposal.draft_tokens, cache_len=proposal.cache_len,
                                  compute_seconds=proposal.compute_seconds,
-                                 alternative_tokens=proposal.alternative_tokens)
+                                 alternative_tokens=proposal.alternative_tokens,
+                                 draft_token_probs=proposal.draft_token_probs)
     if proposal.draft_probs is not None:
-        message.draft_probs.CopyFrom(wire.encode(proposal.draft_probs))
+        message.draft_probs.CopyFrom(wire.encode_top(proposal.draft_probs))
     if proposal.draft_raw_probs is not None:
-        message.draft_raw_probs.CopyFrom(wire.encode(proposal.draft_raw_probs))
+        message.draft_raw_probs.CopyFrom(wire.encode_top(proposal.draft_raw_probs))
     return message
 
 
-def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int) -> Proposal:
+def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int, vocab_size: int) -> Proposal:
     rows = len(message.draft_tokens)
-    return Proposal(draft_tokens=list(message.draft_tokens), draft_probs=_optional(message, "draft_probs", rows),
+    return Proposal(draft_tokens=list(message.draft_tokens),
+                    draft_probs=_optional_top(message, "draft_probs", rows, vocab_size, "INTERNAL"),
                     cache_len=message.cache_len, compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
-                    draft_raw_probs=_optional(message, "draft_raw_probs", rows),
+                    draft_raw_probs=_optional_top(message, "draft_raw_probs", rows, vocab_size, "INTERNAL"),
+                    draft_token_probs=tuple(message.draft_token_probs),
                     alternative_tokens=tuple(message.alternative_tokens))
 
 
-def verify_call_from_pb(message: pb.VerifyRequest) -> VerifyCall:
+def statistics_to_pb(spec: StatisticsSpec) -> pb.Statistics:
+    return pb.Statistics(recover=spec.recover, entropy=spec.entropy, divergence=spec.divergence,
+                         divergence_top_k=spec.divergence_top_k, divergence_on_raw=spec.divergence_on_raw)
+
+
+def statistics_from_pb(message: pb.Statistics) -> StatisticsSpec:
+    try:
+        return StatisticsSpec(recover=message.recover, entropy=message.entropy, divergence=message.divergence,
+                              divergence_top_k=message.divergence_top_k or 50,
+                              divergence_on_raw=message.divergence_on_raw)
+    except ValueError as exc:
+        field_name, _, detail = str(exc).partition(": ")
+        raise InvalidField(f"statistics.{field_name}", detail) from exc
+
+
+def verify_call_from_pb(message: pb.VerifyRequest, vocab_size: int) -> VerifyCall:
+    """Decode a verify request; the draft rows are checked here (shape, vocabulary, normalization)."""
+    gamma = len(message.draft_tokens) // (message.num_drafts or 1)
     return VerifyCall(session_id=message.session_id, round=message.round, keep_len=message.keep_len,
                       new_tokens=list(message.new_tokens), draft_tokens=list(message.draft_tokens),
                       sampling=sampling_from_pb(message.sampling), want_probs=message.want_probs,
-                      want_raw_probs=message.want_raw_probs, num_drafts=message.num_drafts or 1)
+                      num_drafts=message.num_drafts or 1, statistics=statistics_from_pb(message.statistics),
+                      uniforms=tuple(message.uniforms),
+                      draft_probs=_optional_top(message, "draft_probs", gamma, vocab_size, "INVALID_ARGUMENT"),
+                      draft_raw_probs=_optional_top(message, "draft_raw_probs", gamma, vocab_size,
+                                                    "INVALID_ARGUMENT"))
 
 
 def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
-    return pb.VerifyRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
-                            new_tokens=call.new_tokens, draft_tokens=call.draft_tokens,
-                            sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
-                            want_raw_probs=call.want_raw_probs, num_drafts=call.num_drafts)
+    message = pb.VerifyRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
+                               new_tokens=call.new_tokens, draft_tokens=call.draft_tokens,
+                               sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
+                               num_drafts=call.num_drafts, statistics=statistics_to_pb(call.statistics),
+                               uniforms=call.uniforms)
+    if call.draft_probs is not None:
+        message.draft_probs.CopyFrom(wire.encode_top(call.draft_probs))
+    if call.draft_raw_probs is not None:
+        message.draft_raw_probs.CopyFrom(wire.encode_top(call.draft_raw_probs))
+    return message
 
 
 def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
@@ -89,18 +122,39 @@ def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
                                 batch_tokens=verification.batch_tokens)
     if verification.target_probs is not None:
         message.target_probs.CopyFrom(wire.encode(verification.target_probs))
-    if verification.target_raw_probs is not None:
-        message.target_raw_probs.CopyFrom(wire.encode(verification.target_raw_probs))
+    computed = verification.statistics
+    if computed is not None:
+        message.statistics.CopyFrom(pb.WindowStatistics(
+            target_token_probs=computed.target_token_probs.tolist(), candidates=computed.candidates.tolist(),
+            entropies=computed.entropies.tolist(), divergences=computed.divergences.tolist()))
     return message
 
 
 def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verification:
     rows = len(message.target_argmax)
+    computed = None
+    if message.HasField("statistics"):
+        answer = message.statistics
+        computed = WindowStatistics(torch.tensor(answer.target_token_probs, dtype=torch.float32),
+                                    torch.tensor(answer.candidates, dtype=torch.long),
+                                    torch.tensor(answer.entropies, dtype=torch.float32),
+                                    torch.tensor(answer.divergences, dtype=torch.float32))
     return Verification(target_argmax=list(message.target_argmax),
                         target_probs=_optional(message, "target_probs", rows), cache_len=message.cache_len,
-                        compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
-                        target_raw_probs=_optional(message, "target_raw_probs", rows),
+                        compute_seconds=message.compute_seconds, wire_bytes=wire_bytes, statistics=computed,
                         batch_size=message.batch_size, batch_tokens=message.batch_tokens)
+
+
+def _optional_top(message, field_name: str, rows: int, vocab_size: int, code: str) -> TopRows | None:
+    if not message.HasField(field_name):
+        return None
+    try:
+        top = wire.decode_top(getattr(message, field_name), vocab_size)
+    except ValueError as exc:
+        raise InvalidField(field_name, str(exc), code=code) from exc
+    if top.rows != rows:
+        raise InvalidField(field_name, f"{top.rows} rows for {rows} draft tokens", code=code)
+    return top
 
 
 def _optional(message, field_name: str, rows: int):

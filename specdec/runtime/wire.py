@@ -1,7 +1,10 @@
 """Compact wire encoding of probability distributions (DESIGN.md, wire contract).
 
 Distributions travel as fp16 bytes: dense rows, or only the non-zero entries (int32 index + fp16 value)
-when a truncating warp makes rows sparse. Never as repeated fp32 over the vocabulary.
+when a truncating warp makes rows sparse. Never as repeated fp32 over the vocabulary. The draft's
+truncated distributions (`TopRows`, K entries a row) travel as int32 indices and fp32 values, exactly, so
+that the orchestrator can forward them to the target and both read the very distribution a draft token was
+sampled from; their size does not grow with the vocabulary.
 
 Exactness: fp16 rounding changes a distribution slightly, so the sender samples from
 `wire_precision(probs)`, which is bit for bit what the receiver's `decode` returns. The acceptance rule
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from specdec.types import TopRows
 from specdec.v1 import specdec_pb2 as pb
 
 SPARSE_ENTRY_BYTES = 6  # int32 index + fp16 value
@@ -81,3 +85,30 @@ def _frombuffer(data: bytes, dtype: torch.dtype, name: str) -> torch.Tensor:
     if not data:
         return torch.empty(0, dtype=dtype)
     return torch.frombuffer(bytearray(data), dtype=dtype)
+
+
+def encode_top(rows: TopRows) -> pb.TopDistributions:
+    indices = rows.indices.detach().to("cpu", torch.int32).contiguous()
+    values = rows.values.detach().to("cpu", torch.float32).contiguous()
+    return pb.TopDistributions(rows=rows.rows, k=int(indices.shape[1]), vocab_size=rows.vocab_size,
+                               indices=indices.numpy().tobytes(), values=values.numpy().tobytes())
+
+
+def decode_top(message: pb.TopDistributions, vocab_size: int) -> TopRows:
+    """TopDistributions -> TopRows. Raises ValueError on a malformed message (a shape that disagrees, an
+    index outside `vocab_size`, values that are not a distribution)."""
+    rows, k = message.rows, message.k
+    if rows < 0 or k <= 0 or message.vocab_size != vocab_size:
+        raise ValueError(f"bad shape rows={rows} k={k} vocab_size={message.vocab_size} (expected vocab {vocab_size})")
+    indices = _frombuffer(message.indices, torch.int32, "indices").long()
+    values = _frombuffer(message.values, torch.float32, "values")
+    if indices.numel() != rows * k or values.numel() != rows * k:
+        raise ValueError(f"{indices.numel()} indices and {values.numel()} values for {rows} x {k}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab_size):
+        raise ValueError("index out of vocabulary")
+    values = values.reshape(rows, k)
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()) or \
+            bool(((values.sum(-1) - 1).abs() > 1e-3).any()):
+        raise ValueError("rows must be finite, non-negative and sum to 1")
+    return TopRows(indices.reshape(rows, k), values, vocab_size)
+

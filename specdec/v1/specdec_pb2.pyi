@@ -41,6 +41,46 @@ class Distributions(_message.Message):
     row_lengths: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, encoding: _Optional[_Union[Distributions.Encoding, str]] = ..., rows: _Optional[int] = ..., vocab_size: _Optional[int] = ..., values: _Optional[bytes] = ..., indices: _Optional[bytes] = ..., row_lengths: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class TopDistributions(_message.Message):
+    __slots__ = ("rows", "k", "vocab_size", "indices", "values")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    k: int
+    vocab_size: int
+    indices: bytes
+    values: bytes
+    def __init__(self, rows: _Optional[int] = ..., k: _Optional[int] = ..., vocab_size: _Optional[int] = ..., indices: _Optional[bytes] = ..., values: _Optional[bytes] = ...) -> None: ...
+
+class Statistics(_message.Message):
+    __slots__ = ("recover", "entropy", "divergence", "divergence_top_k", "divergence_on_raw")
+    RECOVER_FIELD_NUMBER: _ClassVar[int]
+    ENTROPY_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCE_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCE_TOP_K_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCE_ON_RAW_FIELD_NUMBER: _ClassVar[int]
+    recover: str
+    entropy: bool
+    divergence: str
+    divergence_top_k: int
+    divergence_on_raw: bool
+    def __init__(self, recover: _Optional[str] = ..., entropy: _Optional[bool] = ..., divergence: _Optional[str] = ..., divergence_top_k: _Optional[int] = ..., divergence_on_raw: _Optional[bool] = ...) -> None: ...
+
+class WindowStatistics(_message.Message):
+    __slots__ = ("target_token_probs", "candidates", "entropies", "divergences")
+    TARGET_TOKEN_PROBS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    ENTROPIES_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
+    target_token_probs: _containers.RepeatedScalarFieldContainer[float]
+    candidates: _containers.RepeatedScalarFieldContainer[int]
+    entropies: _containers.RepeatedScalarFieldContainer[float]
+    divergences: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, target_token_probs: _Optional[_Iterable[float]] = ..., candidates: _Optional[_Iterable[int]] = ..., entropies: _Optional[_Iterable[float]] = ..., divergences: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
     __slots__ = ("model", "vocab_size", "max_context", "tokenizer_fingerprint", "device", "dtype", "eos_token_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -90,23 +130,25 @@ class ProposeRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
-    __slots__ = ("draft_tokens", "draft_probs", "cache_len", "compute_seconds", "draft_raw_probs", "alternative_tokens")
+    __slots__ = ("draft_tokens", "cache_len", "compute_seconds", "draft_probs", "draft_raw_probs", "draft_token_probs", "alternative_tokens")
     DRAFT_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    DRAFT_PROBS_FIELD_NUMBER: _ClassVar[int]
     CACHE_LEN_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_PROBS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_TOKEN_PROBS_FIELD_NUMBER: _ClassVar[int]
     ALTERNATIVE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     draft_tokens: _containers.RepeatedScalarFieldContainer[int]
-    draft_probs: Distributions
     cache_len: int
     compute_seconds: float
-    draft_raw_probs: Distributions
+    draft_probs: TopDistributions
+    draft_raw_probs: TopDistributions
+    draft_token_probs: _containers.RepeatedScalarFieldContainer[float]
     alternative_tokens: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., draft_probs: _Optional[_Union[Distributions, _Mapping]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_raw_probs: _Optional[_Union[Distributions, _Mapping]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "want_raw_probs", "num_drafts")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_drafts", "statistics", "uniforms", "draft_probs", "draft_raw_probs")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -114,8 +156,11 @@ class VerifyRequest(_message.Message):
     DRAFT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     WANT_PROBS_FIELD_NUMBER: _ClassVar[int]
-    WANT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     NUM_DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    UNIFORMS_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_PROBS_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -123,27 +168,30 @@ class VerifyRequest(_message.Message):
     draft_tokens: _containers.RepeatedScalarFieldContainer[int]
     sampling: SamplingParams
     want_probs: bool
-    want_raw_probs: bool
     num_drafts: int
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., want_raw_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ...) -> None: ...
+    statistics: Statistics
+    uniforms: _containers.RepeatedScalarFieldContainer[float]
+    draft_probs: TopDistributions
+    draft_raw_probs: TopDistributions
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "target_raw_probs", "batch_size", "batch_tokens")
+    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens")
     TARGET_PROBS_FIELD_NUMBER: _ClassVar[int]
     TARGET_ARGMAX_FIELD_NUMBER: _ClassVar[int]
     CACHE_LEN_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    TARGET_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     BATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     target_probs: Distributions
     target_argmax: _containers.RepeatedScalarFieldContainer[int]
     cache_len: int
     compute_seconds: float
-    target_raw_probs: Distributions
+    statistics: WindowStatistics
     batch_size: int
     batch_tokens: int
-    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., target_raw_probs: _Optional[_Union[Distributions, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., statistics: _Optional[_Union[WindowStatistics, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ...) -> None: ...
 
 class CallError(_message.Message):
     __slots__ = ("code", "message")

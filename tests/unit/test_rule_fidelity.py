@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from specdec.orchestrator.rules import RoundScores, RuleParams, make_rule
-from specdec.orchestrator.rules.divergences import divergence
+from specdec.runtime.divergences import divergence
 
 VOCAB = 6
 
