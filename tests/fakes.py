@@ -1,5 +1,6 @@
 """Small hand-written models for unit tests of pure logic: a Markov-chain "language model" whose
-next-token logits depend only on the last token, with the same session/rollback contract as CausalLM.
+next-token logits depend only on the last token, with the same session/rollback contract as CausalLM
+(`SessionLM`), on the CPU.
 """
 
 from __future__ import annotations
@@ -10,16 +11,22 @@ from specdec.runtime.model import SessionError
 
 
 class MarkovLM:
-    """Next-token logits = table[last token]. Sessions hold token lists; extend checks keep_len like CausalLM."""
+    """Next-token logits = table[last token]. Sessions hold token lists; check_extend checks keep_len like
+    CausalLM, and counts how often it ran (the runners check each call once)."""
 
-    def __init__(self, table: torch.Tensor):
+    device = torch.device("cpu")
+
+    def __init__(self, table: torch.Tensor, max_context: int = 1 << 20):
         self.table = table.float()  # [vocab, vocab]
         self.vocab_size = table.shape[0]
+        self.max_context = max_context
         self.sessions: dict[str, list[int]] = {}
         self.forwards = 0
+        self.checks = 0
         self.batches: list[int] = []  # sizes of extend_batch calls
 
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+        self.checks += 1
         held = self.sessions.get(session_id, [])
         if not 0 <= keep_len <= len(held):
             raise SessionError("keep_len", f"{keep_len} outside the {len(held)} cached tokens")
@@ -28,24 +35,30 @@ class MarkovLM:
 
     def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
         self.check_extend(session_id, keep_len, tokens)
-        held = self.sessions.setdefault(session_id, [])
-        del held[keep_len:]
-        held.extend(tokens)
-        self.forwards += 1
-        return self.table[torch.tensor(tokens)]
+        return self.extend_batch([(session_id, keep_len, tokens)])[0]
 
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
         self.batches.append(len(items))
-        return [self.extend(*item) for item in items]
+        results = []
+        for session_id, keep_len, tokens in items:
+            held = self.sessions.setdefault(session_id, [])
+            del held[keep_len:]
+            held.extend(tokens)
+            self.forwards += 1
+            results.append(self.table[torch.tensor(tokens)])
+        return results
+
+    def rows(self, session_ids: list[str]) -> list[list[int]]:
+        return [self.sessions[session_id] for session_id in session_ids]
 
     def fork(self, session_id: str, copies: int) -> list[list[int]]:
         return [list(self.sessions[session_id]) for _ in range(copies)]
 
-    def extend_fork(self, fork: list[list[int]], tokens: list[list[int]]) -> torch.Tensor:
-        for held, row in zip(fork, tokens, strict=True):
+    def extend_rows(self, rows: list[list[int]], tokens: torch.Tensor) -> torch.Tensor:
+        for held, row in zip(rows, tokens.tolist(), strict=True):
             held.extend(row)
         self.forwards += 1
-        return self.table[torch.tensor(tokens)]
+        return self.table[tokens]
 
     def cache_len(self, session_id: str) -> int:
         return len(self.sessions.get(session_id, []))

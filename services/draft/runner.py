@@ -6,15 +6,21 @@ rule sees the true Q (ALGORITHMS.md section 1, condition (b)); a greedy (argmax)
 one-hot. With a confidence threshold, drafting stops after a token whose probability under the draft
 falls below it (Hugging Face's `assistant_confidence_threshold`), so a round may propose fewer than
 gamma tokens. With one draft sequence, each position also reports the draft's most likely other token:
-the orchestrator's guess at the recovered token should that position be rejected. Calls of different
-sessions draft in lockstep, one batched forward per position. A call with M > 1 drafts runs its M
-sequences as one batch over a fork of its session's cache, and its session keeps only the committed
-tokens.
+the orchestrator's guess at the recovered token should that position be rejected.
+
+A window is drafted on the model's device: tokens are sampled there (a per-call generator on the device,
+seeded from (seed, round)) and fed straight back to the model, and the host reads the window back once, at
+the end, for every call of the batch together. The one exception is the confidence early stop: a call with
+a threshold reads its token's probability back after every position (one host sync per token). Calls of
+different sessions draft in lockstep, one batched forward per position; a call that finishes (its gamma,
+or an early stop) leaves the batch. A call with M > 1 drafts runs its M sequences as rows over a fork of
+its session's cache, and its session keeps only the committed tokens.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -32,50 +38,63 @@ def round_seed(seed: int, round_index: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + round_index * 0xBF58476D1CE4E5B9 + 1) & _MASK63
 
 
-class _Drafting:
-    """One call's drafting state: the tokens and distributions drafted so far."""
+def other_top_token(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """scores [M, vocab], tokens [M] -> [M]: the highest-scoring token of each row that is not `tokens`."""
+    top2 = scores.topk(2, dim=-1).indices
+    return torch.where(top2[:, 0] == tokens, top2[:, 1], top2[:, 0])
 
-    def __init__(self, call: ProposeCall):
+
+class _Drafting:
+    """One call's window: per position, device tensors of the drafted tokens and what the call reports."""
+
+    def __init__(self, call: ProposeCall, device: torch.device):
         self.call = call
-        self.generator = torch.Generator().manual_seed(round_seed(call.seed, call.round))
+        self.generator = torch.Generator(device=device).manual_seed(round_seed(call.seed, call.round))
         self.columns: list[torch.Tensor] = []  # per position: [M] tokens
         self.rows: list[torch.Tensor] = []  # per position: [M, vocab] sampled-from distributions
         self.raw_rows: list[torch.Tensor] = []
-        self.alternatives: list[torch.Tensor] = []  # per position: [M] the most likely token but the drafted one
-        self.done = call.gamma <= 0
+        self.alternatives: list[torch.Tensor] = []  # per position (M = 1): [1] the most likely other token
+        self.stopped = False  # by the confidence threshold
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or len(self.columns) >= self.call.gamma
 
     def step(self, logits: torch.Tensor) -> torch.Tensor:
-        """Draft the next position from logits [M, vocab]; return its tokens [M]."""
+        """Draft the next position from logits [M, vocab] on the device; return its tokens [M], there."""
         call = self.call
         if call.sampling.greedy:
             scores = logits
             tokens = logits.argmax(-1)
-            confidence = (torch.softmax(logits, -1).gather(-1, tokens[:, None])[:, 0] if call.confidence_threshold
-                          else torch.ones(tokens.shape))
             if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
                 self.rows.append(torch.nn.functional.one_hot(tokens, logits.shape[-1]).float())
         else:
-            probs = scores = wire_precision(warped_probs(logits, call.sampling))
-            tokens = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
-            confidence = probs.gather(-1, tokens[:, None])[:, 0]
+            scores = wire_precision(warped_probs(logits, call.sampling))
+            tokens = torch.multinomial(scores, 1, generator=self.generator)[:, 0]
             if call.want_probs:
-                self.rows.append(probs)
+                self.rows.append(scores)
         if call.want_raw_probs:
             self.raw_rows.append(wire_precision(torch.softmax(logits, -1)))
         self.columns.append(tokens)
         if call.num_drafts == 1:
-            top2 = scores.topk(2, dim=-1).indices
-            self.alternatives.append(torch.where(top2[:, 0] == tokens, top2[:, 1], top2[:, 0]))
-        stop_early = call.num_drafts == 1 and float(confidence[0]) < call.confidence_threshold
-        self.done = len(self.columns) == call.gamma or stop_early
+            self.alternatives.append(other_top_token(scores, tokens))
+            if call.confidence_threshold > 0:  # the early-stop path: one host sync per token
+                probs = torch.softmax(logits, -1) if call.sampling.greedy else scores
+                self.stopped = float(probs[0, tokens[0]]) < call.confidence_threshold
         return tokens
 
-    def proposal(self, cache_len: int, seconds: float) -> Proposal:
-        return Proposal(draft_tokens=torch.stack(self.columns, 1).reshape(-1).tolist(),  # [M, gamma] sequence-major
-                        draft_probs=_sequence_major(self.rows) if self.rows else None, cache_len=cache_len,
-                        compute_seconds=seconds, draft_raw_probs=_sequence_major(self.raw_rows) if self.raw_rows
-                        else None, alternative_tokens=tuple(int(t) for t in torch.cat(self.alternatives))
-                        if self.alternatives else ())
+    def device_ints(self) -> list[torch.Tensor]:
+        """What the host reads back: the tokens [M * positions] sequence-major, then the alternatives."""
+        if not self.columns:
+            return []
+        return [torch.stack(self.columns, 1).reshape(-1), *self.alternatives]
+
+    def proposal(self, ints: list[int], cache_len: int, seconds: float) -> Proposal:
+        """The proposal from this call's `device_ints`, read back."""
+        count = len(self.columns) * self.call.num_drafts
+        return Proposal(draft_tokens=ints[:count], draft_probs=_sequence_major(self.rows), cache_len=cache_len,
+                        compute_seconds=seconds, draft_raw_probs=_sequence_major(self.raw_rows),
+                        alternative_tokens=tuple(ints[count:]))
 
 
 class DraftRunner:
@@ -90,50 +109,62 @@ class DraftRunner:
 
     def propose_batch(self, calls: list[ProposeCall]) -> list[Proposal | Exception]:
         """Propose for every call; a call that cannot run gets its SessionError in its place."""
-        return run_calls(calls, lambda c: self.lm.check_extend(c.session_id, c.keep_len, c.new_tokens),
-                         lambda c: c.num_drafts > 1, self._propose_alone, self._lockstep)
+        return run_calls(calls, self.check, lambda c: c.num_drafts > 1, lambda c: self._propose([c])[0],
+                         self._propose)
 
-    def _lockstep(self, calls: list[ProposeCall]) -> list[Proposal]:
+    def check(self, call: ProposeCall) -> None:
+        """Raise SessionError if the call cannot run on its session: its new tokens, then the gamma - 1
+        drafted tokens its window feeds back, must fit the model's context."""
+        self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens)
+        held = call.keep_len + len(call.new_tokens) + call.gamma - 1
+        if held > self.lm.max_context:
+            raise SessionError("gamma", f"the window would hold {held} tokens, more than the model's context of "
+                                        f"{self.lm.max_context}")
+
+    @torch.inference_mode()
+    def _propose(self, calls: list[ProposeCall]) -> list[Proposal]:
+        """Checked calls of distinct sessions, drafted in lockstep (or one call of M > 1 drafts over a fork)."""
         started = time.perf_counter()
-        states = [_Drafting(call) for call in calls]
+        states = [_Drafting(call, self.lm.device) for call in calls]
         logits = self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls])
-        last = {id(state): rows[-1:].cpu() for state, rows in zip(states, logits, strict=True)}
-        active = [state for state in states if not state.done]
+        # every sequence of a call starts from its committed tokens
+        last = [rows[-1:].expand(state.call.num_drafts, -1) for state, rows in zip(states, logits, strict=True)]
+        if len(calls) == 1 and calls[0].num_drafts > 1:
+            self._window(states, last, lambda active: self.lm.fork(calls[0].session_id, calls[0].num_drafts))
+        else:
+            self._window(states, last, lambda active: self.lm.rows([state.call.session_id for state in active]))
+        parts = [state.device_ints() for state in states]
+        flat = torch.cat([part for state_parts in parts for part in state_parts]).tolist() if any(parts) else []
+        seconds = time.perf_counter() - started  # after the read-back: the device's time is in it
+        proposals, offset = [], 0
+        for state, state_parts in zip(states, parts, strict=True):
+            size = sum(part.numel() for part in state_parts)
+            proposals.append(state.proposal(flat[offset:offset + size], self.lm.cache_len(state.call.session_id),
+                                            seconds))
+            offset += size
+        return proposals
+
+    def _window(self, states: list[_Drafting], last: list[torch.Tensor],
+                rows_for: Callable[[list[_Drafting]], object]) -> None:
+        """Draft every state's window in lockstep from its logits last[i] [M, vocab]: after each position,
+        one forward over the rows (`rows_for` the states still drafting) with the tokens just drafted."""
+        active = [(state, logits) for state, logits in zip(states, last, strict=True) if not state.done]
+        rows = None
         while active:
-            tokens = [state.step(last[id(state)]) for state in active]
-            active = [(state, tok) for state, tok in zip(active, tokens, strict=True) if not state.done]
-            if not active:
-                break
-            logits = self.lm.extend_batch([(state.call.session_id, self.lm.cache_len(state.call.session_id),
-                                            [int(tok[0])]) for state, tok in active])
-            last = {id(state): rows[-1:].cpu() for (state, _), rows in zip(active, logits, strict=True)}
-            active = [state for state, _ in active]
-        seconds = time.perf_counter() - started
-        return [state.proposal(self.lm.cache_len(state.call.session_id), seconds) for state in states]
-
-    def _propose_alone(self, call: ProposeCall) -> Proposal | Exception:
-        """One call by itself: M > 1 sequences over a fork of the session's cache, or a repeated session."""
-        started = time.perf_counter()
-        try:
-            state = _Drafting(call)
-            logits = self.lm.extend(call.session_id, call.keep_len, call.new_tokens)[-1:].cpu()
-            logits = logits.expand(call.num_drafts, -1)  # every sequence starts from the committed tokens
-            fork = None
-            while not state.done:
-                tokens = state.step(logits)
-                if state.done:
-                    break
-                if call.num_drafts == 1:
-                    cached = self.lm.cache_len(call.session_id)
-                    logits = self.lm.extend(call.session_id, cached, [int(tokens[0])]).cpu()
-                else:
-                    fork = fork or self.lm.fork(call.session_id, call.num_drafts)
-                    logits = self.lm.extend_fork(fork, tokens[:, None].tolist())[:, -1].cpu()
-        except SessionError as exc:
-            return exc
-        return state.proposal(self.lm.cache_len(call.session_id), time.perf_counter() - started)
+            tokens = [state.step(logits) for state, logits in active]
+            still = [(state, token) for (state, _), token in zip(active, tokens, strict=True) if not state.done]
+            if not still:
+                return
+            if len(still) < len(active):
+                rows = None
+            rows = rows if rows is not None else rows_for([state for state, _ in still])
+            out = self.lm.extend_rows(rows, torch.cat([token for _, token in still])[:, None])[:, -1]
+            active = list(zip([state for state, _ in still],
+                              out.split([state.call.num_drafts for state, _ in still]), strict=True))
 
 
-def _sequence_major(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Per-position [M, vocab] rows -> [M * positions, vocab], sequence by sequence."""
-    return torch.stack(rows, 1).reshape(-1, rows[0].shape[-1])
+def _sequence_major(rows: list[torch.Tensor]) -> torch.Tensor | None:
+    """Per-position [M, vocab] rows -> [M * positions, vocab] on the host, sequence by sequence."""
+    if not rows:
+        return None
+    return torch.stack(rows, 1).reshape(-1, rows[0].shape[-1]).cpu()

@@ -61,26 +61,36 @@ class Batcher(Generic[Call, Result]):
 
 
 def run_calls(calls: list[Call], check: Callable[[Call], None], runs_alone: Callable[[Call], bool],
-              run_alone: Callable[[Call], Result | Exception],
-              run_together: Callable[[list[Call]], list[Result]]) -> list[Result | Exception]:
-    """Run one batch of a runner's calls: a call that `check` refuses gets its SessionError in its place;
-    calls that `runs_alone`, and a second call of a session already in the batch, run one by one; the rest
-    run together (one call per session)."""
+              run_alone: Callable[[Call], Result], run_together: Callable[[list[Call]], list[Result]]
+              ) -> list[Result | Exception]:
+    """Run one batch of a runner's calls, each checked once, just before it runs: a call that `check`
+    refuses gets its SessionError in its place. The first call of each session runs together with the
+    others (one call per session) unless it `runs_alone`; then the rest run one by one, in order, each
+    checked against its session as the calls before it left it."""
     results: list[Result | Exception | None] = [None] * len(calls)
     together: list[int] = []
+    later: list[int] = []
     sessions: set[str] = set()
     for index, call in enumerate(calls):
-        try:
-            check(call)
-        except SessionError as exc:
-            results[index] = exc
-            continue
         if runs_alone(call) or call.session_id in sessions:
-            results[index] = run_alone(call)
-        else:
-            sessions.add(call.session_id)
+            later.append(index)
+        elif _refused(call, check, results, index) is None:
             together.append(index)
+        sessions.add(call.session_id)
     if together:
         for index, result in zip(together, run_together([calls[i] for i in together]), strict=True):
             results[index] = result
+    for index in later:
+        if _refused(calls[index], check, results, index) is None:
+            results[index] = run_alone(calls[index])
     return results
+
+
+def _refused(call: Call, check: Callable[[Call], None], results: list, index: int) -> SessionError | None:
+    """`check(call)`; a SessionError it raises is stored as the call's result and returned."""
+    try:
+        check(call)
+    except SessionError as exc:
+        results[index] = exc
+        return exc
+    return None

@@ -1,23 +1,33 @@
-"""Load a Hugging Face causal LM and run it over per-session KV caches with explicit rollback.
+"""Load a Hugging Face causal LM and run it over per-session KV slots with explicit rollback.
 
 Shared by the draft and the target service. Knows nothing about gRPC, acceptance rules or rounds: a
-session is a list of tokens and the KV cache that holds exactly those tokens. `extend(session, keep_len,
-tokens)` rolls the cache back to `keep_len` tokens, appends `tokens` in one forward pass and returns the
-logits at the appended positions. Not thread-safe: each service drives it from one worker thread.
+session is the KV slot (`kv_cache.Slot`) that holds exactly its tokens, and its length. `extend(session,
+keep_len, tokens)` rolls the session back to `keep_len` tokens (sets its length), appends `tokens` in one
+forward pass and returns the logits at the appended positions. `extend_batch` does that for several
+sessions in one forward: each row has its own positions and attends over its own slot in place.
+
+Input is checked once, at the edge: `check_extend` holds a call against the state of its session (held,
+room, keep_len, context); token ids and field ranges are checked by the servicers before it. `extend`
+checks; `extend_batch` and `extend_rows` take input already checked.
+
+For drafting on the device, `rows` (a row per session) and `fork` (M copies of one session's slot) give
+`Rows` that `extend_rows` extends in lockstep with tokens that stay on the device: no host sync inside.
+Not thread-safe: each service drives it from one worker thread.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from specdec.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, grown_capacity
 from specdec.types import ModelInfo
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -49,23 +59,26 @@ class SessionError(ValueError):
 
 
 class SessionLM(Protocol):
-    """What the draft and target runners need of a model: per-session extend with rollback."""
+    """What the draft and target runners need of a model: per-session extend with rollback, and rows that
+    extend in lockstep with tokens kept on `device`."""
 
     vocab_size: int
-
-    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor: ...
-
-    def cache_len(self, session_id: str) -> int: ...
-
-    def end_session(self, session_id: str) -> bool: ...
+    max_context: int
+    device: torch.device
 
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None: ...
 
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
 
+    def rows(self, session_ids: list[str]) -> object: ...
+
     def fork(self, session_id: str, copies: int) -> object: ...
 
-    def extend_fork(self, fork: object, tokens: list[list[int]]) -> torch.Tensor: ...
+    def extend_rows(self, rows: object, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def cache_len(self, session_id: str) -> int: ...
+
+    def end_session(self, session_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -83,19 +96,22 @@ class LoadSpec:
 
 
 @dataclass
-class Fork:
-    """A batch of independent continuations of one session's cache (multi-draft windows)."""
+class Rows:
+    """Rows that `extend_rows` extends in lockstep: the slots (a row each, or M rows for a fork) and each
+    row's next position, on the device. Held sessions' slots are shared: extending the rows extends them."""
 
-    cache: DynamicCache
-    length: int
-    copies: int
+    slots: list[Slot]
+    positions: torch.Tensor  # [rows, 1] long, on the device
 
 
 @dataclass
 class Session:
-    tokens: list[int] = field(default_factory=list)
-    cache: DynamicCache | None = None
+    slot: Slot | None = None
     last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def length(self) -> int:
+        return self.slot.length if self.slot else 0
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -105,8 +121,15 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
+def kv_shape(config: object, dtype: torch.dtype, device: torch.device) -> KVShape:
+    """The K/V geometry of a decoder config (Llama-style field names)."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return KVShape(config.num_hidden_layers, kv_heads, head_dim, dtype, device)
+
+
 class CausalLM:
-    """A causal LM plus its tokenizer, with per-session KV caches."""
+    """A causal LM plus its tokenizer, with a KV slot per session."""
 
     def __init__(self, spec: LoadSpec, max_sessions: int = 0):
         if spec.dtype not in DTYPES:
@@ -114,8 +137,12 @@ class CausalLM:
         self.spec = spec
         self.device = torch.device(spec.resolved_device())
         self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
-        self.model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=DTYPES[spec.dtype]).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=DTYPES[spec.dtype],
+                                                          attn_implementation=ATTENTION).to(self.device)
         self.model.eval()
+        # transformers 5.24 renamed past_key_values to cache; earlier 5.x take past_key_values.
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device)
         # Distributions cover the tokenizer's ids only: some checkpoints pad the output layer.
         self.vocab_size = len(self.tokenizer)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)
@@ -135,7 +162,8 @@ class CausalLM:
         )
 
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
-        """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run."""
+        """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
+        session's state. Token ids are the servicers' check (`validation.check_token_ids`), made before."""
         session = self.sessions.get(session_id)
         if session is None and keep_len > 0:
             raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
@@ -144,7 +172,7 @@ class CausalLM:
         if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
             raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
                                              f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
-        cached = len(session.tokens) if session else 0
+        cached = session.length if session else 0
         if keep_len < 0 or keep_len > cached:
             raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
         if not tokens:
@@ -152,39 +180,18 @@ class CausalLM:
         if keep_len + len(tokens) > self.max_context:
             raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
                                              f"more than the model's context of {self.max_context}")
-        if min(tokens) < 0 or max(tokens) >= self.vocab_size:
-            raise SessionError("new_tokens", f"token ids must be in [0, {self.vocab_size})")
-
-    def _rolled_back(self, session_id: str, keep_len: int) -> Session:
-        session = self.sessions.setdefault(session_id, Session())
-        session.last_used = time.monotonic()
-        if session.cache is None:
-            session.cache = DynamicCache(config=self.model.config)
-        if keep_len < len(session.tokens):
-            session.cache.crop(keep_len - len(session.tokens))
-            del session.tokens[keep_len:]
-        return session
 
     def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
         """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
         self.check_extend(session_id, keep_len, tokens)
-        return self._extend_checked(session_id, keep_len, tokens)
-
-    @torch.inference_mode()
-    def _extend_checked(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
-        session = self._rolled_back(session_id, keep_len)
-        input_ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        logits = self.model(input_ids=input_ids, past_key_values=session.cache, use_cache=True).logits
-        session.tokens.extend(tokens)
-        return logits[0, :, : self.vocab_size].float()
+        return self.extend_batch([(session_id, keep_len, tokens)])[0]
 
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
-        """`extend` for several distinct sessions, batched; logits [len(tokens), vocab] per item. Items of
-        similar appended length share one forward (`width_groups`)."""
+        """`extend` for several distinct sessions whose items passed `check_extend`, batched; float32 logits
+        [len(tokens), vocab] per item, on the device. Items of similar appended length share one forward
+        (`width_groups`)."""
         if len({session_id for session_id, _, _ in items}) != len(items):
             raise ValueError("extend_batch needs distinct sessions")
-        for item in items:
-            self.check_extend(*item)
         results: list[torch.Tensor | None] = [None] * len(items)
         for group in width_groups([len(tokens) for _, _, tokens in items]):
             for index, logits in zip(group, self._forward_group([items[i] for i in group]), strict=True):
@@ -193,78 +200,74 @@ class CausalLM:
 
     @torch.inference_mode()
     def _forward_group(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
-        """One forward over several checked, distinct sessions.
-
-        The sessions' caches are left-padded to a common length and stacked, the new tokens right-padded;
-        an attention mask hides the padding and position ids continue each session's own positions. Each
-        session's cache is then cut back out of the batch.
-        """
-        if len(items) == 1:
-            return [self._extend_checked(*items[0])]
-        sessions = [self._rolled_back(session_id, keep_len) for session_id, keep_len, _ in items]
-        cached = [len(session.tokens) for session in sessions]
-        appended = [len(tokens) for _, _, tokens in items]
-        past, width = max(cached), max(appended)
-        batch = DynamicCache(config=self.model.config)
-        for layer in range(self.model.config.num_hidden_layers):
-            batch.update(*self._stacked(sessions, layer, past), layer)
-        mask = torch.zeros(len(items), past + width, dtype=torch.long, device=self.device)
-        input_ids = torch.zeros(len(items), width, dtype=torch.long, device=self.device)
-        positions = torch.zeros(len(items), width, dtype=torch.long, device=self.device)
-        for row, ((_, _, tokens), length) in enumerate(zip(items, cached, strict=True)):
-            mask[row, past - length: past + len(tokens)] = 1
+        """One forward over several checked, distinct sessions: the new tokens right-padded to the widest,
+        each row at its own positions, writing into and attending over its own slot."""
+        slots = [self._rolled_back(session_id, keep_len, len(tokens)) for session_id, keep_len, tokens in items]
+        width = max(len(tokens) for _, _, tokens in items)
+        input_ids = torch.zeros(len(items), width, dtype=torch.long)
+        for row, (_, _, tokens) in enumerate(items):
             input_ids[row, : len(tokens)] = torch.tensor(tokens)
-            positions[row] = torch.arange(length, length + width)
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=batch,
-                            use_cache=True).logits
-        for row, (session, length, count) in enumerate(zip(sessions, cached, appended, strict=True)):
-            span = slice(past - length, past + count)
-            session.cache = DynamicCache(config=self.model.config)
-            for layer, cache_layer in enumerate(batch.layers):
-                # update() concatenates onto an empty layer, which copies: the views need no clone.
-                session.cache.update(cache_layer.keys[row:row + 1, :, span], cache_layer.values[row:row + 1, :, span],
-                                     layer)
-            session.tokens.extend(items[row][2])
-        return [logits[row, :count, : self.vocab_size].float() for row, count in enumerate(appended)]
+        pasts = torch.tensor([[slot.length] for slot in slots])
+        spans = [Span(slot, row, slot.length, len(tokens)) for row, (slot, (_, _, tokens)) in
+                 enumerate(zip(slots, items, strict=True))]
+        logits = self._forward(spans, self._to_device(input_ids), self._to_device(pasts + torch.arange(width)))
+        return [logits[span.first, : span.count] for span in spans]
 
-    def _stacked(self, sessions: list[Session], layer: int, past: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer `layer` of every session's cache, left-padded with zeros to `past` positions: [B, H, past, D]."""
-        config = self.model.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        keys = torch.zeros(len(sessions), config.num_key_value_heads, past, head_dim, dtype=self.model.dtype,
-                           device=self.device)
-        values = torch.zeros_like(keys)
-        for row, session in enumerate(sessions):
-            length = len(session.tokens)
-            if length:
-                keys[row, :, past - length:] = session.cache.layers[layer].keys[0]
-                values[row, :, past - length:] = session.cache.layers[layer].values[0]
-        return keys, values
+    def _rolled_back(self, session_id: str, keep_len: int, appending: int) -> Slot:
+        """The session's slot at keep_len tokens, with room for `appending` more (a new session gets one)."""
+        session = self.sessions.setdefault(session_id, Session())
+        session.last_used = time.monotonic()
+        if session.slot is None:
+            session.slot = Slot(self.kv_shape, 1, grown_capacity(keep_len + appending, 0, self.max_context))
+        session.slot.length = keep_len
+        return session.slot
 
-    def fork(self, session_id: str, copies: int) -> Fork:
-        """`copies` independent continuations of the session's cache, as one batch; the session is unchanged."""
-        session = self.sessions.get(session_id)
-        if session is None or session.cache is None:
-            raise SessionError("session_id", "no cached tokens to fork from")
-        cache = copy.deepcopy(session.cache)
-        cache.batch_repeat_interleave(copies)
-        return Fork(cache=cache, length=len(session.tokens), copies=copies)
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        """A host tensor onto the device without waiting for the device's queued work."""
+        return host.to(self.device, non_blocking=True)
+
+    def _forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One forward: input_ids and positions [rows, T] on the device -> float32 logits [rows, T, vocab].
+        Each span's slot grows to hold its new tokens, and afterwards holds them."""
+        for span in spans:
+            span.slot.reserve(span.past + span.count, self.max_context)
+        cache = SlotForward(spans, input_ids.shape[1])
+        logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
+                            **{self._cache_arg: cache}).logits
+        for span in spans:
+            span.slot.length = span.past + span.count
+        return logits[:, :, : self.vocab_size].float()
 
     @torch.inference_mode()
-    def extend_fork(self, fork: Fork, tokens: list[list[int]]) -> torch.Tensor:
-        """Append tokens[m] to copy m (equal lengths); return float32 logits [copies, len(tokens[0]), vocab]."""
-        if len(tokens) != fork.copies or len({len(row) for row in tokens}) != 1 or not tokens[0]:
-            raise SessionError("draft_tokens", f"need {fork.copies} windows of one non-zero length")
-        if fork.length + len(tokens[0]) > self.max_context:
-            raise SessionError("draft_tokens", f"windows would reach past the model's context of {self.max_context}")
-        input_ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
-        logits = self.model(input_ids=input_ids, past_key_values=fork.cache, use_cache=True).logits
-        fork.length += len(tokens[0])
-        return logits[:, :, : self.vocab_size].float()
+    def rows(self, session_ids: list[str]) -> Rows:
+        """A row per held session (distinct), at its current length, for `extend_rows`."""
+        slots = [self.sessions[session_id].slot for session_id in session_ids]
+        return Rows(slots, self._to_device(torch.tensor([[slot.length] for slot in slots])))
+
+    @torch.inference_mode()
+    def fork(self, session_id: str, copies: int) -> Rows:
+        """`copies` independent continuations of the session's slot (a copy of it); the session is unchanged."""
+        session = self.sessions.get(session_id)
+        if session is None or not session.length:
+            raise SessionError("session_id", "no cached tokens to fork from")
+        slot = session.slot.copies(copies, 1, self.max_context)
+        return Rows([slot], torch.full((copies, 1), slot.length, dtype=torch.long, device=self.device))
+
+    @torch.inference_mode()
+    def extend_rows(self, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
+        """Append tokens [rows, T] (long, on the device) to the rows; return float32 logits [rows, T, vocab]
+        on the device. The caller keeps every row within the model's context."""
+        spans, first = [], 0
+        for slot in rows.slots:
+            spans.append(Span(slot, first, slot.length, tokens.shape[1]))
+            first += slot.width
+        logits = self._forward(spans, tokens, rows.positions + torch.arange(tokens.shape[1], device=self.device))
+        rows.positions += tokens.shape[1]
+        return logits
 
     def cache_len(self, session_id: str) -> int:
         session = self.sessions.get(session_id)
-        return len(session.tokens) if session else 0
+        return session.length if session else 0
 
     def end_session(self, session_id: str) -> bool:
         return self.sessions.pop(session_id, None) is not None

@@ -1,4 +1,5 @@
-"""The shared model runtime on the real demo target: KV rollback then extend equals a fresh prefill."""
+"""The shared model runtime on the real demo target: KV rollback then extend equals a fresh prefill, batched
+rows equal one session at a time, forks equal sessions of their own."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from specdec.config import resolve_model
+from specdec.runtime.kv_cache import CAPACITY_BLOCK
 from specdec.runtime.model import CausalLM, LoadSpec, SessionError, width_groups
 
 
@@ -23,7 +25,6 @@ def test_rollback_then_extend_equals_fresh_prefill(lm: CausalLM):
     fresh = lm.extend("b", 0, prefix + wrong[:1] + right)[-len(right):]
     assert torch.allclose(rolled, fresh, atol=1e-4)
     assert lm.cache_len("a") == lm.cache_len("b") == len(prefix) + 1 + len(right)
-    assert lm.sessions["a"].tokens == lm.sessions["b"].tokens
     assert lm.end_session("a") and lm.end_session("b") and not lm.end_session("a")
 
 
@@ -33,7 +34,7 @@ def test_logits_cover_the_tokenizer_vocabulary(lm: CausalLM):
 
 
 @pytest.mark.parametrize("keep_len, tokens, field", [(3, [1], "keep_len"), (-1, [1], "keep_len"), (0, [], "new_tokens"),
-                                                     (0, [10**6], "new_tokens")])
+                                                     (0, [1] * 513, "new_tokens")])
 def test_session_errors_name_the_field(lm: CausalLM, keep_len, tokens, field):
     lm.extend("d", 0, [1, 2])
     with pytest.raises(SessionError) as info:
@@ -73,7 +74,7 @@ def test_batched_extend_equals_one_session_at_a_time(lm: CausalLM):
     for (sid, tokens), logits in zip(appends.items(), batched, strict=True):
         solo = lm.extend(f"solo-{sid}", keep[sid], tokens)
         assert torch.allclose(logits, solo, atol=1e-4), sid
-        assert lm.sessions[sid].tokens == lm.sessions[f"solo-{sid}"].tokens
+        assert lm.cache_len(sid) == lm.cache_len(f"solo-{sid}")
     # the caches cut back out of the batch keep working one session at a time
     for sid in histories:
         after = lm.extend(sid, lm.cache_len(sid), [77])
@@ -92,4 +93,40 @@ def test_a_long_prefill_gets_a_forward_of_its_own(lm: CausalLM):
     assert torch.allclose(batched[0], lm.extend("solo-short", 0, [5, 6, 7, 8, 9])[-2:], atol=1e-4)
     assert torch.allclose(batched[1], lm.extend("solo-prefill", 0, prompt), atol=1e-4)
     for sid in ("short", "prefill", "solo-short", "solo-prefill"):
+        lm.end_session(sid)
+
+
+def test_a_session_slot_grows_in_blocks_as_it_is_used(lm: CausalLM):
+    lm.extend("grow", 0, [5, 6, 7])
+    slot = lm.sessions["grow"].slot
+    assert slot.capacity == CAPACITY_BLOCK < lm.max_context  # allocated on first use, not for the whole context
+    before = lm.extend("solo-grow", 0, list(range(3, 3 + CAPACITY_BLOCK + 5)))[-1]
+    after = lm.extend("grow", 0, list(range(3, 3 + CAPACITY_BLOCK + 5)))[-1]  # grows past its first block
+    assert lm.sessions["grow"].slot.capacity == 2 * CAPACITY_BLOCK and torch.allclose(before, after, atol=1e-4)
+    lm.extend("grow", 2, [9])  # rollback is a length: the capacity stays
+    assert lm.cache_len("grow") == 3 and lm.sessions["grow"].slot.capacity == 2 * CAPACITY_BLOCK
+    lm.end_session("grow")
+    lm.end_session("solo-grow")
+
+
+def test_rows_extend_like_sessions_one_at_a_time(lm: CausalLM):
+    lm.extend("r0", 0, [5, 17, 99])
+    lm.extend("r1", 0, [8, 9, 10, 11, 12])
+    step = lm.extend_rows(lm.rows(["r0", "r1"]), torch.tensor([[40], [41]]))[:, -1]
+    assert torch.allclose(step[0], lm.extend("solo-r0", 0, [5, 17, 99, 40])[-1], atol=1e-4)
+    assert torch.allclose(step[1], lm.extend("solo-r1", 0, [8, 9, 10, 11, 12, 41])[-1], atol=1e-4)
+    assert lm.cache_len("r0") == 4 and lm.cache_len("r1") == 6
+    for sid in ("r0", "r1", "solo-r0", "solo-r1"):
+        lm.end_session(sid)
+
+
+def test_a_fork_extends_copies_and_leaves_its_session_alone(lm: CausalLM):
+    prefix, windows = [5, 17, 99, 250], [[1, 2, 3], [7, 8, 9]]
+    lm.extend("f", 0, prefix)
+    forked = lm.extend_rows(lm.fork("f", 2), torch.tensor(windows))
+    assert forked.shape == (2, 3, lm.vocab_size) and lm.cache_len("f") == len(prefix)
+    for m, window in enumerate(windows):
+        assert torch.allclose(forked[m], lm.extend(f"solo-f{m}", 0, prefix + window)[-3:], atol=1e-4)
+    assert torch.allclose(lm.extend("f", 4, [1])[-1], lm.extend("solo-f0", 0, prefix + [1])[-1], atol=1e-4)
+    for sid in ("f", "solo-f0", "solo-f1"):
         lm.end_session(sid)

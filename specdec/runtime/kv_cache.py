@@ -1,0 +1,156 @@
+"""Preallocated KV slots and the attention that reads them: the KV cache of the model runtime.
+
+A `Slot` holds the keys and values of `width` sequences of one length (a session has width 1; a fork of
+a session for M draft windows has width M) in one tensor [2, layers, width, kv_heads, capacity, head_dim].
+Capacity grows in blocks, at least doubling, up to the model's context: a slot is allocated when its
+session first runs, not up front. Rolling back is setting `length`; nothing is freed or copied.
+
+A batched forward is a list of `Span`s, one per slot: rows [first, first + width) of the batch append
+`count` tokens after the slot's `past` tokens. `SlotForward` is the Cache handed to the model for one
+forward: its `update` writes each span's new keys/values into the span's slot, and `slot_attention` (the
+attention function registered under `ATTENTION`) attends each span's queries over a view of its own slot,
+with its own causal mask. No cache is stacked, padded or cut back out: each row reads its slot in place.
+
+Knows torch and the transformers Cache / AttentionInterface contract; knows nothing about sessions,
+tokens, rounds or sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import AttentionInterface
+from transformers.cache_utils import Cache
+
+ATTENTION = "specdec_slots"  # the attn_implementation name the runtime loads models with
+CAPACITY_BLOCK = 64  # a slot's capacity is a multiple of this (or the model's context)
+
+
+def grown_capacity(needed: int, capacity: int, limit: int, block: int = CAPACITY_BLOCK) -> int:
+    """The capacity a slot of `capacity` positions grows to so that it holds `needed`: rounded up to a
+    whole `block`, at least doubled (so growth copies O(length) in total), never past `limit`."""
+    if needed <= capacity:
+        return capacity
+    rounded = -(-needed // block) * block
+    return min(limit, max(rounded, 2 * capacity))
+
+
+def causal_mask(past: int, count: int, device: torch.device) -> torch.Tensor | None:
+    """Boolean mask [count, past + count]: query i (at position past + i) sees keys 0..past + i. None for
+    one query, which sees everything before it."""
+    if count == 1:
+        return None
+    return torch.ones(count, past + count, dtype=torch.bool, device=device).tril(past)
+
+
+@dataclass(frozen=True)
+class KVShape:
+    """The per-token K/V geometry of a model."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+    device: torch.device
+
+
+class Slot:
+    """Keys and values of `width` sequences sharing one length, preallocated to `capacity` positions."""
+
+    def __init__(self, shape: KVShape, width: int, capacity: int):
+        self.shape, self.width, self.length = shape, width, 0
+        self.kv = torch.empty(2, shape.layers, width, shape.kv_heads, capacity, shape.head_dim, dtype=shape.dtype,
+                              device=shape.device)
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.shape[4]
+
+    def reserve(self, needed: int, limit: int) -> None:
+        """Make room for `needed` positions (growing by `grown_capacity`); the held positions are kept."""
+        capacity = grown_capacity(needed, self.capacity, limit)
+        if capacity == self.capacity:
+            return
+        grown = self.kv.new_empty(*self.kv.shape[:4], capacity, self.kv.shape[5])
+        grown[:, :, :, :, : self.length] = self.kv[:, :, :, :, : self.length]
+        self.kv = grown
+
+    def copies(self, width: int, extra: int, limit: int) -> Slot:
+        """A new slot of `width` copies of this one's (width-1) sequence, with room for `extra` more tokens."""
+        fork = Slot(self.shape, width, grown_capacity(self.length + extra, 0, limit))
+        fork.kv[:, :, :, :, : self.length] = self.kv[:, :, :1, :, : self.length]
+        fork.length = self.length
+        return fork
+
+    def write(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """keys, values [width, kv_heads, n, head_dim] -> positions start..start + n of layer `layer`."""
+        stop = start + keys.shape[2]
+        self.kv[0, layer, :, :, start:stop] = keys
+        self.kv[1, layer, :, :, start:stop] = values
+
+    def view(self, layer: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of positions 0..stop of layer `layer`, as views [width, kv_heads, stop, head_dim]."""
+        return self.kv[0, layer, :, :, :stop], self.kv[1, layer, :, :, :stop]
+
+
+@dataclass(frozen=True)
+class Span:
+    """Rows [first, first + slot.width) of a batched forward: `count` new tokens after `past` in `slot`."""
+
+    slot: Slot
+    first: int
+    past: int
+    count: int
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.first, self.first + self.slot.width)
+
+
+class SlotForward(Cache):
+    """The Cache of one batched forward over spans of slots: `update` writes the new keys/values of each
+    span into its slot (only its `count` real tokens, not the batch's right padding). The keys/values it
+    returns are not read: `slot_attention` reads the slots, given this object as `slot_forward`."""
+
+    def __init__(self, spans: list[Span], width: int):
+        super().__init__(layers=[])
+        self.spans, self.width = spans, width  # width: the batch's token positions per row (T)
+        device = spans[0].slot.kv.device
+        self.masks = [causal_mask(span.past, span.count, device) for span in spans]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args,
+               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        for span in self.spans:
+            span.slot.write(layer_idx, span.past, key_states[span.rows, :, : span.count],
+                            value_states[span.rows, :, : span.count])
+        return key_states, value_states
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return max(span.past for span in self.spans)
+
+
+def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                   slot_forward: SlotForward | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """query [rows, heads, T, head_dim] -> output [rows, T, heads, head_dim], each span attending over its
+    own slot (already updated with this forward's keys). `key`, `value` and `attention_mask` are unused."""
+    if slot_forward is None:
+        raise RuntimeError(f"attention {ATTENTION!r} runs only inside the runtime's forwards (slot_forward=...)")
+    layer = module.layer_idx
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    spans, masks = slot_forward.spans, slot_forward.masks
+    if len(spans) == 1 and spans[0].count == query.shape[2]:  # one slot, no padding: its output is the batch's
+        keys, values = spans[0].slot.view(layer, spans[0].past + spans[0].count)
+        out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=masks[0],
+                                                               scale=scaling, enable_gqa=gqa)
+        return out.transpose(1, 2), None
+    out = query.new_zeros(query.shape)
+    for span, mask in zip(spans, masks, strict=True):
+        keys, values = span.slot.view(layer, span.past + span.count)
+        out[span.rows, :, : span.count] = torch.nn.functional.scaled_dot_product_attention(
+            query[span.rows, :, : span.count], keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+    return out.transpose(1, 2), None
+
+
+AttentionInterface.register(ATTENTION, slot_attention)
