@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf.message import Message
 
+from specdec.errors import InvalidField
 from specdec.orchestrator.job_input import request_from_dict
 from specdec.runtime.rpc import RpcLimits
 from specdec.runtime.security import TlsFiles
-from specdec.runtime.validation import InvalidField
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 

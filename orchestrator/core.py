@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedTokenizerBase
 
 from specdec.config import DefaultsConfig, LimitsConfig
+from specdec.errors import InvalidField
 from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams, GammaController, make_controller
 from specdec.orchestrator.controllers.governor import Governed, SpeculationGovernor
 from specdec.orchestrator.detokenize import IncrementalDetokenizer
@@ -25,7 +26,7 @@ from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.rules import MULTI_WINDOW_RULES, RULE_NAMES, AcceptanceRule, RuleParams, make_rule
 from specdec.orchestrator.sessions import Proposer, Scorer
 from specdec.orchestrator.stats import RequestStats
-from specdec.runtime.validation import InvalidField, check_finite_fields, check_range, check_sampling
+from specdec.runtime.validation import check_finite_fields, check_range, check_sampling
 from specdec.types import ModelInfo, SamplingParams
 
 MAX_SEED = 2**63 - 1

@@ -131,12 +131,11 @@ class RoundLoop:
 
     def commit(self, emitted: list[int]) -> list[int]:
         """Append the emitted tokens, cut after a stop token and at the budget; every cache settles on them."""
-        stop_at = next((i for i, t in enumerate(emitted) if t in self.request.stop_token_ids), None)
-        if stop_at is not None:
-            emitted = emitted[: stop_at + 1]
-            self.stats.finish_reason = "stop"
+        stop_at = next((i for i, t in enumerate(emitted) if t in self.request.stop_token_ids), len(emitted))
         produced = len(self.committed) - len(self.request.prompt_ids)
-        emitted = emitted[: self.request.max_new_tokens - produced]
+        emitted = emitted[: min(stop_at + 1, self.request.max_new_tokens - produced)]
+        if stop_at < len(emitted):
+            self.stats.finish_reason = "stop"
         self.committed += emitted
         for session in (*self.drafts, self.target):
             session.cache.settle(self.committed)

@@ -17,7 +17,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from specdec.runtime.validation import InvalidField
+from specdec.errors import InvalidField
 from specdec.v1 import specdec_pb2 as pb
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p")

@@ -13,11 +13,10 @@ import secrets
 
 import grpc
 
+from specdec.errors import InvalidField, ServiceDown
 from specdec.orchestrator.core import MAX_SEED, Orchestrator, TextDelta
 from specdec.orchestrator.jobs import Outcome
 from specdec.orchestrator.servicer import params_from_pb, stats_to_pb
-from specdec.runtime.validation import InvalidField
-from specdec.types import ServiceDown
 from specdec.v1 import specdec_pb2 as pb
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from specdec.errors import InvalidField
 from specdec.orchestrator.journal import FinishedItem, JobRecord, Journal
-from specdec.runtime.validation import InvalidField
 
 RETRY_DELAY_S = 1.0  # first pause before a transient failure is tried again; doubles per try
 MAX_RETRY_DELAY_S = 30.0

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import Message
 
+from specdec.errors import ServiceDown, SessionLost
 from specdec.runtime import messages
 from specdec.runtime.rpc import RpcLimits, aio_channel
-from specdec.types import ModelInfo, Proposal, ProposeCall, ServiceDown, SessionLost, Verification, VerifyCall
+from specdec.types import ModelInfo, Proposal, ProposeCall, Verification, VerifyCall
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 

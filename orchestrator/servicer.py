@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from specdec.errors import InvalidField, ServiceDown
 from specdec.orchestrator.controllers import ControllerParams
 from specdec.orchestrator.core import GenerateParams, Orchestrator, TextDelta
 from specdec.orchestrator.jobs import JobRunner
@@ -12,8 +13,6 @@ from specdec.orchestrator.rules import RuleParams
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime import messages
 from specdec.runtime.rpc import abort_on_bad_input, status_code
-from specdec.runtime.validation import InvalidField
-from specdec.types import ServiceDown
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from specdec.errors import ServiceDown, SessionLost
 from specdec.orchestrator.stats import RequestStats
 from specdec.runtime.scoring import StatisticsSpec
-from specdec.types import Proposal, ProposeCall, SamplingParams, ServiceDown, SessionLost, Verification, VerifyCall
+from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
 
 MAX_VERIFY_ATTEMPTS = 8  # verify calls one round may make through faults before the request fails
 DRAFT_FAULTS = (ServiceDown, SessionLost)

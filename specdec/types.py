@@ -136,11 +136,4 @@ class ModelInfo:
     eos_token_id: int
 
 
-class ServiceDown(Exception):
-    """A model service did not answer (unreachable, crashed, or past its deadline). The service adapter
-    is already bringing it back; the round loop decides what to do meanwhile."""
 
-
-class SessionLost(Exception):
-    """A model service no longer holds a session (it restarted, or the session expired): the caller
-    starts the session again from the committed tokens."""

@@ -1,13 +1,15 @@
 """Small hand-written models for unit tests of pure logic: a Markov-chain "language model" whose
 next-token logits depend only on the last token, with the same session/rollback contract as CausalLM
-(`SessionLM`), on the CPU.
+(`SessionLM`), on the CPU; and the scores a rule would see, built from whole distributions.
 """
 
 from __future__ import annotations
 
 import torch
 
-from specdec.runtime.model import SessionError
+from specdec.errors import SessionError
+from specdec.orchestrator.rules.base import RoundScores
+from specdec.runtime.scoring import window_statistics
 
 
 class MarkovLM:
@@ -69,3 +71,21 @@ class MarkovLM:
 
 def random_table(vocab: int, seed: int, scale: float = 2.0) -> torch.Tensor:
     return torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def scores_from_rows(rule, draft_tokens: list[int], draft_probs: torch.Tensor, target_probs: torch.Tensor,
+                     generator: torch.Generator) -> RoundScores:
+    """A one-window RoundScores from whole rows, as the services would hand it to `rule`: the draft's
+    probability of each of its tokens, and the statistics the rule asks of the target computed from the rows
+    (`window_statistics`), its candidates drawn at uniforms from `generator`."""
+    tokens = torch.tensor(draft_tokens, dtype=torch.long)
+    uniforms = torch.rand(len(draft_tokens) + 1, generator=generator, dtype=torch.float64)
+    computed = window_statistics(rule.statistics, target_probs, tokens, uniforms, draft_probs, target_probs,
+                                 draft_probs)
+    spec = rule.statistics
+    draft_token_probs = draft_probs[torch.arange(len(tokens)), tokens]
+    return RoundScores(tokens, target_probs.argmax(-1), draft_token_probs=draft_token_probs,
+                       target_token_probs=computed.target_token_probs,
+                       candidates=computed.candidates if spec.recover else None,
+                       entropies=computed.entropies if spec.entropy else None,
+                       divergences=computed.divergences if spec.divergence else None)

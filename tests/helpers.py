@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -47,3 +48,25 @@ class TargetOracle:
         config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
         return out[0, ids.shape[1]:].tolist()
+
+
+def random_llama(path: Path, vocab_size: int, seed: int = 0, logit_scale: float = 60.0) -> str:
+    """Save a tiny random-weight Llama with a `vocab_size` word-level tokenizer (tokens `t0`, `t1`, ...)
+    under `path`, loadable like any hub checkpoint; return the path. `logit_scale` scales the final norm so
+    that the next-token distributions are peaked, as a trained model's are, rather than near uniform."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(logit_scale)
+    model.save_pretrained(path)
+    words = models.WordLevel({f"t{i}": i for i in range(vocab_size)}, unk_token="t0")
+    tokenizer = Tokenizer(words)
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="t0", unk_token="t0").save_pretrained(path)
+    return str(path)

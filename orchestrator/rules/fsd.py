@@ -7,7 +7,10 @@ token sampled from the (warped) target distribution P itself, and so is the bonu
 does not depend on which token was drafted, so the residual of `sd` would be wrong here.
 
 Departures from the reference: the draft may sample (the reference drafted greedily); divergences are
-computed on un-warped distributions by default (`on_warped=True` uses the warped ones). Lossy by design:
+computed on un-warped distributions by default (`on_warped=True` uses the warped ones); the target
+computes them beside its logits against the draft's distributions as they travel, truncated to the
+draft's most likely tokens (`DRAFT_SUPPORT`) and renormalized, so a divergence that weighs the draft's
+tail (reverse KL) reads it as that truncated distribution. Lossy by design:
 T = 0 gives (essentially) target-only sampling, T -> infinity the draft's own output.
 """
 

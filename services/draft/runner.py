@@ -1,20 +1,23 @@
 """The draft model runner: propose up to gamma draft tokens per session, for several sessions at once.
 
 Knows the model runtime and the warps, not gRPC. Each drafted token is sampled from exactly the
-distribution it reports (`wire_precision` of the warped draft distribution), so that the acceptance
-rule sees the true Q (ALGORITHMS.md section 1, condition (b)); a greedy (argmax) token is reported as
-one-hot. With a confidence threshold, drafting stops after a token whose probability under the draft
-falls below it (Hugging Face's `assistant_confidence_threshold`), so a round may propose fewer than
-gamma tokens. With one draft sequence, each position also reports the draft's most likely other token:
-the orchestrator's guess at the recovered token should that position be rejected.
+distribution it reports, so that the acceptance rule sees the true Q (ALGORITHMS.md section 1, condition
+(b)): the warped draft distribution truncated to its `support` most likely tokens and renormalized
+(`draft_support`), which travels as those K entries in float32, whatever the vocabulary; a greedy
+(argmax) token is reported as one-hot. Truncating changes only how often draft tokens are accepted,
+never what the target's output follows. With a confidence threshold, drafting stops after a token whose
+probability under the draft falls below it (Hugging Face's `assistant_confidence_threshold`), so a round
+may propose fewer than gamma tokens. With one draft sequence, each position also reports the draft's
+most likely other token: the orchestrator's guess at the recovered token should that position be
+rejected.
 
 A window is drafted on the model's device: tokens are sampled there (a per-call generator on the device,
-seeded from (seed, round)) and fed straight back to the model, and the host reads the window back once, at
-the end, for every call of the batch together. The one exception is the confidence early stop: a call with
-a threshold reads its token's probability back after every position (one host sync per token). Calls of
-different sessions draft in lockstep, one batched forward per position; a call that finishes (its gamma,
-or an early stop) leaves the batch. A call with M > 1 drafts runs its M sequences as rows over a fork of
-its session's cache, and its session keeps only the committed tokens.
+seeded from (seed, round)) and fed straight back to the model, and the host reads the window back once,
+at the end, for every call of the batch together. The one exception is the confidence early stop: a call
+with a threshold reads its token's probability back after every position (one host sync per token).
+Calls of different sessions draft in lockstep, one batched forward per position; a call that finishes
+(its gamma, or an early stop) leaves the batch. A call with M > 1 drafts runs its M sequences as rows
+over a fork of its session's cache, and its session keeps only the committed tokens.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from collections.abc import Callable
 
 import torch
 
+from specdec.errors import SessionError
 from specdec.runtime.batcher import run_calls
-from specdec.runtime.model import SessionError, SessionLM
+from specdec.runtime.model import SessionLM
 from specdec.runtime.warps import warped_probs
-from specdec.runtime.wire import wire_precision
-from specdec.types import Proposal, ProposeCall
+from specdec.types import Proposal, ProposeCall, TopRows
 
 _MASK63 = (1 << 63) - 1
 
@@ -38,21 +41,31 @@ def round_seed(seed: int, round_index: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + round_index * 0xBF58476D1CE4E5B9 + 1) & _MASK63
 
 
-def other_top_token(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """scores [M, vocab], tokens [M] -> [M]: the highest-scoring token of each row that is not `tokens`."""
-    top2 = scores.topk(2, dim=-1).indices
-    return torch.where(top2[:, 0] == tokens, top2[:, 1], top2[:, 0])
+DRAFT_SUPPORT = 64  # tokens per draft distribution on the wire (K entries of 8 bytes, whatever the vocabulary)
+
+
+def other_top_token(top: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """top [M, >= 2] token ids by descending score, tokens [M] -> [M]: the best of each row but `tokens`."""
+    return torch.where(top[:, 0] == tokens, top[:, 1], top[:, 0])
+
+
+def draft_support(probs: torch.Tensor, support: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """probs [M, vocab] -> (indices [M, K], values [M, K]): the K = min(support, vocab) most likely tokens
+    by descending probability, renormalized to sum to 1 (float32): the distribution the draft samples from."""
+    values, indices = probs.float().topk(min(support, probs.shape[-1]), dim=-1)
+    return indices, values / values.sum(-1, keepdim=True)
 
 
 class _Drafting:
     """One call's window: per position, device tensors of the drafted tokens and what the call reports."""
 
-    def __init__(self, call: ProposeCall, device: torch.device):
-        self.call = call
+    def __init__(self, call: ProposeCall, device: torch.device, support: int):
+        self.call, self.support = call, support
         self.generator = torch.Generator(device=device).manual_seed(round_seed(call.seed, call.round))
         self.columns: list[torch.Tensor] = []  # per position: [M] tokens
-        self.rows: list[torch.Tensor] = []  # per position: [M, vocab] sampled-from distributions
-        self.raw_rows: list[torch.Tensor] = []
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per position: the sampled-from [M, K] rows
+        self.token_probs: list[torch.Tensor] = []  # per position: [M] each token's probability in its row
+        self.raw_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.alternatives: list[torch.Tensor] = []  # per position (M = 1): [1] the most likely other token
         self.stopped = False  # by the confidence threshold
 
@@ -64,23 +77,27 @@ class _Drafting:
         """Draft the next position from logits [M, vocab] on the device; return its tokens [M], there."""
         call = self.call
         if call.sampling.greedy:
-            scores = logits
-            tokens = logits.argmax(-1)
+            top = logits.topk(2, dim=-1).indices
+            tokens = top[:, 0]
+            token_probs = torch.ones(tokens.shape, device=logits.device)
             if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
-                self.rows.append(torch.nn.functional.one_hot(tokens, logits.shape[-1]).float())
+                self.rows.append((tokens[:, None], token_probs[:, None]))
         else:
-            scores = wire_precision(warped_probs(logits, call.sampling))
-            tokens = torch.multinomial(scores, 1, generator=self.generator)[:, 0]
+            top, values = draft_support(warped_probs(logits, call.sampling), self.support)
+            choice = torch.multinomial(values, 1, generator=self.generator)
+            tokens, token_probs = top.gather(-1, choice)[:, 0], values.gather(-1, choice)[:, 0]
             if call.want_probs:
-                self.rows.append(scores)
+                self.rows.append((top, values))
+        if call.want_probs:
+            self.token_probs.append(token_probs)
         if call.want_raw_probs:
-            self.raw_rows.append(wire_precision(torch.softmax(logits, -1)))
+            self.raw_rows.append(draft_support(torch.softmax(logits.float(), -1), self.support))
         self.columns.append(tokens)
         if call.num_drafts == 1:
-            self.alternatives.append(other_top_token(scores, tokens))
+            self.alternatives.append(other_top_token(top, tokens))
             if call.confidence_threshold > 0:  # the early-stop path: one host sync per token
-                probs = torch.softmax(logits, -1) if call.sampling.greedy else scores
-                self.stopped = float(probs[0, tokens[0]]) < call.confidence_threshold
+                confidence = torch.softmax(logits.float(), -1)[0, tokens[0]] if call.sampling.greedy else token_probs[0]
+                self.stopped = float(confidence) < call.confidence_threshold
         return tokens
 
     def device_ints(self) -> list[torch.Tensor]:
@@ -89,17 +106,21 @@ class _Drafting:
             return []
         return [torch.stack(self.columns, 1).reshape(-1), *self.alternatives]
 
-    def proposal(self, ints: list[int], cache_len: int, seconds: float) -> Proposal:
+    def proposal(self, ints: list[int], vocab_size: int, cache_len: int, seconds: float) -> Proposal:
         """The proposal from this call's `device_ints`, read back."""
         count = len(self.columns) * self.call.num_drafts
-        return Proposal(draft_tokens=ints[:count], draft_probs=_sequence_major(self.rows), cache_len=cache_len,
-                        compute_seconds=seconds, draft_raw_probs=_sequence_major(self.raw_rows),
-                        alternative_tokens=tuple(ints[count:]))
+        token_probs = torch.stack(self.token_probs, 1).reshape(-1).tolist() if self.token_probs else []
+        return Proposal(draft_tokens=ints[:count], draft_probs=_sequence_major(self.rows, vocab_size),
+                        cache_len=cache_len, compute_seconds=seconds,
+                        draft_raw_probs=_sequence_major(self.raw_rows, vocab_size),
+                        draft_token_probs=tuple(token_probs), alternative_tokens=tuple(ints[count:]))
 
 
 class DraftRunner:
-    def __init__(self, lm: SessionLM):
-        self.lm = lm
+    def __init__(self, lm: SessionLM, support: int = DRAFT_SUPPORT):
+        if support < 2:
+            raise ValueError(f"support: at least 2 tokens per draft distribution, got {support}")
+        self.lm, self.support = lm, support
 
     def propose(self, call: ProposeCall) -> Proposal:
         result = self.propose_batch([call])[0]
@@ -125,7 +146,7 @@ class DraftRunner:
     def _propose(self, calls: list[ProposeCall]) -> list[Proposal]:
         """Checked calls of distinct sessions, drafted in lockstep (or one call of M > 1 drafts over a fork)."""
         started = time.perf_counter()
-        states = [_Drafting(call, self.lm.device) for call in calls]
+        states = [_Drafting(call, self.lm.device, self.support) for call in calls]
         logits = self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls])
         # every sequence of a call starts from its committed tokens
         last = [rows[-1:].expand(state.call.num_drafts, -1) for state, rows in zip(states, logits, strict=True)]
@@ -139,8 +160,8 @@ class DraftRunner:
         proposals, offset = [], 0
         for state, state_parts in zip(states, parts, strict=True):
             size = sum(part.numel() for part in state_parts)
-            proposals.append(state.proposal(flat[offset:offset + size], self.lm.cache_len(state.call.session_id),
-                                            seconds))
+            proposals.append(state.proposal(flat[offset:offset + size], self.lm.vocab_size,
+                                            self.lm.cache_len(state.call.session_id), seconds))
             offset += size
         return proposals
 
@@ -163,8 +184,12 @@ class DraftRunner:
                               out.split([state.call.num_drafts for state, _ in still]), strict=True))
 
 
-def _sequence_major(rows: list[torch.Tensor]) -> torch.Tensor | None:
-    """Per-position [M, vocab] rows -> [M * positions, vocab] on the host, sequence by sequence."""
+def _sequence_major(rows: list[tuple[torch.Tensor, torch.Tensor]], vocab_size: int) -> TopRows | None:
+    """Per-position ([M, K] indices, [M, K] values) -> TopRows of M * positions rows on the host, sequence by
+    sequence."""
     if not rows:
         return None
-    return torch.stack(rows, 1).reshape(-1, rows[0].shape[-1]).cpu()
+    indices = torch.stack([index for index, _ in rows], 1)
+    values = torch.stack([value for _, value in rows], 1)
+    k = indices.shape[-1]
+    return TopRows(indices.reshape(-1, k).cpu(), values.reshape(-1, k).float().cpu(), vocab_size)

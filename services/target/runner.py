@@ -1,11 +1,13 @@
 """The target model runner: score windows of draft tokens, for several sessions in one forward pass.
 
-Knows the model runtime and the warps, not gRPC or acceptance rules. Returns gamma + 1 next-token
-distributions per window (warped, in wire precision) and their argmaxes: position i is the target's
-distribution after the committed tokens and the window's first i draft tokens. Un-warped distributions
-on request. Calls of different sessions are scored as one batch; a call with M windows is scored as one
-batch over a fork of its session's cache, and its session keeps only the committed tokens. Scores are
-computed on the model's device; the host reads the argmaxes of a whole batch back at once.
+Knows the model runtime and the warps, not gRPC or acceptance rules. Position i of a window is the
+target's next-token distribution after the committed tokens and the window's first i draft tokens.
+Returns the gamma + 1 argmaxes of every window and, for one window, the statistics its call asked for
+(`specdec.runtime.scoring`: the target's probability of each draft token, candidate next tokens drawn at
+the caller's uniforms, entropies, divergences); whole warped rows (in wire precision) only on request.
+Calls of different sessions are scored as one batch; a call with M windows is scored as one batch over a
+fork of its session's cache, and its session keeps only the committed tokens. Scores are computed on the
+model's device; the host reads the argmaxes of a whole batch back at once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from specdec.runtime.batcher import run_calls
 from specdec.runtime.model import SessionLM
+from specdec.runtime.scoring import StatisticsSpec, WindowStatistics, window_statistics
 from specdec.runtime.warps import warped_probs
 from specdec.runtime.wire import wire_precision
 from specdec.types import Verification, VerifyCall
@@ -75,8 +78,24 @@ class TargetRunner:
                 target_argmax=argmax[offset:offset + rows.shape[0]],
                 target_probs=wire_precision(warped_probs(rows, call.sampling)).cpu() if call.want_probs else None,
                 cache_len=self.lm.cache_len(call.session_id),
-                compute_seconds=seconds,
-                target_raw_probs=wire_precision(torch.softmax(rows, -1)).cpu() if call.want_raw_probs else None,
+                compute_seconds=seconds, statistics=statistics(call, rows),
                 batch_size=batch_size, batch_tokens=batch_tokens))
             offset += rows.shape[0]
         return results
+
+
+def statistics(call: VerifyCall, logits: torch.Tensor) -> WindowStatistics | None:
+    """What the call's rule needs of one window's logits [gamma + 1, vocab]; None when it asked for nothing."""
+    spec = call.statistics
+    if spec == StatisticsSpec() or call.num_drafts > 1:
+        return None
+    device = logits.device
+    target_probs = warped_probs(logits, call.sampling)
+    draft_rows = call.draft_probs.dense(device) if call.draft_probs is not None else None
+    raw_target = raw_draft = None
+    if spec.divergence_on_raw and not call.sampling.is_identity:
+        raw_target = torch.softmax(logits.float(), -1)
+        raw_draft = call.draft_raw_probs.dense(device) if call.draft_raw_probs is not None else None
+    draft_tokens = torch.tensor(call.draft_tokens, dtype=torch.long, device=device)
+    uniforms = torch.tensor(call.uniforms, dtype=torch.float64, device=device)
+    return window_statistics(spec, target_probs, draft_tokens, uniforms, draft_rows, raw_target, raw_draft)

@@ -6,13 +6,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from specdec.errors import InvalidField
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
 from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
+from specdec.runtime.scoring import StatisticsSpec
 from specdec.runtime.service_actor import ModelServiceActor
-from specdec.runtime.validation import InvalidField, check_range, check_sampling, check_token_ids
+from specdec.runtime.validation import check_range, check_sampling, check_token_ids
 from specdec.services.target.runner import TargetRunner
 from specdec.types import VerifyCall
 from specdec.v1 import specdec_pb2 as pb
@@ -36,7 +38,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
 
     async def verify(self, request: pb.VerifyRequest) -> pb.VerifyResponse:
         """Check a verify request and answer it once per (session, round); raises InvalidField / SessionError."""
-        call = messages.verify_call_from_pb(request)
+        call = messages.verify_call_from_pb(request, self._lm.vocab_size)
         self.check_session_call(call.session_id, call.keep_len)
         if len(call.draft_tokens) > MAX_DRAFT_TOKENS:
             raise InvalidField("draft_tokens", f"at most {MAX_DRAFT_TOKENS} per call, got {len(call.draft_tokens)}")
@@ -47,6 +49,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)
+        check_statistics(call)
         return await self.rounds.answer(call.session_id, call.round, request, lambda: self._verify(call))
 
     async def _verify(self, call: VerifyCall) -> pb.VerifyResponse:
@@ -60,3 +63,22 @@ class TargetServiceActor(ModelServiceActor):
         servicer = TargetServicer(lm, executor, self.max_batch)
         pb_grpc.add_TargetServiceServicer_to_server(servicer, server)
         return servicer
+
+
+def check_statistics(call: VerifyCall) -> None:
+    """The statistics a call asks for must come with what they are computed from."""
+    spec = call.statistics
+    if spec == StatisticsSpec():
+        return
+    gamma = len(call.draft_tokens)
+    if call.num_drafts > 1:
+        raise InvalidField("statistics", "computed for one window only; several windows get whole rows")
+    if spec.recover:
+        if len(call.uniforms) != gamma + 1:
+            raise InvalidField("uniforms", f"need {gamma + 1} (one per position) with statistics.recover, "
+                                           f"got {len(call.uniforms)}")
+        if not all(0.0 <= u < 1.0 for u in call.uniforms):
+            raise InvalidField("uniforms", "must be in [0, 1)")
+    if spec.needs_draft_rows and gamma and call.draft_probs is None:
+        raise InvalidField("draft_probs", f"statistics ({spec.recover or spec.divergence}) need the draft's rows")
+

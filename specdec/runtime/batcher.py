@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
-from specdec.runtime.model import SessionError
+from specdec.errors import SessionError
 
 Call = TypeVar("Call")
 Result = TypeVar("Result")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from specdec.errors import InvalidField
 from specdec.runtime import wire
 from specdec.runtime.scoring import StatisticsSpec, WindowStatistics
-from specdec.runtime.validation import InvalidField
 from specdec.types import ModelInfo, Proposal, ProposeCall, SamplingParams, TopRows, Verification, VerifyCall
 from specdec.v1 import specdec_pb2 as pb
 
@@ -65,7 +65,7 @@ def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
     return message
 
 
-def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int, vocab_size: int) -> Proposal:
+def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int, vocab_size: int | None = None) -> Proposal:
     rows = len(message.draft_tokens)
     return Proposal(draft_tokens=list(message.draft_tokens),
                     draft_probs=_optional_top(message, "draft_probs", rows, vocab_size, "INTERNAL"),
@@ -145,7 +145,7 @@ def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verific
                         batch_size=message.batch_size, batch_tokens=message.batch_tokens)
 
 
-def _optional_top(message, field_name: str, rows: int, vocab_size: int, code: str) -> TopRows | None:
+def _optional_top(message, field_name: str, rows: int, vocab_size: int | None, code: str) -> TopRows | None:
     if not message.HasField(field_name):
         return None
     try:

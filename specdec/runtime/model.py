@@ -27,6 +27,7 @@ from typing import Protocol
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from specdec.errors import SessionError
 from specdec.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, grown_capacity
 from specdec.types import ModelInfo
 
@@ -46,16 +47,6 @@ def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
             groups.append([index])
     return groups
 
-
-class SessionError(ValueError):
-    """A request does not fit the state of its session (keep_len past the cache), the session is not
-    held (code NOT_FOUND: the caller must re-prefill), or the service has no room for a new session (code
-    RESOURCE_EXHAUSTED)."""
-
-    def __init__(self, field_name: str, message: str, code: str = "FAILED_PRECONDITION"):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.code = code
 
 
 class SessionLM(Protocol):

@@ -12,12 +12,13 @@ from typing import TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from specdec.errors import InvalidField, SessionError
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
-from specdec.runtime.model import CausalLM, SessionError
+from specdec.runtime.model import CausalLM
 from specdec.runtime.rounds import RoundLedger
 from specdec.runtime.rpc import abort_on_bad_input
-from specdec.runtime.validation import InvalidField, check_range, check_session_id
+from specdec.runtime.validation import check_range, check_session_id
 from specdec.v1 import specdec_pb2 as pb
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from specdec.runtime.model import SessionError
+from specdec.errors import SessionError
 
 Answer = TypeVar("Answer")
 

@@ -18,8 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from specdec.runtime.model import SessionError
-from specdec.runtime.validation import InvalidField
+from specdec.errors import InvalidField, SessionError
 
 
 @dataclass(frozen=True)

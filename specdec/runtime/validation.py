@@ -9,17 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
+from specdec.errors import InvalidField
 from specdec.types import SamplingParams
 
 MAX_TEMPERATURE = 100.0
 MAX_SESSION_ID_LEN = 128
 
-
-class InvalidField(ValueError):
-    def __init__(self, field_name: str, message: str, code: str = "INVALID_ARGUMENT"):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.code = code
 
 
 def check_sampling(sampling: SamplingParams, vocab_size: int, prefix: str = "sampling.") -> None:

@@ -94,10 +94,12 @@ def encode_top(rows: TopRows) -> pb.TopDistributions:
                                indices=indices.numpy().tobytes(), values=values.numpy().tobytes())
 
 
-def decode_top(message: pb.TopDistributions, vocab_size: int) -> TopRows:
+def decode_top(message: pb.TopDistributions, vocab_size: int | None = None) -> TopRows:
     """TopDistributions -> TopRows. Raises ValueError on a malformed message (a shape that disagrees, an
-    index outside `vocab_size`, values that are not a distribution)."""
+    index outside the vocabulary, values that are not a distribution). `vocab_size`: the one expected (None:
+    the message's own, from a trusted peer)."""
     rows, k = message.rows, message.k
+    vocab_size = message.vocab_size if vocab_size is None else vocab_size
     if rows < 0 or k <= 0 or message.vocab_size != vocab_size:
         raise ValueError(f"bad shape rows={rows} k={k} vocab_size={message.vocab_size} (expected vocab {vocab_size})")
     indices = _frombuffer(message.indices, torch.int32, "indices").long()

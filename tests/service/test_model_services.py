@@ -47,12 +47,12 @@ def test_sampled_propose_reports_the_distributions_it_sampled_from(stubs):
     response = draft.Propose(pb.ProposeRequest(session_id="s1", keep_len=0, new_tokens=PROMPT, gamma=3,
                                                sampling=pb.SamplingParams(temperature=1.0, top_k=5), seed=9,
                                                want_probs=True))
-    probs = response.draft_probs
-    assert probs.encoding == pb.Distributions.SPARSE_FP16 and list(probs.row_lengths) == [5, 5, 5]
-    from specdec.runtime.wire import decode
+    from specdec.runtime.wire import decode_top
 
-    rows = decode(probs)
-    assert all(rows[i, tok] > 0 for i, tok in enumerate(response.draft_tokens))
+    rows = decode_top(response.draft_probs).dense()  # the draft's top-K rows, exactly; top_k 5 leaves 5 non-zero
+    assert response.draft_probs.rows == 3 and [int((row > 0).sum()) for row in rows] == [5, 5, 5]
+    assert [float(rows[i, tok]) for i, tok in enumerate(response.draft_tokens)] == list(response.draft_token_probs)
+    assert all(p > 0 for p in response.draft_token_probs)
     again = draft.Propose(pb.ProposeRequest(session_id="s2", keep_len=0, new_tokens=PROMPT, gamma=3,
                                             sampling=pb.SamplingParams(temperature=1.0, top_k=5), seed=9,
                                             want_probs=True))
@@ -69,6 +69,7 @@ def test_verify_returns_gamma_plus_one_positions_from_one_call(stubs, oracle: Ta
     assert response.target_probs.rows == 4 and response.target_probs.encoding == pb.Distributions.DENSE_FP16
     assert len(response.target_probs.values) == 4 * response.target_probs.vocab_size * 2
     assert response.cache_len == len(PROMPT) + 3
+    assert not response.HasField("statistics")  # nothing asked for
     # Roll back two draft tokens and extend: the argmax matches the plain model on the same tokens.
     response = target.Verify(pb.VerifyRequest(session_id="v1", round=1, keep_len=len(PROMPT) + 1, new_tokens=[7],
                                               draft_tokens=[], sampling=GREEDY))
@@ -153,3 +154,30 @@ def test_every_service_has_health_checking_and_reflection(servers):
                 iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
             services = {s.name for s in listing.list_services_response.service}
             assert {name, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
+
+
+def test_verify_computes_the_statistics_asked_for_beside_its_logits(stubs, oracle: TargetOracle):
+    _, target = stubs
+    import torch
+
+    from specdec.runtime.scoring import inverse_cdf
+
+    draft_rows = pb.TopDistributions(rows=3, k=1, vocab_size=oracle.model.config.vocab_size,
+                                     indices=torch.tensor([1, 2, 3], dtype=torch.int32).numpy().tobytes(),
+                                     values=torch.ones(3).numpy().tobytes())  # one-hot drafts
+    uniforms = [0.1, 0.5, 0.9, 0.3]
+    response = target.Verify(pb.VerifyRequest(
+        session_id="st1", keep_len=0, new_tokens=PROMPT, draft_tokens=[1, 2, 3], sampling=SAMPLED,
+        statistics=pb.Statistics(recover="target", entropy=True, divergence="tv"), uniforms=uniforms,
+        draft_probs=draft_rows))
+    computed = response.statistics
+    assert len(computed.target_token_probs) == 3 and len(computed.entropies) == 3 and len(computed.divergences) == 3
+    assert not response.HasField("target_probs")
+    probs = torch.softmax(oracle.model(torch.tensor([PROMPT + [1, 2, 3]])).logits[0, -4:].float(), -1)
+    assert list(computed.candidates) == inverse_cdf(probs, torch.tensor(uniforms, dtype=torch.float64)).tolist()
+    assert list(computed.target_token_probs) == pytest.approx([float(probs[i, t]) for i, t in enumerate([1, 2, 3])],
+                                                              rel=1e-4)
+    assert list(computed.divergences) == pytest.approx([1 - float(probs[i, t]) for i, t in enumerate([1, 2, 3])],
+                                                       rel=1e-4)
+    target.EndSession(pb.EndSessionRequest(session_id="st1"))
+

@@ -19,8 +19,8 @@ from specdec.orchestrator.engine import GenerationRequest, generate
 from specdec.orchestrator.local import LocalProposer, LocalScorer
 from specdec.orchestrator.rules import Acceptance, make_rule
 from specdec.orchestrator.stats import RequestStats
+from specdec.runtime.scoring import StatisticsSpec
 from specdec.runtime.warps import warped_probs
-from specdec.runtime.wire import wire_precision
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.target.runner import TargetRunner
 from specdec.types import SamplingParams
@@ -57,7 +57,7 @@ def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int,
 
 def sequence_probs(table: torch.Tensor, sampling: SamplingParams, first: int = 0) -> dict[tuple, float]:
     """Exact probability of every length-LENGTH continuation under the warped Markov target."""
-    step = wire_precision(warped_probs(table, sampling))
+    step = warped_probs(table, sampling)
     out = {}
     for seq in itertools.product(range(VOCAB), repeat=LENGTH):
         prob, last = 1.0, first
@@ -113,10 +113,10 @@ def test_more_drafts_mean_fewer_rejections():
 class AcceptEverything:
     """A wrong rule: keeps every draft token. The statistical test must catch it."""
 
-    name, needs_probs, needs_raw_probs = "wrong", True, False
+    name, needs_probs, multi_window, statistics = "wrong", True, False, StatisticsSpec(recover="residual")
 
     def accept(self, scores, generator):
-        return Acceptance(scores.gamma, int(torch.multinomial(scores.target_probs[-1], 1, generator=generator)))
+        return Acceptance(scores.gamma, int(scores.candidates[-1]))  # the bonus token
 
 
 def test_the_statistical_test_catches_a_lossy_rule():
@@ -214,34 +214,48 @@ def test_stats_count_drafts_and_accepted_positions():
     assert stats.num_accepted_tokens == sum(stats.num_accepted_tokens_per_pos)
     assert stats.num_accepted_tokens_per_pos == sorted(stats.num_accepted_tokens_per_pos, reverse=True)
     assert stats.output_tokens == 40
-    assert stats.num_rounds == stats.num_drafts  # gamma > 0 every round until the budget's last token
+    # gamma > 0 every round, but for one that starts at the budget's last token
+    assert stats.num_rounds - stats.num_drafts == stats.gamma_trace.count(0) <= 1
+    assert 0 not in stats.gamma_trace[:-1]
     assert stats.mean_acceptance_length == pytest.approx(1 + stats.num_accepted_tokens / stats.num_drafts)
 
 
 class Recording:
     """Wraps a rule; records per round whether a draft token was rejected and the TV distance of every
-    position the rule judged (computed here from the round's distributions, independently of the rule)."""
+    position the rule judged, computed here from the two Markov tables (independently of the rule) along the
+    committed tokens, which it follows from what the rule emits. One request at a time: `start` each."""
 
-    def __init__(self, rule):
-        self.rule, self.name, self.needs_probs, self.needs_raw_probs = rule, rule.name, True, False
+    def __init__(self, rule, target: MarkovLM, draft: MarkovLM):
+        self.rule, self.name, self.needs_probs = rule, rule.name, True
+        self.multi_window, self.statistics = False, rule.statistics
+        tv_by_state = 0.5 * (torch.softmax(target.table, -1) - torch.softmax(draft.table, -1)).abs().sum(-1)
+        self.tv_by_state = tv_by_state.tolist()  # TV of the next position after each last token
         self.rejections = 0
         self.judged_tv = 0.0
+        self.last = 0
+
+    def start(self, prompt: list[int]) -> None:
+        self.last = prompt[-1]
 
     def accept(self, scores, generator):
         result = self.rule.accept(scores, generator)
-        if scores.gamma == 0:  # the budget's last token: nothing drafted, nothing judged
-            return result
-        judged = min(result.num_accepted + 1, scores.gamma)
-        tv = 0.5 * (scores.target_probs[:judged] - scores.draft_probs[:judged]).abs().sum(-1)
-        self.judged_tv += float(tv.sum())
-        self.rejections += result.num_accepted < scores.gamma
+        draft = scores.draft_tokens.tolist()
+        if draft:  # a round at the budget's last token judges nothing
+            self.judge(draft, result)
+        self.last = result.next_token
         return result
+
+    def judge(self, draft: list[int], result) -> None:
+        judged = min(result.num_accepted + 1, len(draft))
+        previous = [self.last] + draft[: judged - 1]
+        self.judged_tv += sum(self.tv_by_state[token] for token in previous)
+        self.rejections += result.num_accepted < len(draft)
 
 
 def expected_tv_along_the_target(target: MarkovLM, draft: MarkovLM, length: int) -> float:
     """sum over positions n = 1..length of E[TV(P_n, Q_n)] with the prefix drawn from the target itself."""
-    p = wire_precision(torch.softmax(target.table, -1))
-    q = wire_precision(torch.softmax(draft.table, -1))
+    p = torch.softmax(target.table, -1)
+    q = torch.softmax(draft.table, -1)
     tv_by_state = 0.5 * (p - q).abs().sum(-1)  # [vocab]: TV after each last token
     state = torch.nn.functional.one_hot(torch.tensor(0), VOCAB).float()
     total = 0.0
@@ -257,9 +271,10 @@ def test_rejections_match_the_sum_of_tv_distances(gamma):
     rejections equal the expected TV summed over judged positions; summed over all positions (every token
     drafted) it is the bound that bonus tokens only lower."""
     proposer, scorer, target = make_pair()
-    recording = Recording(make_rule("sd"))
+    recording = Recording(make_rule("sd"), target, proposer.runner.lm)
     runs, length = 2000, 8
     for seed in range(runs):
+        recording.start([0])
         run(proposer, scorer, recording, gamma, WARPS[0], seed, max_new_tokens=length)
     mean_rejections, mean_judged_tv = recording.rejections / runs, recording.judged_tv / runs
     assert mean_rejections == pytest.approx(mean_judged_tv, abs=4 * (length / 4 / runs) ** 0.5)

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from specdec.errors import ServiceDown, SessionLost
 from specdec.orchestrator.controllers.fixed import FixedGamma
 from specdec.orchestrator.engine import GenerationRequest, generate
 from specdec.orchestrator.local import LocalProposer, LocalScorer
@@ -15,7 +16,7 @@ from specdec.orchestrator.rules import make_rule
 from specdec.orchestrator.stats import RequestStats
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.target.runner import TargetRunner
-from specdec.types import SamplingParams, ServiceDown, SessionLost
+from specdec.types import SamplingParams
 from tests.fakes import MarkovLM, random_table
 
 VOCAB = 6

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from specdec.errors import InvalidField
 from specdec.orchestrator.jobs import JobRunner, Outcome
 from specdec.orchestrator.journal import CANCELLED, FAILED, SUCCEEDED, Journal
-from specdec.runtime.validation import InvalidField
 
 
 class FakeItems:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from specdec.runtime.model import SessionError
+from specdec.errors import SessionError
 from specdec.runtime.rounds import RoundLedger
 from specdec.v1 import specdec_pb2 as pb
 

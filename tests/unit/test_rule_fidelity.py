@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specdec.orchestrator.rules import RoundScores, RuleParams, make_rule
+from specdec.orchestrator.rules import RuleParams, make_rule
 from specdec.runtime.divergences import divergence
+from tests.fakes import scores_from_rows
 
 VOCAB = 6
 
@@ -28,8 +29,7 @@ def one_position(rule, target: torch.Tensor, draft: torch.Tensor, trials: int, s
     rejections, counts = 0, torch.zeros(VOCAB)
     for _ in range(trials):
         token = int(torch.multinomial(draft, 1, generator=generator))
-        scores = RoundScores(torch.tensor([token]), target_probs.argmax(-1), draft[None], target_probs)
-        result = rule.accept(scores, generator)
+        result = rule.accept(scores_from_rows(rule, [token], draft[None], target_probs, generator), generator)
         rejections += result.num_accepted == 0
         counts[token if result.num_accepted else result.next_token] += 1
     return rejections / trials, counts / trials
@@ -42,8 +42,8 @@ def tv(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_opt_with_zero_epsilon_is_sd():
     g = torch.Generator().manual_seed(0)
     target_probs, draft_probs = torch.stack([dist(g) for _ in range(4)]), torch.stack([dist(g) for _ in range(3)])
-    draft = torch.multinomial(draft_probs, 1, generator=g)[:, 0]
-    scores = RoundScores(draft, target_probs.argmax(-1), draft_probs, target_probs)
+    draft = torch.multinomial(draft_probs, 1, generator=g)[:, 0].tolist()
+    scores = scores_from_rows(make_rule("sd"), draft, draft_probs, target_probs, g)
     for seed in range(50):
         sd = make_rule("sd").accept(scores, torch.Generator().manual_seed(seed))
         opt = make_rule("opt", RuleParams(epsilon=0.0)).accept(scores, torch.Generator().manual_seed(seed))
@@ -118,7 +118,7 @@ def test_typical_accepts_by_the_entropy_bound():
     entropy = -(target[0][:3] * target[0][:3].log()).sum()
     bound = min(0.09, 0.3 * float(torch.exp(-entropy)))
     for token in range(4):
-        scores = RoundScores(torch.tensor([token]), target.argmax(-1), torch.full((1, 4), 0.25), target)
+        scores = scores_from_rows(rule, [token], torch.full((1, 4), 0.25), target, torch.Generator())
         assert rule.accept(scores, torch.Generator()).num_accepted == int(float(target[0, token]) > bound)
 
 

@@ -7,12 +7,12 @@ import torch
 from scipy.stats import chisquare
 
 from specdec.orchestrator.rules import RoundScores, make_rule
+from tests.fakes import scores_from_rows
 
 
-def scores(draft, argmax, draft_probs=None, target_probs=None) -> RoundScores:
+def scores(draft, argmax, **fields) -> RoundScores:
     return RoundScores(draft_tokens=torch.tensor(draft, dtype=torch.long),
-                       target_argmax=torch.tensor(argmax, dtype=torch.long),
-                       draft_probs=draft_probs, target_probs=target_probs)
+                       target_argmax=torch.tensor(argmax, dtype=torch.long), **fields)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,10 @@ def test_greedy_table(draft, argmax, accepted, next_token):
 def test_round_scores_checks_shapes():
     with pytest.raises(ValueError, match="target_argmax"):
         scores([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="candidates"):
+        scores([1], [1, 2], candidates=torch.tensor([3]))
+    with pytest.raises(ValueError, match="draft_token_probs"):
+        scores([1, 2], [1, 2, 3], draft_token_probs=torch.tensor([0.5]))
     with pytest.raises(ValueError, match="target_probs"):
         scores([1], [1, 2], target_probs=torch.full((3, 4), 0.25))
     with pytest.raises(ValueError, match="draft_probs"):
@@ -49,8 +53,8 @@ def random_dist(vocab: int, generator: torch.Generator, zeros: int = 0) -> torch
 def sd_round(draft_probs: torch.Tensor, target_probs: torch.Tensor, generator: torch.Generator):
     """Draft gamma tokens from draft_probs (position-independent toy model), then run the sd rule."""
     draft = [int(torch.multinomial(row, 1, generator=generator)) for row in draft_probs]
-    argmax = target_probs.argmax(-1)
-    return make_rule("sd").accept(scores(draft, argmax.tolist(), draft_probs, target_probs), generator), draft
+    rule = make_rule("sd")
+    return rule.accept(scores_from_rows(rule, draft, draft_probs, target_probs, generator), generator), draft
 
 
 def test_sd_is_deterministic_under_a_seed():
@@ -91,6 +95,6 @@ def test_sd_acceptance_rate_is_one_minus_tv():
     assert abs(accepted / trials - expected) < 4 * (expected * (1 - expected) / trials) ** 0.5
 
 
-def test_sd_rejects_missing_distributions():
-    with pytest.raises(ValueError, match="sd needs"):
+def test_sd_rejects_missing_statistics():
+    with pytest.raises(ValueError, match="sd needs draft_token_probs and target_token_probs and candidates"):
         make_rule("sd").accept(scores([1], [1, 2]), torch.Generator())

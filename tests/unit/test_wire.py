@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from specdec.runtime import wire
+from specdec.types import TopRows
 from specdec.v1 import specdec_pb2 as pb
 
 
@@ -52,3 +53,33 @@ def test_wire_precision_rows_sum_to_one():
 def test_malformed_messages_raise(message, match):
     with pytest.raises(ValueError, match=match):
         wire.decode(message)
+
+
+def top_rows(rows: int = 3, k: int = 4, vocab: int = 50_000, seed: int = 0) -> TopRows:
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(rows, vocab, generator=g) * 4, -1)
+    values, indices = probs.topk(k, dim=-1)
+    return TopRows(indices, values / values.sum(-1, keepdim=True), vocab)
+
+
+def test_top_rows_round_trip_exactly_and_their_size_does_not_grow_with_the_vocabulary():
+    sizes = []
+    for vocab in (2048, 128_000):
+        rows = top_rows(vocab=vocab)
+        message = wire.encode_top(rows)
+        back = wire.decode_top(pb.TopDistributions.FromString(message.SerializeToString()), vocab)
+        assert torch.equal(back.indices, rows.indices) and torch.equal(back.values, rows.values)  # bit for bit
+        assert torch.equal(back.dense(), rows.dense())
+        sizes.append(message.ByteSize())
+    assert abs(sizes[0] - sizes[1]) <= 4 and sizes[1] < 3 * 4 * 8 + 32  # 8 bytes an entry, plus a header
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(vocab_size=10), "vocab"), (dict(k=5), "indices"), (dict(values=b"\0" * 48), "sum to 1"),
+    (dict(indices=torch.full((12,), 60_000, dtype=torch.int32).numpy().tobytes()), "out of vocabulary")])
+def test_malformed_top_rows_raise(change, match):
+    message = wire.encode_top(top_rows())
+    for field_name, value in change.items():
+        setattr(message, field_name, value)
+    with pytest.raises(ValueError, match=match):
+        wire.decode_top(message, 50_000)
