@@ -134,6 +134,3 @@ class ModelInfo:
     device: str
     dtype: str
     eos_token_id: int
-
-
-

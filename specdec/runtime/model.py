@@ -48,7 +48,6 @@ def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
     return groups
 
 
-
 class SessionLM(Protocol):
     """What the draft and target runners need of a model: per-session extend with rollback, and rows that
     extend in lockstep with tokens kept on `device`."""

@@ -16,7 +16,6 @@ MAX_TEMPERATURE = 100.0
 MAX_SESSION_ID_LEN = 128
 
 
-
 def check_sampling(sampling: SamplingParams, vocab_size: int, prefix: str = "sampling.") -> None:
     t, k, p = sampling.temperature, sampling.top_k, sampling.top_p
     if not math.isfinite(t) or t < 0 or t > MAX_TEMPERATURE:
