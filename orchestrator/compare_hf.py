@@ -27,7 +27,7 @@ from rich.progress import Progress
 from specdec.demo_pair.heldout import CodePrompt
 from specdec.orchestrator.bench import BenchConfig, BenchRow, run_config
 from specdec.orchestrator.client import Client
-from specdec.orchestrator.hf_baseline import BareForwards, HFPair, HFRow, hf_configs, run_hf
+from specdec.orchestrator.hf_baseline import BareForwards, HFConfig, HFPair, HFRow, hf_configs, run_hf
 
 TEMPERATURES = (0.0, 1.0)
 HF_THREADS = (1, 2)
@@ -217,20 +217,37 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
                       r.config.label.removeprefix("specdec "), own, ratio(r.tokens_per_second,
                                                                           target_only.tokens_per_second))
                 for r in rows if r.config.gamma]
-        out += [Ratio(f"{name}: draft model time per forward, through the system / bare", serial.config.label,
+        serial_label = serial.config.label.removeprefix("specdec ")
+        out += [Ratio(f"{name}: draft model time per forward, through the system / bare", serial_label,
                       "bare draft forward", ratio(serial.draft_seconds / max(1, serial.draft_forwards), bare.draft_1)),
-                Ratio(f"{name}: draft call time per drafted token / bare draft forward", serial.config.label,
+                Ratio(f"{name}: draft call time per drafted token / bare draft forward", serial_label,
                       "bare draft forward",
                       ratio(serial.draft_call_seconds / max(1, serial.num_draft_tokens), bare.draft_1)),
-                Ratio(f"{name}: target model time per verify forward / bare gamma+1 forward", serial.config.label,
+                Ratio(f"{name}: target model time per verify forward / bare gamma+1 forward", serial_label,
                       "bare target verify forward",
                       ratio(serial.verify_seconds / max(1, serial.verify_forwards), bare.target_verify))]
     return out
 
 
+def run_hf_configs(pair: HFPair, prompts: list[str], configs: list[HFConfig], max_new_tokens: int,
+                   temperature: float, seed: int, progress: Progress,
+                   threads: tuple[int, ...] = HF_THREADS) -> list[HFRow]:
+    """Every configuration at every thread count, one prompt at a time."""
+    rows = []
+    for config in configs:
+        for count in threads:
+            task = progress.add_task(f"{config.label} T={temperature:g}, {count} thread(s)", total=len(prompts))
+            rows.append(run_hf(pair, prompts, config, max_new_tokens, temperature, count, seed,
+                               lambda t=task: progress.advance(t)))
+            progress.remove_task(task)
+    return rows
+
+
 def run_compare(client: Client, pair: HFPair, prompts: list[CodePrompt], gamma: int, max_new_tokens: int,
-                seed: int, progress: Progress, bare: BareForwards) -> Comparison:
-    """Decode every prompt with every specdec configuration and every HF baseline, at both temperatures."""
+                seed: int, progress: Progress, bare: BareForwards,
+                threads: tuple[int, ...] = HF_THREADS) -> Comparison:
+    """Decode every prompt with every specdec configuration and every HF baseline (at each of `threads`),
+    at both temperatures."""
     texts = [p.prompt for p in prompts]
     specdec: dict[float, list[BenchRow]] = {}
     hf: list[HFRow] = []
@@ -239,10 +256,5 @@ def run_compare(client: Client, pair: HFPair, prompts: list[CodePrompt], gamma: 
     for temperature in TEMPERATURES:
         specdec[temperature] = [run_config(client, prompts, config, max_new_tokens, temperature, seed, progress)
                                 for config in specdec_configs(gamma)]
-        for config in hf_configs(gamma):
-            for threads in HF_THREADS:
-                task = progress.add_task(f"{config.label} T={temperature:g}, {threads} thread(s)", total=len(texts))
-                hf.append(run_hf(pair, texts, config, max_new_tokens, temperature, threads, seed,
-                                 lambda t=task: progress.advance(t)))
-                progress.remove_task(task)
+        hf += run_hf_configs(pair, texts, hf_configs(gamma), max_new_tokens, temperature, seed, progress, threads)
     return Comparison(gamma, bare, specdec, hf)
