@@ -77,13 +77,13 @@ def render(result: DemoResult, console: Console) -> None:
     console.print(table)
     table = Table(title="against Hugging Face assisted generation in one process (same pair, prompts and tokens)")
     for column in ("temp.", "specdec target-only", "specdec speculative", "HF assisted (best)", "HF setting",
-                   "specdec speculative / HF assisted"):
+                   "speculative / HF"):
         table.add_column(column, justify="left" if column in ("temp.", "HF setting") else "right")
     for temp, target_only, speculative in zip(result.temperatures, rows[::2], rows[1::2], strict=True):
         hf = result.hf_assisted[temp]
         table.add_row("greedy" if temp == 0 else f"T={temp:g}", f"{target_only.tokens_per_second:.1f} tok/s",
                       f"{speculative.tokens_per_second:.1f} tok/s", f"{hf.tokens_per_second:.1f} tok/s",
-                      f"{hf.config.label.removeprefix('HF assisted ')}, {hf.threads} thread(s)",
+                      f"{hf.config.label.removeprefix('HF assisted ')}, {hf.threads} thr.",
                       f"{speculative.tokens_per_second / hf.tokens_per_second:.2f}x")
     console.print(table)
     draft_ms = statistics.mean(r.draft_ms_per_token for r in rows if r.config.gamma)

@@ -101,5 +101,5 @@ def test_demo_runs_end_to_end():
     assert result.returncode == 0, result.stderr[-3000:]
     for expected in ("greedy target-only", "greedy speculative", "T=1 target-only", "T=1 speculative",
                      "measured c =", "greedy speculative output identical to target-only output: yes",
-                     "HF assisted (best)", "specdec speculative / HF assisted"):
+                     "against Hugging Face assisted generation", "HF assisted (best)"):
         assert expected in result.stdout
