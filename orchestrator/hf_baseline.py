@@ -72,9 +72,10 @@ class HFPair:
 
     def prepare_assistant(self, config: HFConfig) -> None:
         """Set the draft's generation config for `config`. The heuristic schedule carries its gamma over from
-        one generate() call to the next, so every run restarts it here. The constant schedule also turns off
-        the confidence stop (default threshold 0.4), so that it drafts exactly gamma tokens a round as
-        specdec's fixed gamma does; the heuristic keeps transformers' default threshold."""
+        one generate() call to the next; `generate` restarts it at every call, so that each request starts
+        from gamma as specdec's per-request controllers do. The constant schedule also turns off the
+        confidence stop (default threshold 0.4), so that it drafts exactly gamma tokens a round as specdec's
+        fixed gamma does; the heuristic keeps transformers' default threshold."""
         assistant = self.draft.generation_config
         assistant.num_assistant_tokens_schedule = config.schedule
         assistant.num_assistant_tokens = config.gamma
@@ -91,6 +92,8 @@ class HFPair:
                                       do_sample=sampled, temperature=temperature if sampled else None,
                                       top_k=0 if sampled else None, top_p=1.0 if sampled else None,
                                       pad_token_id=self.tokenizer.pad_token_id or 0)
+        if config.assisted:
+            self.prepare_assistant(config)
         torch.manual_seed(seed)
         out = self.target.generate(ids, attention_mask=torch.ones_like(ids), generation_config=generation,
                                    assistant_model=self.draft if config.assisted else None)
@@ -111,11 +114,9 @@ def run_hf(pair: HFPair, prompts: list[str], config: HFConfig, max_new_tokens: i
     torch.set_num_threads(threads)
     try:
         encoded = [pair.encode(p) for p in prompts]
-        pair.prepare_assistant(config)
         pair.generate(encoded[0], config, min(8, max_new_tokens), temperature, seed)
         row = HFRow(config, temperature, threads)
         for index, prompt_ids in enumerate(encoded):
-            pair.prepare_assistant(config)
             started = time.perf_counter()
             new_ids = pair.generate(prompt_ids, config, max_new_tokens, temperature, seed + index)
             row.seconds += time.perf_counter() - started
