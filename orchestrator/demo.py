@@ -4,8 +4,9 @@ generation on the same pair, prompts and token count gets in this process.
 
 Everything in one process tree: a local Ray instance, the draft and target services (each on its own
 CPU, or GPU where there are two), the orchestrator, and a client of its gRPC address. The HF figure runs
-in the calling process (`hf_baseline`), after the services' runs, each schedule at 1 and 2 threads; the
-best of those is shown.
+in the calling process (`hf_baseline`), after the services' runs, at one torch thread as each service
+runs (a second thread on a loaded 2-core machine made it 7x slower in `bench --compare-hf`); the faster
+of the constant and heuristic schedules is shown.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from specdec.orchestrator.hf_baseline import HFPair, HFRow, hf_configs
 class DemoResult:
     temperatures: list[float]
     rows: list[BenchRow]  # per temperature, in that order: target-only, then speculative
-    hf_assisted: dict[float, HFRow]  # temperature -> the best assisted schedule and thread count
+    hf_assisted: dict[float, HFRow]  # temperature -> the faster assisted schedule
 
 
 def run_demo(address: str, num_prompts: int, max_new_tokens: int, gamma: int, temperature: float,
@@ -54,7 +55,7 @@ def run_demo(address: str, num_prompts: int, max_new_tokens: int, gamma: int, te
         assisted = [c for c in hf_configs(gamma) if c.assisted]
         for temp in temperatures:
             hf_rows += run_hf_configs(hf_pair, [p.prompt for p in prompts], assisted, max_new_tokens, temp, 1,
-                                      progress)
+                                      progress, threads=(1,))
     best_by_temperature: dict[float, HFRow] = {}
     for (_, temp), row in best_hf(hf_rows).items():
         if temp not in best_by_temperature or row.tokens_per_second > best_by_temperature[temp].tokens_per_second:
