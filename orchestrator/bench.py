@@ -46,6 +46,10 @@ class BenchRow:
     draft_forwards: int = 0
     verify_seconds: float = 0.0
     verify_forwards: int = 0
+    draft_call_seconds: float = 0.0  # the rounds waiting on draft calls (model time + transport)
+    verify_call_seconds: float = 0.0  # the rounds waiting on verify calls (model time + transport)
+    wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
+    num_accepted_tokens_per_pos: list[int] = field(default_factory=list)  # summed position by position
     wire_bytes: int = 0
     pre_drafted: int = 0  # rounds whose window was drafted during the previous verification
     lane_hits: int = 0  # of those, windows from speculation lanes
@@ -69,6 +73,11 @@ class BenchRow:
         self.draft_forwards += stats["num_draft_forwards"]
         self.verify_seconds += stats["verify_seconds"]
         self.verify_forwards += stats["num_verify_forwards"]
+        self.draft_call_seconds += stats["draft_call_seconds"]
+        self.verify_call_seconds += stats["verify_call_seconds"]
+        self.wait_seconds += stats["wait_seconds"]
+        self.num_accepted_tokens_per_pos = add_positions(self.num_accepted_tokens_per_pos,
+                                                         stats["num_accepted_tokens_per_pos"])
         self.wire_bytes += stats["wire_bytes"]
         self.pre_drafted += stats["num_pre_drafted"]
         self.lane_hits += stats["num_lane_hits"]
@@ -125,8 +134,15 @@ class BenchRow:
                      "verify_ms_per_forward"):
             out[name] = getattr(self, name)
         out["gamma_trace"] = " ".join(map(str, self.gamma_trace))
+        out["num_accepted_tokens_per_pos"] = " ".join(map(str, self.num_accepted_tokens_per_pos))
         out["rule_params"] = " ".join(f"{k}={v}" for k, v in self.config.rule_params.items())
         return out
+
+
+def add_positions(totals: list[int], counts: list[int]) -> list[int]:
+    """Position-by-position sum of two per-position counts of different lengths (gamma may vary)."""
+    longest = max(len(totals), len(counts))
+    return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(longest)]
 
 
 def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, max_new_tokens: int,

@@ -1,4 +1,5 @@
-"""Write a bench run out: JSON and CSV of every row, PNG plots, and a table on the console."""
+"""Write a bench run out: JSON and CSV of every row, PNG plots, and tables on the console; the same for a
+`--compare-hf` run (JSON and CSV of every figure, its per-round breakdown and its ratios)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from specdec.orchestrator.bench import BenchRow, Findings  # noqa: E402
+from specdec.orchestrator.compare_hf import Comparison, round_breakdown  # noqa: E402
 
 
 def write_files(rows: list[BenchRow], found: Findings, meta: dict, out_dir: Path) -> list[Path]:
@@ -109,3 +111,77 @@ def print_table(rows: list[BenchRow], found: Findings, console: Console) -> None
         console.print(f"  eps={eps}: opt {figures['opt_tokens_per_second']:.1f} tok/s, loglik drop "
                       f"{figures['opt_loglik_drop']:.3f}; uno {figures['uno_tokens_per_second']:.1f} tok/s, "
                       f"loglik drop {figures['uno_loglik_drop']:.3f}")
+
+
+def _temperature_name(temperature: float) -> str:
+    return "greedy" if temperature == 0 else f"T={temperature:g}"
+
+
+def compare_records(comparison: Comparison) -> list[dict]:
+    """One flat record per figure; specdec rows carry their per-round breakdown and acceptance."""
+    rows = {(r.config.label.removeprefix("specdec "), t): r for t, rs in comparison.specdec.items() for r in rs}
+    records = []
+    for figure in comparison.figures():
+        record = asdict(figure)
+        row = rows.get((figure.label, figure.temperature)) if figure.system == "specdec" else None
+        if row is not None:
+            record |= {"rounds": row.rounds, "tokens": row.tokens, "acceptance_rate": row.acceptance_rate,
+                       "mean_acceptance_length": row.mean_acceptance_length,
+                       **{f"round_{k}": v for k, v in asdict(round_breakdown(row)).items()}}
+        records.append(record)
+    return records
+
+
+def write_compare(comparison: Comparison, meta: dict, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = compare_records(comparison)
+    hf_runs = [{"label": r.config.label, "temperature": r.temperature, "threads": r.threads, "tokens": r.tokens,
+                "seconds": r.seconds, "tokens_per_second": r.tokens_per_second} for r in comparison.hf]
+    json_path, csv_path = out_dir / "compare_hf.json", out_dir / "compare_hf.csv"
+    json_path.write_text(json.dumps({"meta": meta, "bare_forwards": asdict(comparison.bare), "figures": records,
+                                     "hf_runs": hf_runs, "ratios": [asdict(r) for r in comparison.ratios()]},
+                                    indent=2))
+    fieldnames = list(dict.fromkeys(key for record in records for key in record))
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(records)
+    return [json_path, csv_path]
+
+
+def print_compare(comparison: Comparison, console: Console) -> None:
+    bare = comparison.bare
+    table = Table(title="specdec vs Hugging Face on the same pair, prompts and token count (one run)")
+    for column in ("system", "configuration", "temp.", "tok/s", "vs HF generate()", "note"):
+        table.add_column(column, justify="right" if column in ("tok/s", "vs HF generate()") else "left")
+    figures = comparison.figures()
+    generate = {f.temperature: f.tokens_per_second for f in figures if f.system == "HF" and f.label == "HF generate()"}
+    for f in figures:
+        table.add_row(f.system, f.label, _temperature_name(f.temperature), f"{f.tokens_per_second:.1f}",
+                      f"{f.tokens_per_second / generate[f.temperature]:.2f}x", f.note)
+    console.print(table)
+
+    table = Table(title="specdec: where a round's time goes (ms per round; the five add up to the round)")
+    for column in ("configuration", "temp.", "draft model", "target model", "transport", "waiting", "orchestrator",
+                   "round", "tokens/round"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for temperature, rows in comparison.specdec.items():
+        for row in rows:
+            b = round_breakdown(row)
+            table.add_row(row.config.label.removeprefix("specdec "), _temperature_name(temperature),
+                          *(f"{v:.2f}" for v in (b.draft_model_ms, b.target_model_ms, b.transport_ms, b.waiting_ms,
+                                                 b.orchestrator_ms, b.round_ms)),
+                          f"{row.tokens / row.rounds:.2f}" if row.rounds else "-")
+    console.print(table)
+    console.print("overlapped rows: 'draft model' includes drafting hidden under the verify call, so 'transport' "
+                  "there is understated by that hidden time")
+
+    table = Table(title="ratios (same run)")
+    for column in ("comparison", "numerator", "denominator", "ratio"):
+        table.add_column(column, justify="right" if column == "ratio" else "left")
+    for r in comparison.ratios():
+        table.add_row(r.name, r.numerator, r.denominator, f"{r.value:.2f}x")
+    console.print(table)
+    console.print(f"bare forwards in this process (1 thread, cache of {bare.cache_tokens}, medians): draft 1 token "
+                  f"{1000 * bare.draft_1:.2f} ms, target 1 token {1000 * bare.target_1:.2f} ms, target "
+                  f"{bare.gamma + 1} tokens {1000 * bare.target_verify:.2f} ms; c = {bare.draft_1 / bare.target_1:.3f}")

@@ -310,6 +310,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console = _console()
     if args.concurrency:
         return _bench_load(args, console)
+    if args.compare_hf:
+        return _bench_compare_hf(args, console)
     sweep = build_sweep(args.gammas, args.gamma, args.controllers, args.divergences, args.thresholds, args.epsilons,
                         args.num_drafts)
     prompts = code_prompts(args.prompts, seed=args.seed)
@@ -329,6 +331,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "seed": args.seed, "address": address, "target_model": target_model}
     print_table(rows, found, console)
     for path in write_files(rows, found, meta, out_dir):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def _bench_compare_hf(args: argparse.Namespace, console) -> int:
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from specdec.config import resolve_model
+    from specdec.demo_pair.heldout import code_prompts
+    from specdec.orchestrator.bench_report import print_compare, write_compare
+    from specdec.orchestrator.client import Client
+    from specdec.orchestrator.compare_hf import run_compare
+    from specdec.orchestrator.hf_baseline import HFPair, bare_forwards
+
+    prompts = code_prompts(args.prompts, seed=args.seed)
+    with contextlib.ExitStack() as stack:
+        address = args.address or stack.enter_context(local_deployment(args.config, console))
+        client = stack.enter_context(Client(address))
+        info = client.server_info()
+        models = {side: resolve_model(info[side]["model"]) for side in ("target", "draft")}
+        with console.status("loading the pair in this process and timing bare forwards..."):
+            pair = HFPair(models["target"], models["draft"])
+            bare = bare_forwards(pair, args.gamma)
+        with Progress(console=console, transient=True) as progress:
+            comparison = run_compare(client, pair, prompts, args.gamma, args.max_new_tokens, args.seed, progress,
+                                     bare)
+    meta = {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "gamma": args.gamma, "seed": args.seed,
+            "address": address, **models}
+    print_compare(comparison, console)
+    for path in write_compare(comparison, meta, Path(args.out or "bench-results")):
         console.print(f"wrote {path}")
     return 0
 
@@ -650,7 +684,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --concurrency: at least this many requests per load (light loads get more a stream)")
     bench.add_argument("--speculation-lanes", type=int, default=2,
                        help="speculation lanes of the overlapped runs with lanes (rejection outcomes pre-drafted for)")
-    bench.add_argument("--out", help="output folder (default: bench-results/<time>)")
+    bench.add_argument("--compare-hf", action="store_true",
+                       help="instead of the rule sweep: target-only, serial, overlapped and the cost controller "
+                            "against Hugging Face generate() and assisted generation in this process on the same "
+                            "pair, greedy and T=1, with each round's time broken down and the serial ideal from "
+                            "bare forwards; writes compare_hf.json and compare_hf.csv")
+    bench.add_argument("--out", help="output folder (default: bench-results/<time>; bench-results with --compare-hf)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

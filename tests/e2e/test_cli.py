@@ -100,5 +100,6 @@ def test_demo_runs_end_to_end():
                             text=True, timeout=600, env=os.environ | {"RAY_ADDRESS": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     for expected in ("greedy target-only", "greedy speculative", "T=1 target-only", "T=1 speculative",
-                     "measured c =", "greedy speculative output identical to target-only output: yes"):
+                     "measured c =", "greedy speculative output identical to target-only output: yes",
+                     "against Hugging Face assisted generation", "HF assisted (best)"):
         assert expected in result.stdout

@@ -1,0 +1,170 @@
+"""The Hugging Face baselines of `specdec bench --compare-hf`, in the calling process: plain `generate()` on
+the target, assisted generation with the draft as `assistant_model`, and bare forwards of each model.
+
+This is what a user would run instead of specdec on the same pair. It knows transformers and torch; it
+knows nothing of the serving system (no Ray, no gRPC, no stats dicts): it sees checkpoint folders, prompt
+strings and a token count. Like a specdec request with `ignore_eos`, the end-of-text token is an ordinary
+token here, so every system generates exactly `max_new_tokens` tokens.
+
+Assisted generation (transformers' `_assisted_decoding`): greedy, it keeps the draft tokens up to the
+first mismatch with the target's argmax; with `do_sample` and the draft's logits at hand it runs the
+speculative-sampling rule of Leviathan et al. (2023), so both temperatures are lossless as in specdec.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig
+
+SCHEDULES = ("constant", "heuristic")
+
+
+@dataclass(frozen=True)
+class HFConfig:
+    """One Hugging Face way of decoding: plain generate() (schedule "") or assisted with a schedule."""
+
+    label: str
+    schedule: str = ""  # "" | constant | heuristic
+    gamma: int = 0  # num_assistant_tokens (the heuristic schedule's starting value)
+
+    @property
+    def assisted(self) -> bool:
+        return bool(self.schedule)
+
+
+@dataclass
+class HFRow:
+    """Totals of one configuration over all prompts at one temperature and one thread count."""
+
+    config: HFConfig
+    temperature: float
+    threads: int
+    tokens: int = 0
+    seconds: float = 0.0
+    outputs: list[list[int]] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def hf_configs(gamma: int) -> list[HFConfig]:
+    return [HFConfig("HF generate()"),
+            HFConfig(f"HF assisted constant gamma={gamma}", "constant", gamma),
+            HFConfig(f"HF assisted heuristic (from {gamma})", "heuristic", gamma)]
+
+
+class HFPair:
+    """The target and the draft loaded the plain way (float32, eval), end-of-text an ordinary token."""
+
+    def __init__(self, target_path: str, draft_path: str):
+        self.tokenizer = AutoTokenizer.from_pretrained(target_path)
+        self.target = _load(target_path)
+        self.draft = _load(draft_path)
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def prepare_assistant(self, config: HFConfig) -> None:
+        """Set the draft's generation config for `config`. The heuristic schedule carries its gamma over from
+        one generate() call to the next; `generate` restarts it at every call, so that each request starts
+        from gamma as specdec's per-request controllers do. The constant schedule also turns off the
+        confidence stop (default threshold 0.4), so that it drafts exactly gamma tokens a round as specdec's
+        fixed gamma does; the heuristic keeps transformers' default threshold."""
+        assistant = self.draft.generation_config
+        assistant.num_assistant_tokens_schedule = config.schedule
+        assistant.num_assistant_tokens = config.gamma
+        assistant.assistant_confidence_threshold = 0.0 if config.schedule == "constant" else None
+
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[int], config: HFConfig, max_new_tokens: int, temperature: float,
+                 seed: int) -> list[int]:
+        """The new tokens of one generate() call: greedy at temperature 0, else sampled from the whole
+        distribution (top_k=0, top_p=1) with `torch.manual_seed(seed)`."""
+        ids = torch.tensor([prompt_ids])
+        sampled = temperature > 0
+        generation = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                      do_sample=sampled, temperature=temperature if sampled else None,
+                                      top_k=0 if sampled else None, top_p=1.0 if sampled else None,
+                                      pad_token_id=self.tokenizer.pad_token_id or 0)
+        if config.assisted:
+            self.prepare_assistant(config)
+        torch.manual_seed(seed)
+        out = self.target.generate(ids, attention_mask=torch.ones_like(ids), generation_config=generation,
+                                   assistant_model=self.draft if config.assisted else None)
+        return out[0, ids.shape[1]:].tolist()
+
+
+def _load(path: str) -> torch.nn.Module:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model.config.eos_token_id = model.generation_config.eos_token_id = None
+    return model
+
+
+def run_hf(pair: HFPair, prompts: list[str], config: HFConfig, max_new_tokens: int, temperature: float,
+           threads: int, seed: int, on_prompt: Callable[[], None] = lambda: None) -> HFRow:
+    """Decode every prompt one call at a time with `threads` torch threads, after one short warm-up call;
+    request i is seeded `seed + i`, as specdec's bench seeds its requests."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        encoded = [pair.encode(p) for p in prompts]
+        pair.generate(encoded[0], config, min(8, max_new_tokens), temperature, seed)
+        row = HFRow(config, temperature, threads)
+        for index, prompt_ids in enumerate(encoded):
+            started = time.perf_counter()
+            new_ids = pair.generate(prompt_ids, config, max_new_tokens, temperature, seed + index)
+            row.seconds += time.perf_counter() - started
+            row.tokens += len(new_ids)
+            row.outputs.append(new_ids)
+            on_prompt()
+        return row
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class BareForwards:
+    """Median seconds of single forwards over a KV cache of `cache_tokens`, one thread, in this process."""
+
+    cache_tokens: int
+    gamma: int
+    draft_1: float  # the draft, 1 token
+    target_1: float  # the target, 1 token
+    target_verify: float  # the target, gamma + 1 tokens
+
+
+@torch.inference_mode()
+def median_forward_seconds(model: torch.nn.Module, cache_tokens: int, new_tokens: int, repeats: int) -> float:
+    """Median time of one forward of `new_tokens` tokens over a cache of `cache_tokens`, the cache cropped
+    back after each forward so that every repetition sees the same length."""
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    prefix = torch.randint(0, vocab, (1, cache_tokens), generator=generator)
+    step = torch.randint(0, vocab, (1, new_tokens), generator=generator)
+    cache = DynamicCache()
+    model(prefix, cache=cache, use_cache=True)
+    times = []
+    for _ in range(repeats + 3):  # the first three warm up
+        started = time.perf_counter()
+        model(step, cache=cache, use_cache=True)
+        times.append(time.perf_counter() - started)
+        cache.crop(-new_tokens)
+    return statistics.median(times[3:])
+
+
+def bare_forwards(pair: HFPair, gamma: int, cache_tokens: int = 100, repeats: int = 60) -> BareForwards:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return BareForwards(cache_tokens, gamma,
+                            draft_1=median_forward_seconds(pair.draft, cache_tokens, 1, repeats * 2),
+                            target_1=median_forward_seconds(pair.target, cache_tokens, 1, repeats),
+                            target_verify=median_forward_seconds(pair.target, cache_tokens, gamma + 1, repeats))
+    finally:
+        torch.set_num_threads(previous)

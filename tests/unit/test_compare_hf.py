@@ -1,0 +1,140 @@
+"""The arithmetic of `specdec bench --compare-hf` on hand-made stats: breakdown, ideal, ratios, report."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+from rich.console import Console
+
+from specdec.orchestrator.bench import BenchRow, add_positions
+from specdec.orchestrator.bench_report import compare_records, print_compare, write_compare
+from specdec.orchestrator.compare_hf import (
+    Comparison,
+    expected_tokens_per_round,
+    overlapped_ideal_tokens_per_second,
+    round_breakdown,
+    serial_ideal_tokens_per_second,
+    specdec_configs,
+)
+from specdec.orchestrator.hf_baseline import BareForwards, HFRow, hf_configs
+
+
+def stats(**overrides) -> dict:
+    """One request's stats as a Client returns them: 10 rounds of gamma 4, 30 tokens, 2 s."""
+    base = {"output_tokens": 30, "seconds": 2.0, "num_rounds": 10, "num_drafts": 10, "num_draft_tokens": 40,
+            "num_accepted_tokens": 20, "num_accepted_tokens_per_pos": [8, 6, 4, 2], "draft_seconds": 0.4,
+            "num_draft_forwards": 40, "verify_seconds": 1.0, "num_verify_forwards": 10, "wire_bytes": 1000,
+            "num_pre_drafted": 0, "num_lane_hits": 0, "gamma_trace": [4] * 10, "draft_call_seconds": 0.5,
+            "verify_call_seconds": 1.2, "wait_seconds": 0.1}
+    return base | overrides
+
+
+def row_of(config, *requests: dict) -> BenchRow:
+    row = BenchRow(config)
+    for request in requests:
+        row.add(request, [1, 2, 3])
+    return row
+
+
+def test_breakdown_splits_the_round_and_adds_up():
+    config = specdec_configs(4)[1]
+    b = round_breakdown(row_of(config, stats(), stats()))
+    # per round, over 20 rounds: draft 0.8 s, verify 2 s, calls 3.4 s, wait 0.2 s, wall 4 s
+    assert b.draft_model_ms == pytest.approx(40.0)
+    assert b.target_model_ms == pytest.approx(100.0)
+    assert b.transport_ms == pytest.approx(30.0)
+    assert b.waiting_ms == pytest.approx(10.0)
+    assert b.orchestrator_ms == pytest.approx(20.0)
+    assert b.round_ms == pytest.approx(200.0)
+    parts = b.draft_model_ms + b.target_model_ms + b.transport_ms + b.waiting_ms + b.orchestrator_ms
+    assert parts == pytest.approx(b.round_ms)
+
+
+def test_breakdown_of_a_row_without_rounds_is_zero():
+    assert round_breakdown(BenchRow(specdec_configs(4)[0])).round_ms == 0.0
+
+
+def test_per_position_counts_add_across_requests_of_different_gamma():
+    assert add_positions([5, 3], [1, 1, 1]) == [6, 4, 1]
+    assert add_positions([], [2]) == [2]
+    row = row_of(specdec_configs(4)[1], stats(), stats(num_accepted_tokens_per_pos=[1, 1, 1, 1, 1]))
+    assert row.num_accepted_tokens_per_pos == [9, 7, 5, 3, 1]
+
+
+def test_expected_tokens_per_round_is_the_telescoped_product_and_the_mean_acceptance_length():
+    assert expected_tokens_per_round([8, 6, 4, 2], 10) == pytest.approx(1 + 20 / 10)
+    alpha, gamma, drafts = 0.5, 4, 1024
+    counts = [round(drafts * alpha ** (k + 1)) for k in range(gamma)]
+    assert expected_tokens_per_round(counts, drafts) == pytest.approx((1 - alpha ** (gamma + 1)) / (1 - alpha))
+    assert expected_tokens_per_round([3, 0, 0], 4) == pytest.approx(1.75)
+    assert expected_tokens_per_round([], 0) == 1.0
+
+
+def test_ideals_follow_the_performance_model():
+    # DESIGN.md's figures: draft 1.1 ms, verify of 5 tokens 10.4 ms, gamma 4.
+    assert serial_ideal_tokens_per_second(3.0, 4, 0.0011, 0.0104) == pytest.approx(3.0 / 0.0148)
+    assert overlapped_ideal_tokens_per_second(3.0, 4, 0.0011, 0.0104) == pytest.approx(3.0 / 0.0104)
+    assert overlapped_ideal_tokens_per_second(3.0, 4, 0.004, 0.0104) == pytest.approx(3.0 / 0.016)
+
+
+def comparison() -> Comparison:
+    configs = specdec_configs(4)
+    target_only = stats(output_tokens=10, seconds=1.0, num_rounds=10, num_drafts=0, num_draft_tokens=0,
+                        num_accepted_tokens=0, num_accepted_tokens_per_pos=[], draft_seconds=0.0,
+                        num_draft_forwards=0, draft_call_seconds=0.0, wait_seconds=0.0, gamma_trace=[0] * 10)
+    specdec = {t: [row_of(configs[0], target_only),
+                   row_of(configs[1], stats()),  # 15 tok/s
+                   row_of(configs[2], stats(seconds=1.0)),  # 30 tok/s
+                   row_of(configs[3], stats(seconds=3.0))]  # 10 tok/s
+               for t in (0.0, 1.0)}
+    hf = []
+    for t in (0.0, 1.0):
+        for config, seconds in zip(hf_configs(4), (2.0, 1.5, 1.2), strict=True):
+            for threads, slower in ((1, 1.0), (2, 2.0)):
+                hf.append(HFRow(config, t, threads, tokens=30, seconds=seconds * slower))
+    return Comparison(4, BareForwards(100, 4, draft_1=0.002, target_1=0.05, target_verify=0.08), specdec, hf)
+
+
+def test_headline_ratios_from_hand_made_rows():
+    ratios = {r.name: r for r in comparison().ratios()}
+    assert ratios["greedy: specdec target-only / HF generate()"].value == pytest.approx(10 / 15)
+    assert ratios["greedy: specdec target-only / bare target forwards"].value == pytest.approx(10 / 20)
+    # serial sd: 3 tokens a round measured; ideal 3 / (4 x 2 ms + 80 ms)
+    assert ratios["greedy: specdec serial sd / serial ideal"].value == pytest.approx(15 / (3 / 0.088))
+    assert ratios["greedy: specdec overlapped sd / overlapped ideal"].value == pytest.approx(30 / (3 / 0.08))
+    best = ratios["greedy: best specdec speculative / best HF assisted"]
+    assert (best.numerator, best.denominator) == ("sd gamma=4 overlapped", "HF assisted heuristic (from 4)")
+    assert best.value == pytest.approx(30 / 25)
+    assert ratios["T=1: best specdec speculative / HF generate()"].value == pytest.approx(30 / 15)
+    assert ratios["T=1: sd cost controller / own target-only"].value == pytest.approx(1.0)
+    assert ratios["greedy: draft model time per forward, through the system / bare"].value == pytest.approx(
+        (0.4 / 40) / 0.002)
+    assert ratios["greedy: draft call time per drafted token / bare draft forward"].value == pytest.approx(
+        (0.5 / 40) / 0.002)
+    assert all(math.isfinite(r.value) and r.value > 0 for r in ratios.values())
+
+
+def test_hf_figures_take_the_faster_thread_count():
+    hf = [f for f in comparison().figures() if f.system == "HF"]
+    assert len(hf) == 6
+    assert {f.note for f in hf} == {"1 thread(s)"}
+    assert {f.label: f.tokens_per_second for f in hf if f.temperature == 0} == {
+        "HF generate()": 15.0, "HF assisted constant gamma=4": 20.0, "HF assisted heuristic (from 4)": 25.0}
+
+
+def test_report_prints_and_writes_every_figure(tmp_path):
+    result = comparison()
+    out = io.StringIO()
+    print_compare(result, Console(file=out, width=200))
+    text = out.getvalue()
+    for expected in ("specdec vs Hugging Face", "where a round's time goes", "serial ideal gamma=4",
+                     "best specdec speculative / best HF assisted", "c = 0.040"):
+        assert expected in text
+    json_path, csv_path = write_compare(result, {"prompts": 1}, tmp_path)
+    written = json.loads(json_path.read_text())
+    assert len(written["figures"]) == len(compare_records(result)) == 2 * (3 + 4 + 3)
+    assert written["figures"][3]["round_round_ms"] == pytest.approx(100.0)  # target-only: 1 s over 10 rounds
+    assert len(csv_path.read_text().splitlines()) == 1 + 20
