@@ -1,0 +1,71 @@
+"""The draft runner on the real demo draft: a window reads back to the host once whatever gamma, seeded
+windows repeat, and sessions drafting in lockstep draft what each drafts alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from specdec.config import resolve_model
+from specdec.runtime.model import CausalLM, LoadSpec
+from specdec.services.draft.runner import DraftRunner
+from specdec.types import ProposeCall, SamplingParams
+
+PROMPTS = {"a": [5, 17, 99, 250, 3, 41], "b": [8, 9, 10, 11]}
+READS = ("tolist", "item", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__")
+
+
+@pytest.fixture(scope="module")
+def runner() -> DraftRunner:
+    return DraftRunner(CausalLM(LoadSpec(resolve_model("demo:draft"))))
+
+
+def calls(gamma: int, round_index: int = 1, **fields) -> list[ProposeCall]:
+    return [ProposeCall(sid, round_index, 0, prompt, gamma, fields.pop("sampling", SamplingParams(temperature=0.9)),
+                        seed=7, want_probs=True, **fields) for sid, prompt in PROMPTS.items()]
+
+
+def host_reads(runner: DraftRunner, batch: list[ProposeCall], monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """How often each way of reading a tensor back to the host ran while the batch was proposed."""
+    counts: Counter = Counter()
+    with monkeypatch.context() as patch:
+        for name in READS:
+            original = getattr(torch.Tensor, name)
+            patch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=original, **k: counts.update([_n])
+                          or _o(self, *a, **k))
+        results = runner.propose_batch(batch)
+    assert not [result for result in results if isinstance(result, Exception)]
+    return counts
+
+
+def test_a_window_reads_back_once_whatever_its_length(runner: DraftRunner, monkeypatch: pytest.MonkeyPatch):
+    short, long = host_reads(runner, calls(2), monkeypatch), host_reads(runner, calls(8), monkeypatch)
+    assert short == long and short["tolist"] == 1
+
+
+def test_the_confidence_early_stop_reads_back_per_token(runner: DraftRunner, monkeypatch: pytest.MonkeyPatch):
+    short = host_reads(runner, calls(2, confidence_threshold=1e-9), monkeypatch)
+    long = host_reads(runner, calls(8, confidence_threshold=1e-9), monkeypatch)
+    assert sum(long.values()) > sum(short.values())
+
+
+def test_a_seeded_window_repeats_and_the_round_changes_it(runner: DraftRunner):
+    first = [p.draft_tokens for p in runner.propose_batch(calls(8))]
+    again = [p.draft_tokens for p in runner.propose_batch(calls(8))]
+    other = [p.draft_tokens for p in runner.propose_batch(calls(8, round_index=2))]
+    assert first == again and first != other
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9, top_k=50)])
+def test_lockstep_drafts_what_each_session_drafts_alone(runner: DraftRunner, sampling: SamplingParams):
+    together = runner.propose_batch(calls(5, sampling=sampling))
+    for call, proposal in zip(calls(5, sampling=sampling), together, strict=True):
+        alone = runner.propose(call)
+        assert alone.draft_tokens == proposal.draft_tokens and len(alone.draft_tokens) == 5
+        assert alone.alternative_tokens == proposal.alternative_tokens
+        assert torch.allclose(alone.draft_probs, proposal.draft_probs, atol=1e-4)
+        assert alone.cache_len == proposal.cache_len == len(PROMPTS[call.session_id]) + 4
+        rows = proposal.draft_probs[torch.arange(5), torch.tensor(proposal.draft_tokens)]
+        assert bool((rows > 0).all())  # each token was drawn from the distribution reported for it
