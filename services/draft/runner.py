@@ -100,20 +100,36 @@ class _Drafting:
                 self.stopped = float(confidence) < call.confidence_threshold
         return tokens
 
-    def device_ints(self) -> list[torch.Tensor]:
-        """What the host reads back: the tokens [M * positions] sequence-major, then the alternatives."""
+    def device_parts(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """What the host reads back, flat, on the device: ints (the tokens [M * positions] sequence-major,
+        the alternatives, the rows' token ids) and floats (each token's probability, the rows' values)."""
         if not self.columns:
-            return []
-        return [torch.stack(self.columns, 1).reshape(-1), *self.alternatives]
+            return [], []
+        ints = [torch.stack(self.columns, 1).reshape(-1), *self.alternatives]
+        floats = [torch.stack(self.token_probs, 1).reshape(-1).float()] if self.token_probs else []
+        for rows in (self.rows, self.raw_rows):
+            if rows:
+                ints.append(torch.stack([index for index, _ in rows], 1).reshape(-1))
+                floats.append(torch.stack([value for _, value in rows], 1).reshape(-1).float())
+        return ints, floats
 
-    def proposal(self, ints: list[int], vocab_size: int, cache_len: int, seconds: float) -> Proposal:
-        """The proposal from this call's `device_ints`, read back."""
+    def proposal(self, ints: list[int], floats: list[float], vocab_size: int, cache_len: int,
+                 seconds: float) -> Proposal:
+        """The proposal from this call's `device_parts`, read back."""
         count = len(self.columns) * self.call.num_drafts
-        token_probs = torch.stack(self.token_probs, 1).reshape(-1).tolist() if self.token_probs else []
-        return Proposal(draft_tokens=ints[:count], draft_probs=_sequence_major(self.rows, vocab_size),
-                        cache_len=cache_len, compute_seconds=seconds,
-                        draft_raw_probs=_sequence_major(self.raw_rows, vocab_size),
-                        draft_token_probs=tuple(token_probs), alternative_tokens=tuple(ints[count:]))
+        draft_tokens, ints = ints[:count], ints[count:]
+        alternatives, ints = ints[: len(self.alternatives)], ints[len(self.alternatives):]
+        token_probs, floats = (floats[:count], floats[count:]) if self.token_probs else ([], floats)
+        tables: list[TopRows | None] = []
+        for rows in (self.rows, self.raw_rows):
+            size = count * rows[0][0].shape[-1] if rows else 0
+            tables.append(TopRows(torch.tensor(ints[:size]).reshape(count, -1),
+                                  torch.tensor(floats[:size], dtype=torch.float32).reshape(count, -1), vocab_size)
+                          if rows else None)
+            ints, floats = ints[size:], floats[size:]
+        return Proposal(draft_tokens=draft_tokens, draft_probs=tables[0], cache_len=cache_len,
+                        compute_seconds=seconds, draft_raw_probs=tables[1], draft_token_probs=tuple(token_probs),
+                        alternative_tokens=tuple(alternatives))
 
 
 class DraftRunner:
@@ -154,15 +170,16 @@ class DraftRunner:
             self._window(states, last, lambda active: self.lm.fork(calls[0].session_id, calls[0].num_drafts))
         else:
             self._window(states, last, lambda active: self.lm.rows([state.call.session_id for state in active]))
-        parts = [state.device_ints() for state in states]
-        flat = torch.cat([part for state_parts in parts for part in state_parts]).tolist() if any(parts) else []
+        parts = [state.device_parts() for state in states]
+        ints = _read_back([part for state_ints, _ in parts for part in state_ints])
+        floats = _read_back([part for _, state_floats in parts for part in state_floats])
         seconds = time.perf_counter() - started  # after the read-back: the device's time is in it
-        proposals, offset = [], 0
-        for state, state_parts in zip(states, parts, strict=True):
-            size = sum(part.numel() for part in state_parts)
-            proposals.append(state.proposal(flat[offset:offset + size], self.lm.vocab_size,
-                                            self.lm.cache_len(state.call.session_id), seconds))
-            offset += size
+        proposals, int_at, float_at = [], 0, 0
+        for state, (state_ints, state_floats) in zip(states, parts, strict=True):
+            int_size, float_size = sum(p.numel() for p in state_ints), sum(p.numel() for p in state_floats)
+            proposals.append(state.proposal(ints[int_at:int_at + int_size], floats[float_at:float_at + float_size],
+                                            self.lm.vocab_size, self.lm.cache_len(state.call.session_id), seconds))
+            int_at, float_at = int_at + int_size, float_at + float_size
         return proposals
 
     def _window(self, states: list[_Drafting], last: list[torch.Tensor],
@@ -184,12 +201,6 @@ class DraftRunner:
                               out.split([state.call.num_drafts for state, _ in still]), strict=True))
 
 
-def _sequence_major(rows: list[tuple[torch.Tensor, torch.Tensor]], vocab_size: int) -> TopRows | None:
-    """Per-position ([M, K] indices, [M, K] values) -> TopRows of M * positions rows on the host, sequence by
-    sequence."""
-    if not rows:
-        return None
-    indices = torch.stack([index for index, _ in rows], 1)
-    values = torch.stack([value for _, value in rows], 1)
-    k = indices.shape[-1]
-    return TopRows(indices.reshape(-1, k).cpu(), values.reshape(-1, k).float().cpu(), vocab_size)
+def _read_back(parts: list[torch.Tensor]) -> list:
+    """Flat device tensors of one dtype -> one Python list, in one read-back."""
+    return torch.cat(parts).tolist() if parts else []
