@@ -9,7 +9,7 @@ import torch
 
 from specdec.errors import SessionError
 from specdec.orchestrator.rules.base import RoundScores
-from specdec.runtime.scoring import window_statistics
+from specdec.runtime.scoring import inverse_cdf, window_statistics
 
 
 class MarkovLM:
@@ -89,3 +89,25 @@ def scores_from_rows(rule, draft_tokens: list[int], draft_probs: torch.Tensor, t
                        candidates=computed.candidates if spec.recover else None,
                        entropies=computed.entropies if spec.entropy else None,
                        divergences=computed.divergences if spec.divergence else None)
+
+
+def one_position_scores(rule, tokens: list[int], draft_row: torch.Tensor, target_rows: torch.Tensor,
+                        generator: torch.Generator) -> list[RoundScores]:
+    """Many independent one-token rounds drafted from `draft_row` [vocab] against target_rows [2, vocab]
+    (the position judged, then the bonus position), as `scores_from_rows` would build them one by one, from
+    two `window_statistics` calls: one over a window of every trial's token, one for the bonus tokens."""
+    count = len(tokens)
+    drafted = torch.tensor(tokens, dtype=torch.long)
+    uniforms = torch.rand(count + 1, generator=generator, dtype=torch.float64)
+    judged = target_rows[:1].expand(count + 1, -1)  # every position of the window is the judged one
+    computed = window_statistics(rule.statistics, judged, drafted, uniforms, draft_row.expand(count, -1), judged,
+                                 draft_row.expand(count, -1))
+    bonus_uniforms = torch.rand(count, generator=generator, dtype=torch.float64)
+    bonus = inverse_cdf(target_rows[1:].expand(count, -1), bonus_uniforms) if rule.statistics.recover else None
+    spec, argmax = rule.statistics, target_rows.argmax(-1)
+    return [RoundScores(drafted[n:n + 1], argmax, draft_token_probs=draft_row[drafted[n:n + 1]],
+                        target_token_probs=computed.target_token_probs[n:n + 1],
+                        candidates=torch.stack([computed.candidates[n], bonus[n]]) if spec.recover else None,
+                        entropies=computed.entropies[n:n + 1] if spec.entropy else None,
+                        divergences=computed.divergences[n:n + 1] if spec.divergence else None)
+            for n in range(count)]

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from ray.util.metrics import Counter, Histogram
+from ray.util.metrics import Counter, Gauge, Histogram
 
 from specdec.orchestrator.metrics import OrchestratorMetrics
 
@@ -16,7 +16,8 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.
 def exported_names() -> set[str]:
     """Prometheus series names as Ray exports them: a `ray_` prefix, `_total` on counters, `_bucket` etc."""
     names = set()
-    for metric in vars(OrchestratorMetrics()).values():
+    metrics = [m for m in vars(OrchestratorMetrics()).values() if isinstance(m, Counter | Gauge | Histogram)]
+    for metric in metrics:
         base = f"ray_{metric.info['name']}"
         if isinstance(metric, Counter):
             names.add(f"{base}_total")

@@ -11,7 +11,7 @@ import torch
 
 from specdec.orchestrator.rules import RuleParams, make_rule
 from specdec.runtime.divergences import divergence
-from tests.fakes import scores_from_rows
+from tests.fakes import one_position_scores, scores_from_rows
 
 VOCAB = 6
 
@@ -25,11 +25,11 @@ def dist(generator: torch.Generator, zeros: int = 0) -> torch.Tensor:
 def one_position(rule, target: torch.Tensor, draft: torch.Tensor, trials: int, seed: int):
     """Draft one token from `draft`, judge it; return (rejections, emitted-token histogram)."""
     generator = torch.Generator().manual_seed(seed)
-    target_probs = torch.stack([target, target])
+    tokens = torch.multinomial(draft, trials, replacement=True, generator=generator).tolist()
     rejections, counts = 0, torch.zeros(VOCAB)
-    for _ in range(trials):
-        token = int(torch.multinomial(draft, 1, generator=generator))
-        result = rule.accept(scores_from_rows(rule, [token], draft[None], target_probs, generator), generator)
+    for token, scores in zip(tokens, one_position_scores(rule, tokens, draft, torch.stack([target, target]),
+                                                         generator), strict=True):
+        result = rule.accept(scores, generator)
         rejections += result.num_accepted == 0
         counts[token if result.num_accepted else result.next_token] += 1
     return rejections / trials, counts / trials
