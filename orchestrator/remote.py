@@ -63,15 +63,18 @@ class CallStream:
     async def call(self, request: Message, call_type: type[Message], timeout_s: float) -> Message:
         """The response to `request`; a call error or a broken stream raises grpc.aio.AioRpcError, a call
         unanswered within timeout_s raises one with DEADLINE_EXCEEDED."""
-        if self._stream is None:
-            self._stream = self._open_stream()
-            self._reader = asyncio.get_running_loop().create_task(self._read(self._stream))
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = self._open_stream()
+            self._reader = asyncio.get_running_loop().create_task(self._read(stream))
         call_id = next(self._ids)
         answer = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())  # a caller may have left
         self._pending[call_id] = answer
         try:
-            async with self._writing:
-                await self._stream.write(call_type(call_id=call_id, request=request))
+            # Shielded: grpc cancels the whole stream when a write is cancelled, and a caller may be (its
+            # request cancelled by its client) without that touching the other calls on the stream.
+            await asyncio.shield(self._send(stream, call_type(call_id=call_id, request=request)))
             return await asyncio.wait_for(answer, timeout_s)
         except asyncio.TimeoutError:
             raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {timeout_s:g}s") from None
@@ -79,6 +82,10 @@ class CallStream:
             raise _rpc_error(grpc.StatusCode.UNAVAILABLE, f"stream closed: {exc}") from exc
         finally:
             self._pending.pop(call_id, None)
+
+    async def _send(self, stream: grpc.aio.StreamStreamCall, message: Message) -> None:
+        async with self._writing:
+            await stream.write(message)
 
     async def _read(self, stream: grpc.aio.StreamStreamCall) -> None:
         failure = _rpc_error(grpc.StatusCode.UNAVAILABLE, "stream ended")
