@@ -58,11 +58,7 @@ def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
                                  compute_seconds=proposal.compute_seconds,
                                  alternative_tokens=proposal.alternative_tokens,
                                  draft_token_probs=proposal.draft_token_probs)
-    if proposal.draft_probs is not None:
-        message.draft_probs.CopyFrom(wire.encode_top(proposal.draft_probs))
-    if proposal.draft_raw_probs is not None:
-        message.draft_raw_probs.CopyFrom(wire.encode_top(proposal.draft_raw_probs))
-    return message
+    return _with_draft_rows(message, proposal.draft_probs, proposal.draft_raw_probs)
 
 
 def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int, vocab_size: int | None = None) -> Proposal:
@@ -109,11 +105,7 @@ def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
                                sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
                                num_drafts=call.num_drafts, statistics=statistics_to_pb(call.statistics),
                                uniforms=call.uniforms)
-    if call.draft_probs is not None:
-        message.draft_probs.CopyFrom(wire.encode_top(call.draft_probs))
-    if call.draft_raw_probs is not None:
-        message.draft_raw_probs.CopyFrom(wire.encode_top(call.draft_raw_probs))
-    return message
+    return _with_draft_rows(message, call.draft_probs, call.draft_raw_probs)
 
 
 def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
@@ -143,6 +135,14 @@ def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verific
                         target_probs=_optional(message, "target_probs", rows), cache_len=message.cache_len,
                         compute_seconds=message.compute_seconds, wire_bytes=wire_bytes, statistics=computed,
                         batch_size=message.batch_size, batch_tokens=message.batch_tokens)
+
+
+def _with_draft_rows(message, draft_probs: TopRows | None, draft_raw_probs: TopRows | None):
+    """`message` with the draft's rows (a propose response, or a verify request forwarding them) set."""
+    for field_name, rows in (("draft_probs", draft_probs), ("draft_raw_probs", draft_raw_probs)):
+        if rows is not None:
+            getattr(message, field_name).CopyFrom(wire.encode_top(rows))
+    return message
 
 
 def _optional_top(message, field_name: str, rows: int, vocab_size: int | None, code: str) -> TopRows | None:
