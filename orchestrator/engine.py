@@ -6,7 +6,9 @@ re-prefill: the adapters own those), nor of gRPC, Ray or tokenizers. The committ
 truth; every service cache is a copy of some of them.
 
 The round has two exits: every draft token accepted, then the bonus token from the target; or a
-rejection, then the recovered token in place of the first rejected draft token. How drafting overlaps
+rejection, then the recovered token in place of the first rejected draft token. A round the controller
+gives no draft tokens (gamma 0) is a decoded run: the target decodes up to TARGET_RUN_TOKENS tokens by
+itself in one call, each the token the rule picks after an empty window. How drafting overlaps
 verification is a strategy around the round (`overlap.py`): serial mode drafts, then waits for the
 verify; overlapped mode drafts the next windows during the verify and hands the round a window that is
 already drafted when its premise is what the rule committed.
@@ -22,7 +24,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,7 +33,10 @@ from specdec.orchestrator.overlap import DraftAhead, Serial, Strategy, Window
 from specdec.orchestrator.rules.base import Acceptance, AcceptanceRule, RoundScores
 from specdec.orchestrator.sessions import DRAFT_FAULTS, CallSettings, DraftSession, Proposer, Scorer, TargetSession
 from specdec.orchestrator.stats import RequestStats
+from specdec.runtime.scoring import WindowStatistics
 from specdec.types import Proposal, SamplingParams, Verification
+
+TARGET_RUN_TOKENS = 8  # tokens a target-only round decodes in one call (the first round: one, for latency)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class RoundLoop:
         started, base = time.perf_counter(), len(self.committed)
         # 1. Propose up to gamma draft tokens, unless they were drafted during the last verification.
         gamma = self.gamma_for(base)
+        if gamma == 0 and ready is None:
+            return await self.decoded_run(started), None
         window = ready or await self.draft(gamma)
         self.stats.num_target_only_rounds += window is None and gamma > 0
         self.stats.num_pre_drafted += ready is not None
@@ -88,9 +95,7 @@ class RoundLoop:
         # draws each position's candidate next token where these uniforms fall.
         proposal, copies = (window.proposal, window.copies) if window else (None, 1)
         positions = len(proposal.draft_tokens) // copies + 1 if proposal else 1
-        uniforms = tuple(torch.rand(positions, generator=self.generator).tolist()) \
-            if self.rule.statistics.needs_uniforms else ()
-        scoring = self.target.score(self.committed, proposal, copies, uniforms)
+        scoring = self.target.score(self.committed, proposal, copies, self.uniforms(positions))
         verification = await self.strategy.score(self.timed(scoring), window)
         # 3. The rule accepts a prefix of one window's draft tokens and picks the next token.
         acceptance = accept(self.rule, window, verification, self.generator)
@@ -107,6 +112,33 @@ class RoundLoop:
         self.record(len(drafted), acceptance.num_accepted, spent, verification, started,
                     learn=window is not None or gamma == 0)
         return emitted, ahead if ahead and ahead.base == len(self.committed) else None
+
+    async def decoded_run(self, started: float) -> list[int]:
+        """A target-only round: the target decodes a run of tokens in one call, feeding back at each position
+        its candidate (at the round's uniform) or its argmax. The rule still picks every token, from that
+        position's scores after an empty window; the run is cut after a token the rule picks otherwise."""
+        request = self.request
+        produced = len(self.committed) - len(request.prompt_ids)
+        count = max(1, min(TARGET_RUN_TOKENS if produced else 1, request.max_new_tokens - produced,
+                           request.max_context - len(self.committed)))
+        verification = await self.timed(self.target.score(self.committed, None, 1, self.uniforms(count), count))
+        if not verification.decoded_tokens:  # a run of one: an ordinary target-only round
+            emitted = [accept(self.rule, None, verification, self.generator).next_token]
+        else:
+            emitted = []
+            for position, fed in enumerate(verification.decoded_tokens):
+                emitted.append(accept(self.rule, None, run_position(verification, position), self.generator).next_token)
+                if emitted[-1] != fed:  # the target's later positions follow a token not emitted
+                    break
+        emitted = self.commit(emitted)
+        self.record(0, 0, [], verification, started, learn=True, forwards=len(emitted))
+        return emitted
+
+    def uniforms(self, positions: int) -> tuple[float, ...]:
+        """Where the target draws each position's candidate, when the rule asks for candidates."""
+        if not self.rule.statistics.needs_uniforms:
+            return ()
+        return tuple(torch.rand(positions, generator=self.generator).tolist())
 
     async def draft(self, gamma: int) -> Window | None:
         """A fresh window on the main draft session; None for a target-only round or while the draft is down."""
@@ -142,17 +174,21 @@ class RoundLoop:
         return emitted
 
     def record(self, size: int, num_accepted: int, spent: list[Proposal], verification: Verification,
-               started: float, learn: bool) -> None:
+               started: float, learn: bool, forwards: int = 1) -> None:
+        """Count the round; teach the controller. A decoded run of `forwards` target positions teaches it as
+        that many target-only rounds would, on average."""
         stats, copies = self.stats, self.request.num_drafts if size else 1
         draft_seconds = sum(p.compute_seconds for p in spent)
         stats.record_round(size, num_accepted, draft_seconds, verification.compute_seconds,
                            verification.wire_bytes + sum(p.wire_bytes for p in spent),
-                           draft_forwards=sum(len(p.draft_tokens) // copies for p in spent))
+                           draft_forwards=sum(len(p.draft_tokens) // copies for p in spent), verify_forwards=forwards)
         stats.output_tokens = len(self.committed) - len(self.request.prompt_ids)
         if learn:  # a round the draft missed says nothing about the controller's choice
+            forwards = max(1, forwards)
             self.controller.update(RoundStats(
-                size, num_accepted, draft_seconds, verification.compute_seconds, time.perf_counter() - started,
-                verification.batch_size, verification.batch_tokens))
+                size, num_accepted, draft_seconds, verification.compute_seconds / forwards,
+                (time.perf_counter() - started) / forwards, verification.batch_size,
+                verification.batch_tokens // forwards))
 
     async def run(self) -> AsyncIterator[list[int]]:
         request, stats = self.request, self.stats
@@ -181,6 +217,15 @@ def generate(request: GenerationRequest, proposer: Proposer, scorer: Scorer, rul
     Fills `stats` as it goes (finish_reason and seconds included). The caller ends the sessions.
     """
     return RoundLoop(request, proposer, scorer, rule, controller, stats).run()
+
+
+def run_position(verification: Verification, position: int) -> Verification:
+    """One position of a decoded run as the verification of an empty window."""
+    computed = verification.statistics
+    if computed is not None:
+        candidates = computed.candidates[position:position + 1] if computed.candidates.numel() else computed.candidates
+        computed = WindowStatistics(computed.target_token_probs, candidates, computed.entropies, computed.divergences)
+    return replace(verification, target_argmax=verification.target_argmax[position:position + 1], statistics=computed)
 
 
 def accept(rule: AcceptanceRule, window: Window | None, verification: Verification,

@@ -155,10 +155,11 @@ class TargetSession:
         self.round = 0  # the round number of the next verify call
 
     async def score(self, committed: list[int], proposal: Proposal | None, copies: int,
-                    uniforms: tuple[float, ...]) -> Verification:
+                    uniforms: tuple[float, ...], decode: int = 1) -> Verification:
         """Scores of the proposal's draft tokens (`copies` windows of equal length; None: a target-only round)
         after the committed tokens, from one target forward. One window gets the statistics the rule asked
-        for, its candidates drawn at `uniforms`; several windows get whole rows."""
+        for, its candidates drawn at `uniforms`; several windows get whole rows. A target-only round may ask
+        the target to decode a run of `decode` tokens itself (one uniform per position)."""
         settings = self.settings
         draft_tokens = proposal.draft_tokens if proposal else []
         one_window = copies == 1
@@ -172,7 +173,8 @@ class TargetSession:
                 want_probs=settings.want_probs and not one_window, num_drafts=copies, statistics=statistics,
                 uniforms=uniforms if statistics.needs_uniforms else (),
                 draft_probs=proposal.draft_probs if forward else None,
-                draft_raw_probs=proposal.draft_raw_probs if forward else None)
+                draft_raw_probs=proposal.draft_raw_probs if forward else None,
+                decode_tokens=decode if proposal is None else 1)
             try:
                 verification = await self.scorer.verify(call)
             except ServiceDown:
@@ -186,7 +188,8 @@ class TargetSession:
                 self.round += 1
                 continue
             self.round += 1
-            self.cache.fed(keep_len, new_tokens + draft_tokens, verification.cache_len)
+            self.cache.fed(keep_len, new_tokens + draft_tokens + verification.decoded_tokens[:-1],
+                           verification.cache_len)
             return verification
         raise ServiceDown(f"target: no answer to a verify after {MAX_VERIFY_ATTEMPTS} attempts")
 

@@ -52,12 +52,13 @@ class RequestStats:
     wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
 
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
-                     verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None) -> None:
+                     verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None,
+                     verify_forwards: int = 1) -> None:
         """One round: tokens drafted and accepted, model times, bytes received. `draft_forwards` counts the
         draft forwards paid for in this round (pre-drafted windows of overlapped mode included); it
-        defaults to the tokens drafted."""
+        defaults to the tokens drafted. `verify_forwards`: the target's forwards (a decoded run's length)."""
         self.num_rounds += 1
-        self.num_verify_forwards += 1
+        self.num_verify_forwards += verify_forwards
         self.verify_seconds += verify_seconds
         self.wire_bytes += wire_bytes
         self.gamma_trace.append(num_draft_tokens)

@@ -10,7 +10,7 @@ This module knows nothing of gRPC or of models; it holds plain dataclasses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -111,6 +111,16 @@ class VerifyCall:
     uniforms: tuple[float, ...] = ()  # gamma + 1, in [0, 1): where each position's candidate is drawn
     draft_probs: TopRows | None = None  # the draft's rows, when the statistics need them
     draft_raw_probs: TopRows | None = None
+    # Without draft tokens: the target decodes this many tokens by itself, each fed back in turn (a run of
+    # target-only positions in one call); position i's token is candidates[i] at uniforms[i] (with
+    # statistics.recover), else its argmax.
+    decode_tokens: int = 1
+
+    @property
+    def positions(self) -> int:
+        """Positions scored per window: gamma + 1, or the decoded run's length."""
+        gamma = len(self.draft_tokens) // max(1, self.num_drafts)
+        return gamma + 1 if gamma else max(1, self.decode_tokens)
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,7 @@ class Verification:
     statistics: WindowStatistics | None = None  # what the call's statistics asked for (one window)
     batch_size: int = 1  # sessions scored in the same forward (the target's load)
     batch_tokens: int = 0  # tokens fed in that forward, over all its sessions
+    decoded_tokens: list[int] = field(default_factory=list)  # a decoded run's tokens (the last not yet fed)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ Returns the gamma + 1 argmaxes of every window and, for one window, the statisti
 (`specdec.runtime.scoring`: the target's probability of each draft token, candidate next tokens drawn at
 the caller's uniforms, entropies, divergences); whole warped rows (in wire precision) only on request.
 Calls of different sessions are scored as one batch; a call with M windows is scored as one batch over a
-fork of its session's cache, and its session keeps only the committed tokens. Scores are computed on the
-model's device; the host reads the argmaxes of a whole batch back at once.
+fork of its session's cache, and its session keeps only the committed tokens. A call without draft tokens
+may ask for a decoded run (`decode_tokens` > 1): the target feeds back its own token at each position (the
+candidate at the caller's uniform, or the argmax) and scores the next, all on the device, the run calls of
+a batch in lockstep, so a target-only request costs one call per run instead of one per token. Scores
+are computed on the model's device; the host reads the argmaxes of a whole batch back at once.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import time
 
 import torch
 
+from specdec.errors import SessionError
 from specdec.runtime.batcher import run_calls
 from specdec.runtime.model import SessionLM
-from specdec.runtime.scoring import StatisticsSpec, WindowStatistics, window_statistics
+from specdec.runtime.scoring import StatisticsSpec, WindowStatistics, inverse_cdf, window_statistics
 from specdec.runtime.warps import warped_probs
 from specdec.runtime.wire import wire_precision
 from specdec.types import Verification, VerifyCall
@@ -42,18 +46,56 @@ class TargetRunner:
     def verify_batch(self, calls: list[VerifyCall]) -> list[Verification | Exception]:
         """Score every call; a call that cannot run gets its SessionError in its place."""
         return run_calls(
-            calls, lambda c: self.lm.check_extend(c.session_id, c.keep_len, c.new_tokens + c.draft_tokens),
-            _forks, lambda c: self._verify_forked(c) if _forks(c) else self._verify_together([c])[0],
+            calls, self.check, _forks, lambda c: self._verify_forked(c) if _forks(c) else self._verify_together([c])[0],
             self._verify_together)
+
+    def check(self, call: VerifyCall) -> None:
+        """Raise SessionError if the call cannot run on its session: its tokens, then the positions a decoded
+        run feeds back, must fit the model's context."""
+        self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)
+        held = call.keep_len + len(call.new_tokens) + call.decode_tokens - 1
+        if held > self.lm.max_context:
+            raise SessionError("decode_tokens", f"the run would hold {held} tokens, more than the model's context "
+                                                f"of {self.lm.max_context}")
 
     @torch.inference_mode()
     def _verify_together(self, calls: list[VerifyCall]) -> list[Verification]:
-        """Checked calls of distinct sessions, one window each, scored in one batched extend."""
+        """Checked calls of distinct sessions, one window (or one decoded run) each, scored in one batched
+        extend, then the runs' further positions in lockstep."""
         started = time.perf_counter()
         items = [(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens) for call in calls]
         logits = [rows[-(len(call.draft_tokens) + 1):]
                   for call, rows in zip(calls, self.lm.extend_batch(items), strict=True)]
-        return self._scores(calls, logits, started, len(items), sum(len(tokens) for _, _, tokens in items))
+        runs = [index for index, call in enumerate(calls) if call.decode_tokens > 1]
+        decoded: list[torch.Tensor | None] = [None] * len(calls)
+        if runs:
+            for index, (rows, tokens) in zip(runs, self._decode([calls[i] for i in runs], [logits[i] for i in runs]),
+                                             strict=True):
+                logits[index], decoded[index] = rows, tokens
+        fed = sum(len(tokens) for _, _, tokens in items) + sum(calls[i].decode_tokens - 1 for i in runs)
+        return self._scores(calls, logits, started, len(items), fed, decoded)
+
+    def _decode(self, calls: list[VerifyCall], first: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Decoded runs from each call's first position's logits [1, vocab]: per call its logits
+        [decode_tokens, vocab] and its tokens [decode_tokens], the tokens fed back one position at a time
+        (every call still running in one forward), all on the device."""
+        logits = [[rows] for rows in first]
+        tokens: list[list[torch.Tensor]] = [[] for _ in calls]
+        active, rows = list(range(len(calls))), None
+        while active:
+            for index in active:
+                step = len(tokens[index])
+                tokens[index].append(own_token(calls[index], logits[index][-1], step))
+            still = [index for index in active if len(tokens[index]) < calls[index].decode_tokens]
+            if not still:
+                break
+            if rows is None or len(still) < len(active):
+                rows = self.lm.rows([calls[index].session_id for index in still])
+            out = self.lm.extend_rows(rows, torch.cat([tokens[index][-1] for index in still])[:, None])[:, -1]
+            for index, row in zip(still, out.split(1), strict=True):
+                logits[index].append(row)
+            active = still
+        return [(torch.cat(rows), torch.cat(picked)) for rows, picked in zip(logits, tokens, strict=True)]
 
     @torch.inference_mode()
     def _verify_forked(self, call: VerifyCall) -> Verification:
@@ -68,20 +110,43 @@ class TargetRunner:
         return self._scores([call], [logits], started, copies, len(call.new_tokens) + len(call.draft_tokens))[0]
 
     def _scores(self, calls: list[VerifyCall], logits: list[torch.Tensor], started: float, batch_size: int,
-                batch_tokens: int) -> list[Verification]:
-        """Verifications from each call's logits [rows, vocab] on the device; one read-back for the argmaxes."""
-        argmax = torch.cat([rows.argmax(-1) for rows in logits]).tolist()
+                batch_tokens: int, decoded: list[torch.Tensor | None] | None = None) -> list[Verification]:
+        """Verifications from each call's logits [rows, vocab] on the device and its decoded run's tokens
+        (None: not a run); one read-back for every argmax and decoded token of the batch."""
+        decoded = decoded or [None] * len(calls)
+        parts = [rows.argmax(-1) for rows in logits] + [tokens for tokens in decoded if tokens is not None]
+        read = iter(torch.cat(parts).tolist())
+        argmax = [[next(read) for _ in range(rows.shape[0])] for rows in logits]
         seconds = time.perf_counter() - started
-        results, offset = [], 0
-        for call, rows in zip(calls, logits, strict=True):
+        results = []
+        for call, rows, row_argmax, tokens in zip(calls, logits, argmax, decoded, strict=True):
+            own = [next(read) for _ in range(len(tokens))] if tokens is not None else []
             results.append(Verification(
-                target_argmax=argmax[offset:offset + rows.shape[0]],
+                target_argmax=row_argmax,
                 target_probs=wire_precision(warped_probs(rows, call.sampling)).cpu() if call.want_probs else None,
-                cache_len=self.lm.cache_len(call.session_id),
-                compute_seconds=seconds, statistics=statistics(call, rows),
-                batch_size=batch_size, batch_tokens=batch_tokens))
-            offset += rows.shape[0]
+                cache_len=self.lm.cache_len(call.session_id), compute_seconds=seconds,
+                statistics=run_statistics(call, own) if tokens is not None else statistics(call, rows),
+                batch_size=batch_size, batch_tokens=batch_tokens, decoded_tokens=own))
         return results
+
+
+def own_token(call: VerifyCall, logits: torch.Tensor, position: int) -> torch.Tensor:
+    """The target's own token [1] at one position of a decoded run, from its logits [1, vocab]: the candidate
+    at the call's uniform for that position (`scoring.inverse_cdf` over the warped distribution, as its
+    statistics draw it), or the argmax when the call's rule draws no candidates."""
+    if not call.statistics.recover:
+        return logits.argmax(-1)
+    uniform = torch.tensor(call.uniforms[position: position + 1], dtype=torch.float64, device=logits.device)
+    return inverse_cdf(warped_probs(logits, call.sampling), uniform)
+
+
+def run_statistics(call: VerifyCall, tokens: list[int]) -> WindowStatistics | None:
+    """A decoded run's statistics: no draft tokens to score, and each position's candidate is its token."""
+    if call.statistics == StatisticsSpec():
+        return None
+    empty = torch.empty(0)
+    candidates = torch.tensor(tokens, dtype=torch.long) if call.statistics.recover else torch.empty(0, dtype=torch.long)
+    return WindowStatistics(empty, candidates, empty, empty)
 
 
 def statistics(call: VerifyCall, logits: torch.Tensor) -> WindowStatistics | None:

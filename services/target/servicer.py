@@ -22,6 +22,7 @@ from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
 MAX_DRAFT_TOKENS = 256
 MAX_NUM_DRAFTS = 16
+MAX_DECODE_TOKENS = 64
 
 
 class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
@@ -46,6 +47,9 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         if len(call.draft_tokens) % call.num_drafts:
             raise InvalidField("draft_tokens", f"{len(call.draft_tokens)} tokens do not split into "
                                                f"{call.num_drafts} equal windows")
+        check_range("decode_tokens", call.decode_tokens, 1, MAX_DECODE_TOKENS)
+        if call.decode_tokens > 1 and (call.draft_tokens or call.want_probs):
+            raise InvalidField("decode_tokens", "a decoded run takes no draft tokens and returns no whole rows")
         check_sampling(call.sampling, self._lm.vocab_size)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)
@@ -74,8 +78,8 @@ def check_statistics(call: VerifyCall) -> None:
     if call.num_drafts > 1:
         raise InvalidField("statistics", "computed for one window only; several windows get whole rows")
     if spec.recover:
-        if len(call.uniforms) != gamma + 1:
-            raise InvalidField("uniforms", f"need {gamma + 1} (one per position) with statistics.recover, "
+        if len(call.uniforms) != call.positions:
+            raise InvalidField("uniforms", f"need {call.positions} (one per position) with statistics.recover, "
                                            f"got {len(call.uniforms)}")
         if not all(0.0 <= u < 1.0 for u in call.uniforms):
             raise InvalidField("uniforms", "must be in [0, 1)")

@@ -93,7 +93,7 @@ def verify_call_from_pb(message: pb.VerifyRequest, vocab_size: int) -> VerifyCal
                       new_tokens=list(message.new_tokens), draft_tokens=list(message.draft_tokens),
                       sampling=sampling_from_pb(message.sampling), want_probs=message.want_probs,
                       num_drafts=message.num_drafts or 1, statistics=statistics_from_pb(message.statistics),
-                      uniforms=tuple(message.uniforms),
+                      uniforms=tuple(message.uniforms), decode_tokens=message.decode_tokens or 1,
                       draft_probs=_optional_top(message, "draft_probs", gamma, vocab_size, "INVALID_ARGUMENT"),
                       draft_raw_probs=_optional_top(message, "draft_raw_probs", gamma, vocab_size,
                                                     "INVALID_ARGUMENT"))
@@ -104,14 +104,15 @@ def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
                                new_tokens=call.new_tokens, draft_tokens=call.draft_tokens,
                                sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
                                num_drafts=call.num_drafts, statistics=statistics_to_pb(call.statistics),
-                               uniforms=call.uniforms)
+                               uniforms=call.uniforms, decode_tokens=call.decode_tokens)
     return _with_draft_rows(message, call.draft_probs, call.draft_raw_probs)
 
 
 def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
     message = pb.VerifyResponse(target_argmax=verification.target_argmax, cache_len=verification.cache_len,
                                 compute_seconds=verification.compute_seconds, batch_size=verification.batch_size,
-                                batch_tokens=verification.batch_tokens)
+                                batch_tokens=verification.batch_tokens,
+                                decoded_tokens=verification.decoded_tokens)
     if verification.target_probs is not None:
         message.target_probs.CopyFrom(wire.encode(verification.target_probs))
     computed = verification.statistics
@@ -134,7 +135,8 @@ def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verific
     return Verification(target_argmax=list(message.target_argmax),
                         target_probs=_optional(message, "target_probs", rows), cache_len=message.cache_len,
                         compute_seconds=message.compute_seconds, wire_bytes=wire_bytes, statistics=computed,
-                        batch_size=message.batch_size, batch_tokens=message.batch_tokens)
+                        batch_size=message.batch_size, batch_tokens=message.batch_tokens,
+                        decoded_tokens=list(message.decoded_tokens))
 
 
 def _with_draft_rows(message, draft_probs: TopRows | None, draft_raw_probs: TopRows | None):

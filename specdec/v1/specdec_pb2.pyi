@@ -148,7 +148,7 @@ class ProposeResponse(_message.Message):
     def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_drafts", "statistics", "uniforms", "draft_probs", "draft_raw_probs")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_drafts", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class VerifyRequest(_message.Message):
     UNIFORMS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_PROBS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -173,10 +174,11 @@ class VerifyRequest(_message.Message):
     uniforms: _containers.RepeatedScalarFieldContainer[float]
     draft_probs: TopDistributions
     draft_raw_probs: TopDistributions
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ...) -> None: ...
+    decode_tokens: int
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens")
+    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens", "decoded_tokens")
     TARGET_PROBS_FIELD_NUMBER: _ClassVar[int]
     TARGET_ARGMAX_FIELD_NUMBER: _ClassVar[int]
     CACHE_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +186,7 @@ class VerifyResponse(_message.Message):
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     BATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DECODED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     target_probs: Distributions
     target_argmax: _containers.RepeatedScalarFieldContainer[int]
     cache_len: int
@@ -191,7 +194,8 @@ class VerifyResponse(_message.Message):
     statistics: WindowStatistics
     batch_size: int
     batch_tokens: int
-    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., statistics: _Optional[_Union[WindowStatistics, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ...) -> None: ...
+    decoded_tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., statistics: _Optional[_Union[WindowStatistics, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ..., decoded_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CallError(_message.Message):
     __slots__ = ("code", "message")

@@ -281,6 +281,11 @@ TARGET_CASES = [
     Case("10k draft tokens", verify(draft_tokens=[1] * 10_000), INVALID, "draft_tokens"),
     Case("windows that do not split", verify(draft_tokens=[1, 2, 3], num_drafts=2), INVALID, "draft_tokens"),
     Case("num_drafts 10**6", verify(num_drafts=10**6), INVALID, "num_drafts"),
+    Case("decode_tokens -1", verify(draft_tokens=[], decode_tokens=-1), INVALID, "decode_tokens"),
+    Case("decode_tokens 10**6", verify(draft_tokens=[], decode_tokens=10**6), INVALID, "decode_tokens"),
+    Case("a decoded run with draft tokens", verify(draft_tokens=[1, 2], decode_tokens=4), INVALID, "decode_tokens"),
+    Case("too few uniforms for a run", verify(draft_tokens=[], decode_tokens=4, statistics=pb.Statistics(
+        recover="target"), uniforms=[0.5, 0.5]), INVALID, "uniforms"),
     Case("top_p NaN", verify(sampling=pb.SamplingParams(temperature=1.0, top_p=math.nan)), INVALID,
          "sampling.top_p"),
     Case("keep_len -5", verify(keep_len=-5), INVALID, "keep_len"),

@@ -15,7 +15,7 @@ from scipy.stats import chisquare
 
 from specdec.orchestrator.controllers import ControllerParams, make_controller
 from specdec.orchestrator.controllers.fixed import FixedGamma
-from specdec.orchestrator.engine import GenerationRequest, generate
+from specdec.orchestrator.engine import TARGET_RUN_TOKENS, GenerationRequest, generate
 from specdec.orchestrator.local import LocalProposer, LocalScorer
 from specdec.orchestrator.rules import Acceptance, make_rule
 from specdec.orchestrator.stats import RequestStats
@@ -79,8 +79,8 @@ WARPS = [SamplingParams(1.0), SamplingParams(0.7, top_k=3), SamplingParams(1.3, 
 
 
 @pytest.mark.parametrize("sampling", WARPS, ids=["t1", "t0.7-topk3", "t1.3-topp0.8"])
-@pytest.mark.parametrize("gamma, overlap, lanes", [(1, False, 0), (3, False, 0), (1, True, 0), (2, True, 0),
-                                                  (2, True, 2)])
+@pytest.mark.parametrize("gamma, overlap, lanes", [(0, False, 0), (1, False, 0), (3, False, 0), (1, True, 0),
+                                                  (2, True, 0), (2, True, 2)])
 def test_sd_sequences_follow_the_warped_target(sampling, gamma, overlap, lanes):
     proposer, scorer, target = make_pair()
     samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed, overlap=overlap, lanes=lanes)[0])
@@ -146,6 +146,49 @@ class CountingProposer(LocalProposer):
     async def propose(self, call):
         self.calls += 1
         return await super().propose(call)
+
+
+class CountingScorer(LocalScorer):
+    def __init__(self, runner):
+        super().__init__(runner)
+        self.calls = []
+
+    async def verify(self, call):
+        self.calls.append(call)
+        return await super().verify(call)
+
+
+def test_target_only_rounds_are_decoded_runs():
+    _, _, target = make_pair(seed=3)
+    scorer = CountingScorer(TargetRunner(target))
+    out, stats = run(LocalProposer(DraftRunner(MarkovLM(target.table))), scorer, make_rule("sd"), 0,
+                     SamplingParams(1.0), 5, max_new_tokens=20)
+    runs = [call.decode_tokens for call in scorer.calls]
+    assert runs == [1, TARGET_RUN_TOKENS, TARGET_RUN_TOKENS, 19 - 2 * TARGET_RUN_TOKENS]  # the first alone, for latency
+    assert [len(call.uniforms) for call in scorer.calls] == runs  # one uniform per decoded position
+    assert len(out) == 20 and stats.num_rounds == 4 and stats.num_verify_forwards == 20
+    assert stats.num_drafts == 0 and stats.gamma_trace == [0, 0, 0, 0]
+
+
+class ArgmaxAfterCandidates:
+    """A rule that asks the target for candidates (so a decoded run feeds them back) but always emits the
+    argmax: every run must be cut where the two differ, and the output is the target's greedy path."""
+
+    name, multi_window, needs_probs = "argmax-after-candidates", False, True
+    statistics = StatisticsSpec(recover="target")
+
+    def accept(self, scores, generator):
+        return Acceptance(0, int(scores.target_argmax[0]))
+
+
+def test_a_decoded_run_is_cut_where_the_rule_picks_another_token():
+    proposer, scorer, target = make_pair(seed=3)
+    greedy = run(proposer, scorer, make_rule("greedy"), 0, SamplingParams(0.0), 0, max_new_tokens=24)[0]
+    counting = CountingScorer(TargetRunner(target))
+    out, stats = run(proposer, counting, ArgmaxAfterCandidates(), 0, SamplingParams(1.0), 0, max_new_tokens=24)
+    assert out == greedy
+    assert stats.num_rounds > 4  # runs were cut: more calls than 1 + 23 / 8
+    assert target.sessions == {}
 
 
 def test_overlap_verifies_pre_drafted_windows_and_rolls_back_on_rejection():
