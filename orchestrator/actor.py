@@ -30,6 +30,7 @@ from specdec.orchestrator.journal import Journal
 from specdec.orchestrator.metrics import OrchestratorMetrics
 from specdec.orchestrator.remote import Recovery, RemoteProposer, RemoteScorer
 from specdec.orchestrator.servicer import OrchestratorServicer
+from specdec.runtime.memory import steady_allocator
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
 from specdec.runtime.security import TokenCheck, read_token
 from specdec.runtime.service_actor import advertised_host, where
@@ -41,6 +42,7 @@ SERVICE_NAME = "specdec.v1.OrchestratorService"
 class OrchestratorActor:
     def __init__(self, config: ServeConfig, draft_addresses: list[str], target_addresses: list[str],
                  draft_actors: list | None = None, target_actors: list | None = None):
+        steady_allocator()  # before the gRPC server starts
         self._config = config
         self._limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
         self._drafts, self._targets = list(draft_addresses), list(target_addresses)

@@ -100,7 +100,10 @@ class CallStream:
                 else:
                     answer.set_result(result.response)
         except grpc.aio.AioRpcError as exc:
-            failure = exc
+            # A stream cut by the service's death may end INTERNAL ("Internal error from Core") rather than
+            # UNAVAILABLE; the calls' own errors travel as results, so either way the service is down.
+            failure = _rpc_error(grpc.StatusCode.UNAVAILABLE, f"stream broke: {exc.code().name}: {exc.details()}") \
+                if exc.code() == grpc.StatusCode.INTERNAL else exc
         except asyncio.CancelledError:
             failure = _rpc_error(grpc.StatusCode.UNAVAILABLE, "stream closed")
             raise

@@ -9,6 +9,9 @@ import os
 # Ray token authentication for every cluster the tests start or join, as `specdec` sets it. Ray reads
 # this when it is first imported, so it is set here, before any test module imports ray.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# One torch thread in the tests' own process and in the Ray workers it starts (they inherit this): each
+# service runs on one thread, and on 2 cores a second thread per process only spins against the others.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items):

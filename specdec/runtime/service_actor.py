@@ -16,6 +16,7 @@ import grpc
 import ray
 import torch
 
+from specdec.runtime.memory import steady_allocator
 from specdec.runtime.model import CausalLM, LoadSpec
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import RpcLimits, format_address, start_server
@@ -54,6 +55,7 @@ class ModelServiceActor:
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
                  limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
                  session_idle_s: float = 0.0, tls: TlsFiles | None = None):
+        steady_allocator()  # before the model thread and the gRPC server start
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
         self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
         self.max_sessions = max_sessions  # 0: no limit; beyond it new sessions get RESOURCE_EXHAUSTED
