@@ -5,6 +5,8 @@ The engine asks a `DraftSession` for a window of draft tokens after a token sequ
 cache protocol lives here and nowhere above: how many leading committed tokens each cache holds (its
 cursor) and which not yet committed tokens it holds after them; the keep_len and new_tokens of every
 call; round numbers (a retried call keeps its number, so the services' round ledgers make retries safe);
+the request's settings, sent on a session's first call and held by the service after it
+(`settings_held`);
 a fresh start from the committed tokens after a service lost the session (SessionLost); waiting for a
 target that is down (ServiceDown) and asking the same round again. A call that failed may or may not have
 run, so afterwards a cache is trusted only up to that call's keep_len.
@@ -111,6 +113,7 @@ class DraftSession:
         self.proposer, self.session_id, self.settings = proposer, session_id, settings
         self.rounds, self.stats = rounds, stats
         self.cache = CacheView()
+        self.settings_sent = False  # the draft holds this session's settings
 
     @property
     def available(self) -> bool:
@@ -131,13 +134,16 @@ class DraftSession:
             session_id=self.session_id, round=next(self.rounds), keep_len=keep_len, new_tokens=new_tokens,
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
             confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
-            num_drafts=settings.num_drafts)
+            num_drafts=settings.num_drafts, settings_held=self.settings_sent and keep_len > 0)
         try:
             proposal = await self.proposer.propose(call)
         except DRAFT_FAULTS as fault:
             self.stats.num_draft_faults += 1
-            self.cache.trust_only(0 if isinstance(fault, SessionLost) else keep_len)
+            lost = isinstance(fault, SessionLost)
+            self.cache.trust_only(0 if lost else keep_len)
+            self.settings_sent = self.settings_sent and not lost
             raise
+        self.settings_sent = True
         self.cache.fed(keep_len, new_tokens + proposal.draft_tokens, proposal.cache_len)
         return proposal
 
@@ -153,6 +159,7 @@ class TargetSession:
         self.scorer, self.session_id, self.settings, self.stats = scorer, session_id, settings, stats
         self.cache = CacheView()
         self.round = 0  # the round number of the next verify call
+        self.settings_sent = False  # the target holds this session's settings
 
     async def score(self, committed: list[int], proposal: Proposal | None, copies: int,
                     uniforms: tuple[float, ...], decode: int = 1) -> Verification:
@@ -174,7 +181,7 @@ class TargetSession:
                 uniforms=uniforms if statistics.needs_uniforms else (),
                 draft_probs=proposal.draft_probs if forward else None,
                 draft_raw_probs=proposal.draft_raw_probs if forward else None,
-                decode_tokens=decode if proposal is None else 1)
+                decode_tokens=decode if proposal is None else 1, settings_held=self.settings_sent and keep_len > 0)
             try:
                 verification = await self.scorer.verify(call)
             except ServiceDown:
@@ -185,9 +192,11 @@ class TargetSession:
             except SessionLost:
                 self.stats.num_target_faults += 1
                 self.cache.trust_only(0)
+                self.settings_sent = False
                 self.round += 1
                 continue
             self.round += 1
+            self.settings_sent = True
             self.cache.fed(keep_len, new_tokens + draft_tokens + verification.decoded_tokens[:-1],
                            verification.cache_len)
             return verification

@@ -79,6 +79,7 @@ class ProposeCall:
     confidence_threshold: float = 0.0  # > 0: stop once the draft's probability of its token is below it
     want_raw_probs: bool = False
     num_drafts: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
+    settings_held: bool = False  # the service holds this session's settings: they travel only once
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class VerifyCall:
     # target-only positions in one call); position i's token is candidates[i] at uniforms[i] (with
     # statistics.recover), else its argmax.
     decode_tokens: int = 1
+    settings_held: bool = False  # the service holds this session's sampling
 
     @property
     def positions(self) -> int:

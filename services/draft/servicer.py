@@ -8,6 +8,7 @@ import grpc
 
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
+from specdec.runtime.held_settings import PROPOSE_SETTINGS
 from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
@@ -23,6 +24,7 @@ MAX_NUM_DRAFTS = 16
 
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
+    settings_fields = PROPOSE_SETTINGS
     def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 16):
         super().__init__(lm, executor, max_batch)
         self.batcher = Batcher(DraftRunner(lm).propose_batch, executor, max_batch)
@@ -36,7 +38,7 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
 
     async def propose(self, request: pb.ProposeRequest) -> pb.ProposeResponse:
         """Check a propose request and answer it once per (session, round); raises InvalidField / SessionError."""
-        call = messages.propose_call_from_pb(request)
+        call = messages.propose_call_from_pb(self.settings.resolve(request))
         self.check_session_call(call.session_id, call.keep_len)
         check_range("gamma", call.gamma, 1, MAX_GAMMA)
         check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)

@@ -9,6 +9,7 @@ import grpc
 from specdec.errors import InvalidField
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
+from specdec.runtime.held_settings import VERIFY_SETTINGS
 from specdec.runtime.model import CausalLM
 from specdec.runtime.model_servicer import ModelServicerBase
 from specdec.runtime.rpc import abort_on_bad_input
@@ -26,6 +27,7 @@ MAX_DECODE_TOKENS = 64
 
 
 class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
+    settings_fields = VERIFY_SETTINGS
     def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 16):
         super().__init__(lm, executor, max_batch)
         self.batcher = Batcher(TargetRunner(lm).verify_batch, executor, max_batch)
@@ -39,7 +41,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
 
     async def verify(self, request: pb.VerifyRequest) -> pb.VerifyResponse:
         """Check a verify request and answer it once per (session, round); raises InvalidField / SessionError."""
-        call = messages.verify_call_from_pb(request, self._lm.vocab_size)
+        call = messages.verify_call_from_pb(self.settings.resolve(request), self._lm.vocab_size)
         self.check_session_call(call.session_id, call.keep_len)
         if len(call.draft_tokens) > MAX_DRAFT_TOKENS:
             raise InvalidField("draft_tokens", f"at most {MAX_DRAFT_TOKENS} per call, got {len(call.draft_tokens)}")

@@ -10,6 +10,7 @@ import torch
 
 from specdec.errors import InvalidField
 from specdec.runtime import wire
+from specdec.runtime.held_settings import PROPOSE_SETTINGS, VERIFY_SETTINGS, without_settings
 from specdec.runtime.scoring import StatisticsSpec, WindowStatistics
 from specdec.types import ModelInfo, Proposal, ProposeCall, SamplingParams, TopRows, Verification, VerifyCall
 from specdec.v1 import specdec_pb2 as pb
@@ -46,11 +47,12 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
-    return pb.ProposeRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
-                             new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
-                             seed=call.seed, want_probs=call.want_probs,
-                             confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
-                             num_drafts=call.num_drafts)
+    message = pb.ProposeRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
+                                new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
+                                seed=call.seed, want_probs=call.want_probs,
+                                confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
+                                num_drafts=call.num_drafts)
+    return without_settings(message, PROPOSE_SETTINGS) if call.settings_held else message
 
 
 def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
@@ -105,6 +107,8 @@ def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
                                sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
                                num_drafts=call.num_drafts, statistics=statistics_to_pb(call.statistics),
                                uniforms=call.uniforms, decode_tokens=call.decode_tokens)
+    if call.settings_held:
+        without_settings(message, VERIFY_SETTINGS)
     return _with_draft_rows(message, call.draft_probs, call.draft_raw_probs)
 
 

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from specdec.errors import InvalidField, SessionError
 from specdec.runtime import messages
 from specdec.runtime.batcher import Batcher
+from specdec.runtime.held_settings import HeldSettings
 from specdec.runtime.model import CausalLM
 from specdec.runtime.rounds import RoundLedger
 from specdec.runtime.rpc import abort_on_bad_input
@@ -26,10 +27,12 @@ T = TypeVar("T")
 
 class ModelServicerBase:
     batcher: Batcher
+    settings_fields: tuple[str, ...] = ()  # the request fields a session sends once (`held_settings`)
 
     def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int):
         self._lm, self._executor, self.max_batch = lm, executor, max_batch
         self.rounds: RoundLedger[Message] = RoundLedger()
+        self.settings = HeldSettings(self.settings_fields)
 
     async def run_model(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -46,8 +49,13 @@ class ModelServicerBase:
     async def EndSession(self, request: pb.EndSessionRequest, context) -> pb.EndSessionResponse:
         check_session_id(request.session_id)
         await self.rounds.settled(request.session_id)  # a round still running would otherwise outlive the end
-        self.rounds.forget([request.session_id])
+        self.forget([request.session_id])
         return pb.EndSessionResponse(existed=await self.run_model(self._lm.end_session, request.session_id))
+
+    def forget(self, session_ids: list[str]) -> None:
+        """Drop what the servicer keeps of ended or expired sessions: their last round and their settings."""
+        self.rounds.forget(session_ids)
+        self.settings.forget(session_ids)
 
     async def serve_stream(self, calls: AsyncIterator[Message], context: grpc.aio.ServicerContext,
                            answer: Callable[[Message], Awaitable[Message]], result_type: type[Message]) -> None:

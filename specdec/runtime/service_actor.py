@@ -108,7 +108,7 @@ class ModelServiceActor:
         while True:
             await asyncio.sleep(min(30.0, self.session_idle_s / 4))
             expired = await loop.run_in_executor(self._executor, self._lm.expire_idle, self.session_idle_s)
-            self.servicer.rounds.forget(expired)
+            self.servicer.forget(expired)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError

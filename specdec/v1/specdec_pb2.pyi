@@ -104,7 +104,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProposeRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_drafts")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_drafts", "settings_held")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class ProposeRequest(_message.Message):
     CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     WANT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     NUM_DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_HELD_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -127,7 +128,8 @@ class ProposeRequest(_message.Message):
     confidence_threshold: float
     want_raw_probs: bool
     num_drafts: int
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ...) -> None: ...
+    settings_held: bool
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., settings_held: _Optional[bool] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
     __slots__ = ("draft_tokens", "cache_len", "compute_seconds", "draft_probs", "draft_raw_probs", "draft_token_probs", "alternative_tokens")
@@ -148,7 +150,7 @@ class ProposeResponse(_message.Message):
     def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_drafts", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_drafts", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens", "settings_held")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +164,7 @@ class VerifyRequest(_message.Message):
     DRAFT_PROBS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     DECODE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_HELD_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -175,7 +178,8 @@ class VerifyRequest(_message.Message):
     draft_probs: TopDistributions
     draft_raw_probs: TopDistributions
     decode_tokens: int
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ...) -> None: ...
+    settings_held: bool
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ..., settings_held: _Optional[bool] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens", "decoded_tokens")
