@@ -42,6 +42,7 @@ class Series:
     def __init__(self, registry: prometheus_client.CollectorRegistry, kind: str, name: str, documentation: str,
                  labels: tuple[str, ...] = ()):
         ray_class, local_class = KINDS[kind]
+        self.kind, self.name = kind, name
         histogram = kind == "histogram"
         self.ray = ray_class(name.replace(":", "_"), documentation, *([LATENCY_BOUNDARIES] if histogram else []),
                              tag_keys=labels)
