@@ -40,6 +40,7 @@ from specdec.runtime.service_actor import advertised_host, where
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "specdec.v1.OrchestratorService"
+GAUGE_REFRESH_S = 1.0  # Ray drops a gauge not set again within two of its export intervals (2 s at the least)
 
 
 class OrchestratorActor:
@@ -55,6 +56,7 @@ class OrchestratorActor:
         self._server: grpc.aio.Server | None = None
         self._jobs: JobRunner | None = None
         self._http: HttpServer | None = None
+        self._gauges: asyncio.Task | None = None
         self._resumed_items = 0
         self._address = ""
         self._http_address = ""
@@ -131,7 +133,13 @@ class OrchestratorActor:
             await self._jobs.close()
             raise
         self._address = format_address(advertised_host(cfg.host), port)
+        self._gauges = asyncio.get_running_loop().create_task(self._refresh_gauges())
         return self._address
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            await asyncio.sleep(GAUGE_REFRESH_S)
+            self._orchestrator.metrics.running(self._orchestrator.active_requests)
 
     async def _serve_http(self, token: str) -> str:
         http, tls = self._config.http, self._config.tls

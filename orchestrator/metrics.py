@@ -122,7 +122,6 @@ class OrchestratorMetrics:
                                                  "Histogram of time per output token in seconds.", model)
         self.vllm_e2e_latency = series("histogram", "vllm:e2e_request_latency_seconds",
                                        "Histogram of end to end request latency in seconds.", model)
-        self.vllm_requests_waiting.set(0, tags=self._model)
         self.running(0)
         self._calls: list[tuple[str, float, float]] = []  # (method, wall seconds, model seconds), not yet exported
         self._token_gaps: list[float] = []  # seconds between a request's rounds, not yet exported
@@ -139,8 +138,11 @@ class OrchestratorMetrics:
             self._gammas[stats.gamma_controller] = stats.gamma_trace[-1]
 
     def running(self, requests: int) -> None:
+        """Requests in flight now (and none waiting). Also called every few seconds by the orchestrator actor:
+        Ray stops exporting a gauge that is not set again within two of its export intervals."""
         self.active_requests.set(requests)
         self.vllm_requests_running.set(requests, tags=self._model)
+        self.vllm_requests_waiting.set(0, tags=self._model)
 
     def first_token(self, seconds: float) -> None:
         self.time_to_first_token.observe(seconds)
