@@ -94,6 +94,8 @@ def refusal(exc: Exception, chat: bool = False) -> Refusal:
         return Refusal(exc.status, str(exc), exc.param)
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            return Refusal(400, f"body: not JSON: {first['msg']}")
         param = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
         return Refusal(400, f"{param}: {first['msg']}", param)
     if isinstance(exc, ServiceDown):
