@@ -9,6 +9,9 @@ Given the services' actor handles, a service that fails is brought back through 
 restarted by Ray (max_restarts) and re-located by asking its new incarnation for its address; a hung one
 is killed so that Ray restarts it (see `remote.Recovery`).
 
+With the serve config's `http` section on, the OpenAI-compatible HTTP API (`http_gateway`) runs beside the
+gRPC server on this actor's event loop, over the same `Orchestrator`; `http_address()` returns its base URL.
+
 Batch jobs live in a SQLite journal (jobs.journal_path) that this actor opens on start. In Ray the start
 begins in the constructor, so an actor that Ray restarts after a crash resumes the unfinished jobs at
 once, before any client calls `ready()` again.
@@ -24,6 +27,7 @@ from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
 from specdec.orchestrator.core import Orchestrator, Route, check_pair
+from specdec.orchestrator.http_gateway import HttpServer, create_app, serve_http
 from specdec.orchestrator.job_items import JobItems
 from specdec.orchestrator.jobs import JobRunner
 from specdec.orchestrator.journal import Journal
@@ -37,6 +41,7 @@ from specdec.runtime.service_actor import advertised_host, where
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "specdec.v1.OrchestratorService"
+GAUGE_REFRESH_S = 1.0  # Ray drops a gauge not set again within two of its export intervals (2 s at the least)
 
 
 class OrchestratorActor:
@@ -52,8 +57,11 @@ class OrchestratorActor:
         self._orchestrator: Orchestrator | None = None
         self._server: grpc.aio.Server | None = None
         self._jobs: JobRunner | None = None
+        self._http: HttpServer | None = None
+        self._gauges: asyncio.Task | None = None
         self._resumed_items = 0
         self._address = ""
+        self._http_address = ""
         try:  # a Ray async actor is constructed on its running loop: start now (and resume jobs) unasked
             self._start = asyncio.get_running_loop().create_task(self._serve())
         except RuntimeError:  # constructed outside a loop (in-process tests): start on the first ready()
@@ -64,9 +72,15 @@ class OrchestratorActor:
             self._start = asyncio.get_running_loop().create_task(self._serve())
         return await asyncio.shield(self._start)
 
+    async def http_address(self) -> str:
+        """The HTTP API's base URL (http[s]://host:port) once started; empty when the http section is off."""
+        await self.ready()
+        return self._http_address
+
     async def health(self) -> dict:
         o = self._orchestrator
         return {"service": SERVICE_NAME, "serving": self._server is not None, "address": self._address,
+                "http_address": self._http_address,
                 "active_requests": o.active_requests if o else 0,
                 "routes": {r.name: r.active for r in o.routes} if o else {},
                 "faults": {service.address: {"available": service.available, "failures": service.failures,
@@ -78,7 +92,7 @@ class OrchestratorActor:
                 if self._jobs else {}} | where()
 
     async def _serve(self) -> str:
-        metrics = OrchestratorMetrics()
+        metrics = OrchestratorMetrics(self._config.served_model_name)
         tls = self._config.tls
         credentials = tls.channel_credentials()  # mutual TLS to the services when tls.cert/key are set too
         timeout_s = self._config.limits.recovery_timeout_s
@@ -105,17 +119,36 @@ class OrchestratorActor:
         self._jobs = JobRunner(Journal(jobs.resolved_path(cfg.name)), JobItems(self._orchestrator), jobs.concurrency,
                                jobs.max_attempts, self._config.limits.max_job_items)
         self._resumed_items = self._jobs.start()
+        token = read_token(cfg.token_file) if cfg.token_file else ""
         try:
             self._server, port = await start_server(
                 lambda server: pb_grpc.add_OrchestratorServiceServicer_to_server(
                     OrchestratorServicer(self._orchestrator, self._jobs), server),
                 cfg.host, cfg.port, self._limits, [SERVICE_NAME], tls.server_credentials(client_api=True),
-                (TokenCheck(read_token(cfg.token_file)),) if cfg.token_file else ())
+                (TokenCheck(token),) if token else ())
+            if self._config.http.enabled:
+                self._http_address = await self._serve_http(token)
         except BaseException:  # a failed start runs no jobs: the next start resumes them
+            if self._server is not None:
+                await self._server.stop(None)
+                self._server = None
             await self._jobs.close()
             raise
         self._address = format_address(advertised_host(cfg.host), port)
+        self._gauges = asyncio.get_running_loop().create_task(self._refresh_gauges())
         return self._address
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            await asyncio.sleep(GAUGE_REFRESH_S)
+            self._orchestrator.metrics.running(self._orchestrator.active_requests)
+
+    async def _serve_http(self, token: str) -> str:
+        http, tls = self._config.http, self._config.tls
+        app = create_app(self._orchestrator, self._config.served_model_name, self._config.draft.model, token)
+        self._http = await serve_http(app, http.host, http.port, tls)
+        scheme = "https" if tls.enabled else "http"
+        return f"{scheme}://{format_address(advertised_host(http.host), self._http.port)}"
 
 
 async def current_addresses(addresses: list[str], actors: list) -> list[str]:

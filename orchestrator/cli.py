@@ -12,6 +12,7 @@ import sys
 import threading
 
 DEFAULT_ADDRESS = os.environ.get("SPECDEC_ADDRESS", "127.0.0.1:50051")
+DEFAULT_HTTP_ADDRESS = os.environ.get("SPECDEC_HTTP_ADDRESS", "http://127.0.0.1:8000")
 
 
 def _init_ray(address: str | None, quiet: bool) -> None:
@@ -27,11 +28,21 @@ def _init_ray(address: str | None, quiet: bool) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from specdec.config import ServeConfig
     from specdec.launch import deploy
+    from specdec.speculative_config import apply_speculative_config, parse_speculative_config
 
     config = ServeConfig.load(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         config = config.with_overrides(orchestrator=overrides)
+    http = {k: v for k, v in (("host", args.http_host), ("port", args.http_port)) if v is not None}
+    try:
+        if http:
+            config = config.with_overrides(http=http | {"enabled": True})
+        if args.speculative_config:
+            config = apply_speculative_config(config, parse_speculative_config(args.speculative_config))
+    except ValueError as exc:
+        print(f"specdec serve: {exc}", file=sys.stderr)
+        return 2
     if args.detach and not args.address:
         print("specdec serve: --detach needs --address (a running cluster outlives this command; "
               "a local instance does not)", file=sys.stderr)
@@ -43,6 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                    ("target", deployment.target_addresses, config.target.model)):
         for address in addresses:
             print(f"{kind} service at {address} ({model}, {placement})")
+    if deployment.http_address:
+        print(f"OpenAI-compatible HTTP API at {deployment.http_address}/v1 (model {config.served_model_name})")
     print(f"orchestrator listening on {deployment.address}", flush=True)
     if args.detach:
         return 0
@@ -475,12 +488,13 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         ray.init(address=args.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         actor = ray.remote(LoadGenerator).options(num_cpus=0, scheduling_strategy="SPREAD")
         generators = [actor.remote() for _ in range(args.ray_generators)]
+    address = args.address or (DEFAULT_HTTP_ADDRESS if args.endpoint == "openai" else DEFAULT_ADDRESS)
     with Progress(console=console, transient=True) as progress:
-        rows = run_sweep(args.address, loads, modes, plans_for, slo, generators, progress, args.seed,
-                         _connection(args))
+        rows = run_sweep(address, loads, modes, plans_for, slo, generators, progress, args.seed, _connection(args),
+                         args.endpoint)
     print_rows(rows, console)
     out_dir = Path(args.out or f"loadtest-results/{time.strftime('%Y%m%d-%H%M%S')}")
-    meta = {key: value for key, value in vars(args).items() if key not in ("func", "token")}
+    meta = {key: value for key, value in vars(args).items() if key not in ("func", "token")} | {"address": address}
     for path in write_report(rows, meta, out_dir):
         console.print(f"wrote {path}")
     return 0
@@ -505,6 +519,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", help="Ray cluster to join ('auto' or host:port); default: start a local one")
     serve.add_argument("--host", help="interface the orchestrator binds (overrides the config)")
     serve.add_argument("--port", type=int, help="orchestrator port, 0 for any free one (overrides the config)")
+    serve.add_argument("--http-port", type=int,
+                       help="also serve the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
+                            "/v1/models, /health, /metrics) on this port, 0 for any free one (turns the config's "
+                            "http section on)")
+    serve.add_argument("--http-host", help="interface the HTTP API binds (overrides the config; turns it on)")
+    serve.add_argument("--speculative-config",
+                       help="vLLM's speculative config as JSON, e.g. '{\"method\": \"draft_model\", \"model\": "
+                            "\"demo:draft\", \"num_speculative_tokens\": 4, \"disable_by_batch_size\": 16}'; "
+                            "keys specdec cannot honour are refused by name")
     serve.add_argument("--detach", action="store_true",
                        help="start detached actors on a running cluster and return at once (needs --address)")
     serve.set_defaults(func=cmd_serve)
@@ -620,8 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "median, p90, p99), output tokens/s, requests/s, goodput under latency limits, failures by "
                     "status code and the server's acceptance figures. Tokens are counted, not stream chunks. Writes "
                     "JSON, CSV and PNG plots.")
-    loadtest.add_argument("--address", default=DEFAULT_ADDRESS,
-                          help="orchestrator gRPC address (default: $SPECDEC_ADDRESS or 127.0.0.1:50051)")
+    loadtest.add_argument("--endpoint", choices=("grpc", "openai"), default="grpc",
+                          help="grpc: the orchestrator's gRPC API; openai: the OpenAI-compatible HTTP API "
+                               "(streamed /v1/completions)")
+    loadtest.add_argument("--address",
+                          help="gRPC address (default: $SPECDEC_ADDRESS or 127.0.0.1:50051), or with --endpoint "
+                               "openai the HTTP API's URL (default: $SPECDEC_HTTP_ADDRESS or http://127.0.0.1:8000)")
     loadtest.add_argument("--concurrency", type=int, nargs="+",
                           help="closed loop: numbers of concurrent streams to sweep (default: 1 8 32)")
     loadtest.add_argument("--rate", type=float, nargs="+", help="open loop: request rates (requests/s) to sweep")

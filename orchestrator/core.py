@@ -74,6 +74,9 @@ class Route:
 class TextDelta:
     text: str
     token_ids: list[int]
+    # The request's statistics so far: the live object the stream ends with, for an adapter that ends a
+    # request early (a stop string) and still reports what it did.
+    stats: RequestStats | None = field(default=None, compare=False, repr=False)
 
 
 def check_pair(draft_info: ModelInfo, target_info: ModelInfo) -> None:
@@ -103,6 +106,16 @@ class Orchestrator:
     def active_requests(self) -> int:
         return sum(route.active for route in self.routes)
 
+    @property
+    def speculation_disabled_by_load(self) -> bool:
+        """vLLM's disable_by_batch_size: at this many requests in flight, new ones without a gamma go target-only."""
+        return 0 < self.defaults.disable_by_batch_size <= self.active_requests
+
+    @property
+    def targets_recovering(self) -> bool:
+        """True while every route's target is being brought back: no new request could start decoding now."""
+        return not any(route.scorer.available for route in self.routes)
+
     def prepare(self, params: GenerateParams) -> PreparedRequest:
         """Validate and fill defaults. Raises InvalidField naming the first bad field."""
         if not params.prompt:
@@ -124,6 +137,8 @@ class Orchestrator:
         gamma = self.defaults.gamma if params.gamma is None else params.gamma
         check_range("gamma", gamma, 0, self.limits.max_gamma)
         controller_name = params.gamma_controller or self.defaults.gamma_controller
+        if params.gamma is None and params.gamma_controller is None and self.speculation_disabled_by_load:
+            gamma, controller_name = 0, "fixed"
         if controller_name not in CONTROLLER_NAMES:
             raise InvalidField("gamma_controller", f"unknown controller {controller_name!r}; known: "
                                                    f"{', '.join(CONTROLLER_NAMES)}")
@@ -172,25 +187,30 @@ class Orchestrator:
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         route = min(self.routes, key=lambda r: r.active)  # the least-loaded draft/target pair
         route.active += 1
-        self.metrics.active_requests.set(self.active_requests)
+        self.metrics.running(self.active_requests)
         first_token: float | None = None
+        last_tokens = arrived
         try:
             async for emitted in generate(request, route.proposer, route.scorer, prepared.rule, prepared.controller,
                                           stats):
+                now = time.perf_counter()
                 if first_token is None:
-                    first_token = time.perf_counter() - arrived
+                    first_token = now - arrived
                     self.metrics.first_token(first_token)
+                else:
+                    self.metrics.next_tokens(now - last_tokens)
+                last_tokens = now
                 self.metrics.round(stats)
                 if isinstance(prepared.controller, Governed):  # the governor measures the requests it governs
                     self.governor.record(len(emitted), self.active_requests)
-                yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted)
+                yield TextDelta(text=detokenizer.push(emitted), token_ids=emitted, stats=stats)
             tail = detokenizer.push([], final=True)
             if tail:
-                yield TextDelta(text=tail, token_ids=[])
+                yield TextDelta(text=tail, token_ids=[], stats=stats)
             yield stats
         finally:
             route.active -= 1
-            self.metrics.active_requests.set(self.active_requests)
+            self.metrics.running(self.active_requests)
             self.metrics.finished(stats, first_token, time.perf_counter() - arrived)
             # Free both sessions whether the request finished, failed or was cancelled.
             await asyncio.shield(asyncio.gather(route.proposer.end_session(request.request_id),

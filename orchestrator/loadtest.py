@@ -8,11 +8,14 @@ tokens, not chunks: time per output token is (end-to-end - time to first token) 
 chunk of k tokens that arrives d seconds after the previous one counts as k inter-token gaps of d / k.
 
 The pure parts (arrival times, request records, summaries) are functions here; `run_load` is the thin
-driver over the gRPC client, and `LoadGenerator` runs a share of a load as a Ray actor on another node.
+driver over a client: the gRPC `Client` (endpoint `grpc`) or, over the OpenAI-compatible HTTP API, the
+`OpenAIClient` (endpoint `openai`), which stream the same deltas and stats. `LoadGenerator` runs a share
+of a load as a Ray actor on another node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
@@ -27,9 +30,11 @@ import grpc
 
 from specdec.orchestrator.client import Client
 from specdec.orchestrator.job_input import json_lines
+from specdec.orchestrator.openai_client import HttpError, OpenAIClient
 
 PERCENTILES = (50, 90, 99)
 MAX_OPEN_LOOP_THREADS = 512
+ENDPOINTS = ("grpc", "openai")
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,17 @@ def token_gaps(chunks: list[tuple[float, int]]) -> list[float]:
     return [0.0] * max(0, first_tokens - 1) + gaps  # tokens arriving with the first one came at once
 
 
-def run_request(client: Client, plan: RequestPlan, params: dict, load_started: float) -> RequestRecord:
+def connect(endpoint: str, address: str, connection: dict | None = None):
+    """A context manager giving the client of `endpoint` at `address`; `connection`: TLS and token keyword
+    arguments (tls_ca, token, and for gRPC mutual TLS cert and key)."""
+    connection = connection or {}
+    if endpoint == "openai":
+        return contextlib.nullcontext(OpenAIClient(address, tls_ca=connection.get("tls_ca"),
+                                                   token=connection.get("token")))
+    return Client(address, timeout_s=None, **connection)
+
+
+def run_request(client: Client | OpenAIClient, plan: RequestPlan, params: dict, load_started: float) -> RequestRecord:
     """Send one streaming request and time every chunk."""
     record = RequestRecord(sent=time.perf_counter() - load_started)
     started = time.perf_counter()
@@ -119,6 +134,8 @@ def run_request(client: Client, plan: RequestPlan, params: dict, load_started: f
         record.ok = True
     except grpc.RpcError as exc:
         record.status, record.error = exc.code().name, (exc.details() or "")[:200]
+    except HttpError as exc:
+        record.status, record.error = exc.status, exc.message[:200]
     record.e2e = time.perf_counter() - started
     record.output_tokens = sum(tokens for _, tokens in chunks)
     record.ttft = chunks[0][0] if chunks else 0.0
@@ -127,11 +144,12 @@ def run_request(client: Client, plan: RequestPlan, params: dict, load_started: f
 
 
 def run_load(address: str, load: LoadSpec, plans: list[RequestPlan], params: dict, seed: int = 0,
-             on_done=None, connection: dict | None = None) -> tuple[list[RequestRecord], float]:
+             on_done=None, connection: dict | None = None, endpoint: str = "grpc"
+             ) -> tuple[list[RequestRecord], float]:
     """Run `plans` against `address` under `load`; return the records (in plan order) and the duration.
-    `connection`: the Client's TLS and token keyword arguments."""
+    `connection`: the client's TLS and token keyword arguments (see `connect`)."""
     records: list[RequestRecord | None] = [None] * len(plans)
-    with Client(address, timeout_s=None, **(connection or {})) as client:
+    with connect(endpoint, address, connection) as client:
         started = time.perf_counter()
 
         def one(index: int) -> None:
@@ -170,8 +188,8 @@ class LoadGenerator:
     """A Ray actor that runs its share of a load, so that one client machine is not the bottleneck."""
 
     def run(self, address: str, load: LoadSpec, plans: list[RequestPlan], params: dict, seed: int,
-            connection: dict | None = None) -> dict:
-        records, duration = run_load(address, load, plans, params, seed, connection=connection)
+            connection: dict | None = None, endpoint: str = "grpc") -> dict:
+        records, duration = run_load(address, load, plans, params, seed, connection=connection, endpoint=endpoint)
         return {"records": [asdict(r) for r in records], "duration": duration}
 
 
@@ -250,7 +268,7 @@ def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_ch
 
 def run_sweep(address: str, loads: list[LoadSpec], modes: dict[str, dict], plans_for: callable, slo: Slo,
               generators: list | None = None, progress=None, seed: int = 0,
-              connection: dict | None = None) -> list[dict]:
+              connection: dict | None = None, endpoint: str = "grpc") -> list[dict]:
     """Every mode (name -> request parameters) at every load; one summary row each. With Ray generator
     actors, each load is split over them and their records merged."""
     rows = []
@@ -264,12 +282,12 @@ def run_sweep(address: str, loads: list[LoadSpec], modes: dict[str, dict], plans
 
                 shares = [plans[i::len(generators)] for i in range(len(generators))]
                 results = ray.get([g.run.remote(address, load.share(i, len(generators)), share, params, seed + i,
-                                                connection)
+                                                connection, endpoint)
                                    for i, (g, share) in enumerate(zip(generators, shares, strict=True)) if share])
                 records = [RequestRecord(**r) for result in results for r in result["records"]]
                 duration = max(result["duration"] for result in results)
             else:
-                records, duration = run_load(address, load, plans, params, seed, advance, connection)
+                records, duration = run_load(address, load, plans, params, seed, advance, connection, endpoint)
             if progress:
                 progress.remove_task(task)
             rows.append({"mode": mode, "load": load.label, "concurrency": load.concurrency, "rate": load.rate,

@@ -25,6 +25,8 @@ class LocalProposer:
 
 
 class LocalScorer:
+    available = True  # in-process: never down
+
     def __init__(self, runner: TargetRunner):
         self.runner = runner
 

@@ -39,6 +39,8 @@ class Proposer(Protocol):
 
 
 class Scorer(Protocol):
+    available: bool  # False while the target service is being recovered
+
     async def verify(self, call: VerifyCall) -> Verification: ...
 
     async def recovered(self) -> None:

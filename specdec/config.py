@@ -61,6 +61,17 @@ class OrchestratorConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The OpenAI-compatible HTTP API beside the gRPC one. It serves TLS with the `tls` section's cert and key
+    when they are set, and requires the bearer token of `orchestrator.token_file` when that is set."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0 picks a free port
+    served_model_name: str = ""  # the model id clients send and /v1/models lists; empty: target.model
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     journal_path: str = ""  # SQLite journal on the head node; empty: ~/.specdec/<orchestrator.name>-jobs.sqlite
     concurrency: int = 8  # job items in flight at once, over all jobs
@@ -80,6 +91,9 @@ class DefaultsConfig:
     overlap: bool = False  # draft the next window while the target verifies (post-verify)
     speculation_lanes: int = 0  # overlapped mode: rejection outcomes pre-drafted for, besides full acceptance
     load_governor: bool = True  # `cost` requests go target-only while that gives more aggregate tokens/s
+    # Requests that leave gamma unset decode target-only while this many or more are in flight (0: never);
+    # vLLM's speculative_config.disable_by_batch_size.
+    disable_by_batch_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ class ServeConfig:
     defaults: DefaultsConfig = field(default_factory=DefaultsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     tls: TlsFiles = field(default_factory=TlsFiles)  # PEM files; empty: plaintext (loopback development)
 
     def __post_init__(self) -> None:
@@ -145,6 +160,15 @@ class ServeConfig:
             raise ValueError("jobs: concurrency and max_attempts must be >= 1")
         if self.orchestrator.max_restarts < -1:
             raise ValueError("orchestrator.max_restarts: must be >= -1 (-1: restart always)")
+        if self.defaults.disable_by_batch_size < 0:
+            raise ValueError("defaults.disable_by_batch_size: must be >= 0 (0: never)")
+        if not 0 <= self.http.port <= 65535:
+            raise ValueError(f"http.port: must be in [0, 65535], got {self.http.port}")
+
+    @property
+    def served_model_name(self) -> str:
+        """The model id of the HTTP API: http.served_model_name, else the target's model as configured."""
+        return self.http.served_model_name or self.target.model
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ServeConfig:
@@ -173,7 +197,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     for name, value in raw.items():
         kind = fields[name].type
         sections = (ModelConfig, PlacementConfig, OrchestratorConfig, DefaultsConfig, LimitsConfig, JobsConfig,
-                    TlsFiles)
+                    HttpConfig, TlsFiles)
         nested = {section.__name__: section for section in sections}.get(
             kind if isinstance(kind, str) else kind.__name__)
         values[name] = _build(nested, value, f"{prefix}{name}.") if nested else value

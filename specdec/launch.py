@@ -34,6 +34,7 @@ class Deployment:
     drafts: list[ray.actor.ActorHandle]
     targets: list[ray.actor.ActorHandle]
     placement_group: PlacementGroup
+    http_address: str = ""  # the OpenAI-compatible HTTP API's base URL; empty when the http section is off
 
     def stop(self) -> None:
         for actor in (self.orchestrator, *self.drafts, *self.targets):
@@ -80,6 +81,7 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         ).remote(config, addresses[:drafts], addresses[drafts:], started[:drafts], started[drafts:])
         started.append(orchestrator)
         address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)
+        http_address = ray.get(orchestrator.http_address.remote(), timeout=START_TIMEOUT_S)
     except BaseException:
         for handle in started:
             ray.kill(handle, no_restart=True)
@@ -87,7 +89,7 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         raise
     log.info("drafts at %s, targets at %s, orchestrator at %s", addresses[:drafts], addresses[drafts:], address)
     return Deployment(address, addresses[:drafts], addresses[drafts:], use_gpu, orchestrator, started[:drafts],
-                      started[drafts:-1], group)
+                      started[drafts:-1], group, http_address)
 
 
 def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,

@@ -113,7 +113,7 @@ def test_serve_auto_loadtest_over_ray_generators_and_metrics(two_nodes, tmp_path
         dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json").read_text())
         for panel in dashboard["panels"]:  # the Grafana dashboard queries series that really exist
             for target in panel["targets"]:
-                for series in re.findall(r"ray_specdec_\w+", target["expr"]):
+                for series in re.findall(r"ray_(?:specdec|vllm)_\w+", target["expr"]):
                     assert f"{series}{{" in text or f"{series} " in text, f"{panel['title']}: no series {series}"
     finally:
         stop = subprocess.run([*SPECDEC, "stop", "--address", "auto", "--config", str(config_file)],

@@ -1,13 +1,16 @@
-"""`specdec serve` and `specdec generate` as a user runs them, and start-up refusing a mismatched pair."""
+"""`specdec serve` (with the HTTP API and vLLM's speculative config) and `specdec generate` as a user runs
+them, and start-up refusing a mismatched pair."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,18 +28,29 @@ def test_serve_then_generate(tmp_path: Path):
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump({"orchestrator": {"port": 0, "name": "cli-test-orchestrator"},
                                       "jobs": {"journal_path": str(tmp_path / "jobs.sqlite")}}))
-    serve = subprocess.Popen([*SPECDEC, "serve", "--config", str(config)], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env=os.environ | {"RAY_ADDRESS": ""})
+    serve = subprocess.Popen([*SPECDEC, "serve", "--config", str(config), "--http-port", "0",
+                              "--speculative-config", '{"method": "draft_model", "num_speculative_tokens": 3}'],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=os.environ | {"RAY_ADDRESS": ""})
     try:
-        address, lines, deadline = None, [], time.time() + 300
+        address, http_url, lines, deadline = None, None, [], time.time() + 300
         while address is None and time.time() < deadline:
             line = serve.stdout.readline()
             if not line and serve.poll() is not None:
                 break
             lines.append(line)
+            if match := re.search(r"OpenAI-compatible HTTP API at (\S+) ", line):
+                http_url = match.group(1)
             if match := re.search(r"orchestrator listening on (\S+)", line):
                 address = match.group(1)
-        assert address, "serve never printed its address:\n" + "".join(lines)
+        assert address and http_url, "serve never printed its addresses:\n" + "".join(lines)
+        request = urllib.request.Request(f"{http_url}/completions", json.dumps(
+            {"model": "demo:target", "prompt": "def add(a, b):", "max_tokens": 12, "temperature": 0,
+             "ignore_eos": True}).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=300) as response:
+            completion = json.loads(response.read())
+        assert completion["usage"]["completion_tokens"] == 12
+        assert completion["spec_decode_stats"]["gamma"] == 3  # num_speculative_tokens became defaults.gamma
         result = subprocess.run([*SPECDEC, "generate", "def add(a, b):", "--address", address, "--temperature", "0",
                                  "--max-new-tokens", "12", "--ignore-eos", "--stats"],
                                 capture_output=True, text=True, timeout=300)

@@ -78,3 +78,11 @@ def test_prompt_files(tmp_path):
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match="bad.jsonl:1: not JSON"):
         load_plans(str(bad), 2, 16, 0)
+
+
+def test_server_sent_events_are_read_by_their_data_lines():
+    from specdec.orchestrator.openai_client import sse_data
+
+    lines = [b'data: {"a": 1}\n', b"\n", b": ping\n", b"\n", b"data: one\n", b"data: two\r\n", b"\r\n",
+             b"data: [DONE]\n", b"\n"]
+    assert list(sse_data(lines)) == ['{"a": 1}', "one\ntwo", "[DONE]"]
