@@ -15,9 +15,10 @@ from tests.helpers import TargetOracle
 PROMPT = "import os\nimport sys\n\n\ndef main():\n    "
 
 
-@pytest.mark.parametrize("sampling", [SamplingParams(1.0, top_k=6), SamplingParams(0.8, top_p=0.7)],
-                         ids=["t1-topk6", "t0.8-topp0.7"])
-@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("sampling, overlap", [(SamplingParams(1.0, top_k=6), False),
+                                               (SamplingParams(0.8, top_p=0.7), False),
+                                               (SamplingParams(0.8, top_p=0.7), True)],
+                         ids=["t1-topk6", "t0.8-topp0.7", "t0.8-topp0.7-overlapped"])
 def test_first_token_follows_the_targets_warped_distribution(servers, oracle: TargetOracle, sampling, overlap):
     prompt_ids = oracle.encode(PROMPT)
     with torch.inference_mode():
