@@ -16,6 +16,7 @@ import yaml
 from specdec.runtime.security import TlsFiles
 
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
+FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.runtime.lean_forward`)
 STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
 ACCELERATORS = ("auto", "gpu", "cpu")
 
@@ -33,6 +34,7 @@ class ModelConfig:
     dtype: str = "float32"
     device: str = "auto"
     max_batch: int = 16  # calls of different sessions batched into one forward, at most
+    forward: str = "auto"  # auto: the runtime's lean forward for Llama-family models; transformers: never
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ class ServeConfig:
     tls: TlsFiles = field(default_factory=TlsFiles)  # PEM files; empty: plaintext (loopback development)
 
     def __post_init__(self) -> None:
+        for side, model in (("draft", self.draft), ("target", self.target)):
+            if model.forward not in FORWARDS:
+                raise ValueError(f"{side}.forward: must be one of {FORWARDS}, got {model.forward!r}")
         if self.placement.strategy not in STRATEGIES:
             raise ValueError(f"placement.strategy: must be one of {STRATEGIES}, got {self.placement.strategy!r}")
         if self.placement.accelerator not in ACCELERATORS:

@@ -95,7 +95,7 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
 def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,
                    use_gpu: bool, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
     cpus = config.placement.cpus_per_service
-    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device)
+    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward)
     restarts = config.placement.max_restarts
     return ray.remote(actor_class).options(
         num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime, resources=dict(config.placement.resources),

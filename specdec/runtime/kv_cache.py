@@ -44,6 +44,11 @@ def causal_mask(past: int, count: int, device: torch.device) -> torch.Tensor | N
     return torch.ones(count, past + count, dtype=torch.bool, device=device).tril(past)
 
 
+def span_masks(spans: list[Span]) -> list[torch.Tensor | None]:
+    """Each span's causal mask (`causal_mask`), on its slot's device."""
+    return [causal_mask(span.past, span.count, span.slot.kv.device) for span in spans]
+
+
 @dataclass(frozen=True)
 class KVShape:
     """The per-token K/V geometry of a model."""
@@ -116,18 +121,38 @@ class SlotForward(Cache):
     def __init__(self, spans: list[Span], width: int):
         super().__init__(layers=[])
         self.spans, self.width = spans, width  # width: the batch's token positions per row (T)
-        device = spans[0].slot.kv.device
-        self.masks = [causal_mask(span.past, span.count, device) for span in spans]
+        self.masks = span_masks(spans)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args,
                **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        for span in self.spans:
-            span.slot.write(layer_idx, span.past, key_states[span.rows, :, : span.count],
-                            value_states[span.rows, :, : span.count])
+        write_spans(self.spans, layer_idx, key_states, value_states)
         return key_states, value_states
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return max(span.past for span in self.spans)
+
+
+def write_spans(spans: list[Span], layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """keys, values [rows, kv_heads, T, head_dim] of one layer of a forward -> each span's slot, only its
+    `count` real tokens (not the batch's right padding)."""
+    for span in spans:
+        span.slot.write(layer, span.past, keys[span.rows, :, : span.count], values[span.rows, :, : span.count])
+
+
+def attend_spans(spans: list[Span], masks: list[torch.Tensor | None], layer: int, query: torch.Tensor,
+                 scaling: float | None, gqa: bool) -> torch.Tensor:
+    """query [rows, heads, T, head_dim] -> output [rows, heads, T, head_dim]: each span attends over its own
+    slot (already holding this forward's keys and values) with its own causal mask; padding rows get 0."""
+    if len(spans) == 1 and spans[0].count == query.shape[2]:  # one slot, no padding: its output is the batch's
+        keys, values = spans[0].slot.view(layer, spans[0].past + spans[0].count)
+        return torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=masks[0],
+                                                                scale=scaling, enable_gqa=gqa)
+    out = query.new_zeros(query.shape)
+    for span, mask in zip(spans, masks, strict=True):
+        keys, values = span.slot.view(layer, span.past + span.count)
+        out[span.rows, :, : span.count] = torch.nn.functional.scaled_dot_product_attention(
+            query[span.rows, :, : span.count], keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+    return out
 
 
 def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -137,19 +162,8 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     own slot (already updated with this forward's keys). `key`, `value` and `attention_mask` are unused."""
     if slot_forward is None:
         raise RuntimeError(f"attention {ATTENTION!r} runs only inside the runtime's forwards (slot_forward=...)")
-    layer = module.layer_idx
     gqa = getattr(module, "num_key_value_groups", 1) > 1
-    spans, masks = slot_forward.spans, slot_forward.masks
-    if len(spans) == 1 and spans[0].count == query.shape[2]:  # one slot, no padding: its output is the batch's
-        keys, values = spans[0].slot.view(layer, spans[0].past + spans[0].count)
-        out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=masks[0],
-                                                               scale=scaling, enable_gqa=gqa)
-        return out.transpose(1, 2), None
-    out = query.new_zeros(query.shape)
-    for span, mask in zip(spans, masks, strict=True):
-        keys, values = span.slot.view(layer, span.past + span.count)
-        out[span.rows, :, : span.count] = torch.nn.functional.scaled_dot_product_attention(
-            query[span.rows, :, : span.count], keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+    out = attend_spans(slot_forward.spans, slot_forward.masks, module.layer_idx, query, scaling, gqa)
     return out.transpose(1, 2), None
 
 

@@ -4,7 +4,9 @@ Shared by the draft and the target service. Knows nothing about gRPC, acceptance
 session is the KV slot (`kv_cache.Slot`) that holds exactly its tokens, and its length. `extend(session,
 keep_len, tokens)` rolls the session back to `keep_len` tokens (sets its length), appends `tokens` in one
 forward pass and returns the logits at the appended positions. `extend_batch` does that for several
-sessions in one forward: each row has its own positions and attends over its own slot in place.
+sessions in one forward: each row has its own positions and attends over its own slot in place. Llama-family
+models run the runtime's lean forward (`lean_forward`, same logits, a fraction of the Python); others run
+their transformers module forward with the slots as its cache.
 
 Input is checked once, at the edge: `check_extend` holds a call against the state of its session (held,
 room, keep_len, context); token ids and field ranges are checked by the servicers before it. `extend`
@@ -27,8 +29,10 @@ from typing import Protocol
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from specdec.config import FORWARDS
 from specdec.errors import SessionError
 from specdec.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, grown_capacity
+from specdec.runtime.lean_forward import lean_forward
 from specdec.types import ModelInfo
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -78,6 +82,7 @@ class LoadSpec:
     model: str
     dtype: str = "float32"
     device: str = "auto"  # "auto": CUDA when this process sees a GPU, else CPU
+    forward: str = "auto"  # "auto": the lean forward where the architecture allows it; "transformers": never
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -124,6 +129,8 @@ class CausalLM:
     def __init__(self, spec: LoadSpec, max_sessions: int = 0):
         if spec.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
+        if spec.forward not in FORWARDS:
+            raise ValueError(f"forward: must be one of {FORWARDS}, got {spec.forward!r}")
         self.spec = spec
         self.device = torch.device(spec.resolved_device())
         self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
@@ -133,6 +140,9 @@ class CausalLM:
         # transformers 5.24 renamed past_key_values to cache; earlier 5.x take past_key_values.
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device)
+        self._lean, reason = lean_forward(self.model) if spec.forward == "auto" else (None, "forward: transformers")
+        # which forward runs, and why not the lean one (`specdec status` shows it)
+        self.forward_kind = "lean" if self._lean else f"transformers ({reason})"
         # Distributions cover the tokenizer's ids only: some checkpoints pad the output layer.
         self.vocab_size = len(self.tokenizer)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)
@@ -221,9 +231,12 @@ class CausalLM:
         Each span's slot grows to hold its new tokens, and afterwards holds them."""
         for span in spans:
             span.slot.reserve(span.past + span.count, self.max_context)
-        cache = SlotForward(spans, input_ids.shape[1])
-        logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
-                            **{self._cache_arg: cache}).logits
+        if self._lean is not None:
+            logits = self._lean(spans, input_ids, positions)
+        else:
+            cache = SlotForward(spans, input_ids.shape[1])
+            logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
+                                **{self._cache_arg: cache}).logits
         for span in spans:
             span.slot.length = span.past + span.count
         return logits[:, :, : self.vocab_size].float()

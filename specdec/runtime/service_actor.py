@@ -81,6 +81,7 @@ class ModelServiceActor:
         sizes = self.servicer.batcher.batch_sizes if self.servicer else []
         return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
                 "address": self._address, "device": str(self._lm.device) if self._lm else "",
+                "forward": self._lm.forward_kind if self._lm else "",
                 "sessions": len(self._lm.sessions) if self._lm else 0,
                 "expired_sessions": self._lm.expired if self._lm else 0,
                 "replayed_rounds": self.servicer.rounds.replays if self.servicer else 0,
