@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -95,8 +95,8 @@ class RoundLoop:
         # draws each position's candidate next token where these uniforms fall.
         proposal, copies = (window.proposal, window.copies) if window else (None, 1)
         positions = len(proposal.draft_tokens) // copies + 1 if proposal else 1
-        scoring = self.target.score(self.committed, proposal, copies, self.uniforms(positions))
-        verification = await self.strategy.score(self.timed(scoring), window)
+        scoring = self.timed_verify(self.committed, proposal, copies, self.uniforms(positions))
+        verification = await self.strategy.score(scoring, window)
         # 3. The rule accepts a prefix of one window's draft tokens and picks the next token.
         acceptance = accept(self.rule, window, verification, self.generator)
         drafted = window.drafted(acceptance.window) if window else []
@@ -121,7 +121,7 @@ class RoundLoop:
         produced = len(self.committed) - len(request.prompt_ids)
         count = max(1, min(TARGET_RUN_TOKENS if produced else 1, request.max_new_tokens - produced,
                            request.max_context - len(self.committed)))
-        verification = await self.timed(self.target.score(self.committed, None, 1, self.uniforms(count), count))
+        verification = await self.timed_verify(self.committed, None, 1, self.uniforms(count), count)
         if not verification.decoded_tokens:  # a run of one: an ordinary target-only round
             emitted = [accept(self.rule, None, verification, self.generator).next_token]
         else:
@@ -154,10 +154,12 @@ class RoundLoop:
             self.stats.draft_call_seconds += time.perf_counter() - started
         return Window(len(self.committed), proposal, session, self.request.num_drafts)
 
-    async def timed(self, scoring: Awaitable[Verification]) -> Verification:
+    async def timed_verify(self, *args) -> Verification:
+        """`self.target.score(*args)`, its time counted. The call is made here, not by the caller: a scoring
+        cancelled before it starts (the request cancelled) then leaves no coroutine that was never awaited."""
         started = time.perf_counter()
         try:
-            return await scoring
+            return await self.target.score(*args)
         finally:
             self.stats.verify_call_seconds += time.perf_counter() - started
 

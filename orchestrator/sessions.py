@@ -182,7 +182,7 @@ class TargetSession:
                 want_probs=settings.want_probs and not one_window, num_drafts=copies, statistics=statistics,
                 uniforms=uniforms if statistics.needs_uniforms else (),
                 draft_probs=proposal.draft_probs if forward else None,
-                draft_raw_probs=proposal.draft_raw_probs if forward else None,
+                draft_raw_probs=proposal.draft_raw_probs if forward and statistics.divergence_on_raw else None,
                 decode_tokens=decode if proposal is None else 1, settings_held=self.settings_sent and keep_len > 0)
             try:
                 verification = await self.scorer.verify(call)

@@ -45,6 +45,7 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         check_sampling(call.sampling, self._lm.vocab_size)
         check_fraction("confidence_threshold", call.confidence_threshold)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
+        self.settings.hold(request)
         return await self.rounds.answer(call.session_id, call.round, request, lambda: self._propose(call))
 
     async def _propose(self, call: ProposeCall) -> pb.ProposeResponse:

@@ -81,11 +81,14 @@ class TargetRunner:
         (every call still running in one forward), all on the device."""
         logits = [[rows] for rows in first]
         tokens: list[list[torch.Tensor]] = [[] for _ in calls]
+        uniforms = [torch.tensor(call.uniforms, dtype=torch.float64, device=self.lm.device)
+                    if call.statistics.recover else None for call in calls]  # copied to the device once a run
         active, rows = list(range(len(calls))), None
         while active:
             for index in active:
                 step = len(tokens[index])
-                tokens[index].append(own_token(calls[index], logits[index][-1], step))
+                uniform = uniforms[index][step: step + 1] if uniforms[index] is not None else None
+                tokens[index].append(own_token(calls[index], logits[index][-1], uniform))
             still = [index for index in active if len(tokens[index]) < calls[index].decode_tokens]
             if not still:
                 break
@@ -130,13 +133,12 @@ class TargetRunner:
         return results
 
 
-def own_token(call: VerifyCall, logits: torch.Tensor, position: int) -> torch.Tensor:
+def own_token(call: VerifyCall, logits: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
     """The target's own token [1] at one position of a decoded run, from its logits [1, vocab]: the candidate
-    at the call's uniform for that position (`scoring.inverse_cdf` over the warped distribution, as its
-    statistics draw it), or the argmax when the call's rule draws no candidates."""
-    if not call.statistics.recover:
+    at the position's uniform [1] (`scoring.inverse_cdf` over the warped distribution, as its statistics
+    draw it), or the argmax when the call's rule draws no candidates (uniform None)."""
+    if uniform is None:
         return logits.argmax(-1)
-    uniform = torch.tensor(call.uniforms[position: position + 1], dtype=torch.float64, device=logits.device)
     return inverse_cdf(warped_probs(logits, call.sampling), uniform)
 
 

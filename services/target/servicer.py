@@ -56,6 +56,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)
         check_statistics(call)
+        self.settings.hold(request)
         return await self.rounds.answer(call.session_id, call.round, request, lambda: self._verify(call))
 
     async def _verify(self, call: VerifyCall) -> pb.VerifyResponse:

@@ -1,10 +1,11 @@
 """Settings a session's calls would repeat every round, sent once and held by the service.
 
-A propose or verify call carries its session's settings (the warps and, for the draft, the seed and what it reports) on
-its first call, and after that sets `settings_held` and leaves them out: the service fills them in from
-the last call of the session that carried them. A service that holds none for the session (a session it
-never saw, or one it lost in a restart) refuses the call with NOT_FOUND naming `settings_held`, which
-the caller treats as a lost session: it starts the session again, with its settings.
+A propose or verify call carries its session's settings (the warps and, for the draft, the seed and what
+it reports) on its first call, and after that sets `settings_held` and leaves them out: the service fills
+them in from the last call of the session that carried them and passed its checks. A service that holds
+none for the session (a session it never saw, or one it lost in a restart) refuses the call with NOT_FOUND
+naming `settings_held`, which the caller treats as a lost session: it starts the session again, with its
+settings.
 
 Knows protobuf messages only; not the models, rounds or gRPC. Runs on the event loop only.
 """
@@ -38,13 +39,9 @@ class HeldSettings:
         return len(self._held)
 
     def resolve(self, request: Message) -> Message:
-        """The request as if it carried its settings: a request that carries them is held for its session's
-        later calls; one with `settings_held` gets the held ones. Raises SessionError (NOT_FOUND)."""
+        """The request as if it carried its settings: one that carries them as it is; one with
+        `settings_held` with the held ones filled in. Raises SessionError (NOT_FOUND)."""
         if not request.settings_held:
-            held = type(request)()
-            for name in self.fields:
-                _copy(request, held, name)
-            self._held[request.session_id] = held
             return request
         held = self._held.get(request.session_id)
         if held is None:
@@ -57,6 +54,16 @@ class HeldSettings:
             _copy(held, full, name)
         full.settings_held = False
         return full
+
+    def hold(self, request: Message) -> None:
+        """Hold the settings a request carries for its session's later calls. Called once the request has
+        passed its checks, so that a refused call never replaces the settings its session holds."""
+        if request.settings_held:
+            return
+        held = type(request)()
+        for name in self.fields:
+            _copy(request, held, name)
+        self._held[request.session_id] = held
 
     def forget(self, session_ids: Iterable[str]) -> None:
         for session_id in session_ids:

@@ -449,6 +449,28 @@ def test_a_replayed_round_gets_the_identical_answer_computed_once(env: Env, serv
     replay_scenario(env, servers, service)
 
 
+@pytest.mark.parametrize("service", ["draft", "target"])
+def test_a_refused_call_leaves_the_settings_its_session_holds(env: Env, service: str):
+    message, call = (propose_message, env.draft.Propose) if service == "draft" else (verify_message, env.target.Verify)
+    answer = (lambda response: list(response.draft_tokens)) if service == "draft" else \
+        (lambda response: list(response.target_argmax))
+    held, fresh = f"hostile-held-{service}", f"hostile-fresh-{service}"
+    try:
+        call(message(held, 1), timeout=TIMEOUT_S)
+        with pytest.raises(grpc.RpcError) as info:  # new settings that fail their checks
+            call(message(held, 2, keep_len=len(PROMPT_IDS), new_tokens=[9],
+                         sampling=pb.SamplingParams(temperature=math.nan)), timeout=TIMEOUT_S)
+        assert info.value.code() == INVALID
+        later = message(held, 3, keep_len=len(PROMPT_IDS), new_tokens=[9], settings_held=True)
+        later.ClearField("sampling")
+        call(message(fresh, 1), timeout=TIMEOUT_S)
+        expected = call(message(fresh, 2, keep_len=len(PROMPT_IDS), new_tokens=[9]), timeout=TIMEOUT_S)
+        assert answer(call(later, timeout=TIMEOUT_S)) == answer(expected)  # still the first call's greedy
+    finally:
+        for session_id in (held, fresh):
+            stub(env, service).EndSession(pb.EndSessionRequest(session_id=session_id), timeout=TIMEOUT_S)
+
+
 def test_an_expired_session_is_not_found_and_its_rounds_are_forgotten(env: Env, strict):
     loop, actor = strict["loop"], strict["draft_actor"]
     env.strict_draft.Propose(propose_message("hostile-idle", 5), timeout=TIMEOUT_S)

@@ -25,6 +25,7 @@ def test_later_calls_leave_the_settings_out_and_the_service_fills_them_in():
     first, later = messages.propose_call_to_pb(propose(0, False)), messages.propose_call_to_pb(propose(1, True))
     assert later.ByteSize() < first.ByteSize() and not later.HasField("sampling") and later.seed == 0
     assert messages.propose_call_from_pb(held.resolve(first)) == propose(0, False)
+    held.hold(first)
     assert messages.propose_call_from_pb(held.resolve(later)) == propose(1, False)  # as if it carried them
     assert later.settings_held  # the request itself (the round ledger's key) is left as it came
 
@@ -33,7 +34,7 @@ def test_verify_settings_are_held_too():
     spec = StatisticsSpec(recover="residual", entropy=True)
     call = VerifyCall("t", 0, 0, [1, 2], [3], SAMPLING, statistics=spec, uniforms=(0.125, 0.25))
     held = HeldSettings(VERIFY_SETTINGS)
-    held.resolve(messages.verify_call_to_pb(call))
+    held.hold(messages.verify_call_to_pb(call))
     later = VerifyCall("t", 1, 3, [4], [5], SAMPLING, statistics=spec, uniforms=(0.375, 0.5), settings_held=True)
     resolved = messages.verify_call_from_pb(held.resolve(messages.verify_call_to_pb(later)), 16)
     assert resolved.sampling == SAMPLING and resolved.statistics == spec and resolved.uniforms == (0.375, 0.5)
@@ -47,8 +48,19 @@ def test_held_settings_of_an_unknown_or_ended_session_are_refused_as_not_found()
     with pytest.raises(SessionError) as info:
         held.resolve(messages.propose_call_to_pb(propose(1, True)))
     assert info.value.field == "settings_held" and info.value.code == "NOT_FOUND"
-    held.resolve(messages.propose_call_to_pb(propose(0, False)))
+    held.hold(messages.propose_call_to_pb(propose(0, False)))
     held.forget(["s"])
     assert len(held) == 0
     with pytest.raises(SessionError):
         held.resolve(messages.propose_call_to_pb(propose(2, True)))
+
+
+def test_settings_are_held_only_when_told_so_after_the_checks():
+    held = HeldSettings(PROPOSE_SETTINGS)
+    held.resolve(messages.propose_call_to_pb(propose(0, False)))  # resolved, then refused by a check: not held
+    with pytest.raises(SessionError):
+        held.resolve(messages.propose_call_to_pb(propose(1, True)))
+    held.hold(messages.propose_call_to_pb(propose(0, False)))
+    held.hold(messages.propose_call_to_pb(propose(1, True)))  # a call without settings holds nothing new
+    assert messages.propose_call_from_pb(held.resolve(messages.propose_call_to_pb(propose(2, True)))) \
+        == propose(2, False)
