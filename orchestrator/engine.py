@@ -65,14 +65,15 @@ class RoundLoop:
         self.committed = list(request.prompt_ids)
         self.generator = torch.Generator().manual_seed(request.seed)
         raw = rule.statistics.divergence_on_raw and not request.sampling.is_identity
+        # Overlap needs the draft's cache to run on from its own window: one draft sequence, no early stop.
+        overlap = request.overlap and request.num_drafts == 1 and not controller.confidence_threshold
         settings = CallSettings(request.sampling, request.seed, rule.needs_probs, raw, rule.statistics,
-                                controller.confidence_threshold, request.num_drafts)
+                                controller.confidence_threshold, request.num_drafts,
+                                want_alternatives=overlap and request.speculation_lanes > 0)
         rounds = itertools.count()
         self.drafts = [DraftSession(proposer, session_id, settings, rounds, stats)
                        for session_id in lane_session_ids(request)]  # drafts[0]: the main one
         self.target = TargetSession(scorer, request.request_id, settings, stats)
-        # Overlap needs the draft's cache to run on from its own window: one draft sequence, no early stop.
-        overlap = request.overlap and request.num_drafts == 1 and not controller.confidence_threshold
         self.strategy: Strategy = DraftAhead(self) if overlap else Serial()
 
     def gamma_for(self, length: int) -> int:

@@ -60,6 +60,7 @@ class CallSettings:
     statistics: StatisticsSpec = StatisticsSpec()  # what the target computes beside its logits
     confidence_threshold: float = 0.0
     num_drafts: int = 1
+    want_alternatives: bool = False  # the draft's most likely other tokens (speculation lanes' premises)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -136,7 +137,8 @@ class DraftSession:
             session_id=self.session_id, round=next(self.rounds), keep_len=keep_len, new_tokens=new_tokens,
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
             confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
-            num_drafts=settings.num_drafts, settings_held=self.settings_sent and keep_len > 0)
+            num_drafts=settings.num_drafts, settings_held=self.settings_sent and keep_len > 0,
+            want_alternatives=settings.want_alternatives)
         try:
             proposal = await self.proposer.propose(call)
         except DRAFT_FAULTS as fault:

@@ -80,6 +80,7 @@ class ProposeCall:
     want_raw_probs: bool = False
     num_drafts: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
     settings_held: bool = False  # the service holds this session's settings: they travel only once
+    want_alternatives: bool = False  # each position's most likely other token (M = 1; speculation lanes)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Proposal:
     wire_bytes: int = 0
     draft_raw_probs: TopRows | None = None  # un-warped rows on the same kind of support (raw divergences)
     draft_token_probs: tuple[float, ...] = ()  # per draft token: its probability under draft_probs
-    # Per draft token (M = 1): the draft's most likely other token, a guess at the recovered token.
+    # Per draft token (M = 1, when asked for): the draft's most likely other token, a guess at the recovered
+    # token.
     alternative_tokens: tuple[int, ...] = ()
 
 

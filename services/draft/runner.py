@@ -9,7 +9,7 @@ never what the target's output follows. With a confidence threshold, drafting st
 probability under the draft falls below it (Hugging Face's `assistant_confidence_threshold`), so a round
 may propose fewer than gamma tokens. With one draft sequence, each position also reports the draft's
 most likely other token: the orchestrator's guess at the recovered token should that position be
-rejected.
+rejected, when the call asks for it (speculation lanes do).
 
 A window is drafted on the model's device: tokens are sampled there (a per-call generator on the device,
 seeded from (seed, round)) and fed straight back to the model, and the host reads the window back once,
@@ -66,7 +66,7 @@ class _Drafting:
         self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per position: the sampled-from [M, K] rows
         self.token_probs: list[torch.Tensor] = []  # per position: [M] each token's probability in its row
         self.raw_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.alternatives: list[torch.Tensor] = []  # per position (M = 1): [1] the most likely other token
+        self.alternatives: list[torch.Tensor] = []  # per position (M = 1, asked for): [1] the most likely other
         self.stopped = False  # by the confidence threshold
 
     @property
@@ -77,7 +77,7 @@ class _Drafting:
         """Draft the next position from logits [M, vocab] on the device; return its tokens [M], there."""
         call = self.call
         if call.sampling.greedy:
-            top = logits.topk(2, dim=-1).indices
+            top = logits.topk(2, dim=-1).indices if call.want_alternatives else logits.argmax(-1, keepdim=True)
             tokens = top[:, 0]
             token_probs = torch.ones(tokens.shape, device=logits.device)
             if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
@@ -94,7 +94,8 @@ class _Drafting:
             self.raw_rows.append(draft_support(torch.softmax(logits.float(), -1), self.support))
         self.columns.append(tokens)
         if call.num_drafts == 1:
-            self.alternatives.append(other_top_token(top, tokens))
+            if call.want_alternatives:
+                self.alternatives.append(other_top_token(top, tokens))
             if call.confidence_threshold > 0:  # the early-stop path: one host sync per token
                 confidence = torch.softmax(logits.float(), -1)[0, tokens[0]] if call.sampling.greedy else token_probs[0]
                 self.stopped = float(confidence) < call.confidence_threshold

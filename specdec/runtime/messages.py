@@ -43,7 +43,7 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
                        new_tokens=list(message.new_tokens), gamma=message.gamma,
                        sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs,
                        confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs,
-                       num_drafts=message.num_drafts or 1)
+                       num_drafts=message.num_drafts or 1, want_alternatives=message.want_alternatives)
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
@@ -51,7 +51,7 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
                                 new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
                                 seed=call.seed, want_probs=call.want_probs,
                                 confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
-                                num_drafts=call.num_drafts)
+                                num_drafts=call.num_drafts, want_alternatives=call.want_alternatives)
     return without_settings(message, PROPOSE_SETTINGS) if call.settings_held else message
 
 

@@ -173,7 +173,8 @@ def test_verify_computes_the_statistics_asked_for_beside_its_logits(stubs, oracl
     computed = response.statistics
     assert len(computed.target_token_probs) == 3 and len(computed.entropies) == 3 and len(computed.divergences) == 3
     assert not response.HasField("target_probs")
-    probs = torch.softmax(oracle.model(torch.tensor([PROMPT + [1, 2, 3]])).logits[0, -4:].float(), -1)
+    with torch.inference_mode():
+        probs = torch.softmax(oracle.model(torch.tensor([PROMPT + [1, 2, 3]])).logits[0, -4:].float(), -1)
     assert list(computed.candidates) == inverse_cdf(probs, torch.tensor(uniforms, dtype=torch.float64)).tolist()
     assert list(computed.target_token_probs) == pytest.approx([float(probs[i, t]) for i, t in enumerate([1, 2, 3])],
                                                               rel=1e-4)

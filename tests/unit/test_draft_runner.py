@@ -61,8 +61,8 @@ def test_a_seeded_window_repeats_and_the_round_changes_it(runner: DraftRunner):
 
 @pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9, top_k=50)])
 def test_lockstep_drafts_what_each_session_drafts_alone(runner: DraftRunner, sampling: SamplingParams):
-    together = runner.propose_batch(calls(5, sampling=sampling))
-    for call, proposal in zip(calls(5, sampling=sampling), together, strict=True):
+    together = runner.propose_batch(calls(5, sampling=sampling, want_alternatives=True))
+    for call, proposal in zip(calls(5, sampling=sampling, want_alternatives=True), together, strict=True):
         alone = runner.propose(call)
         assert alone.draft_tokens == proposal.draft_tokens and len(alone.draft_tokens) == 5
         assert alone.alternative_tokens == proposal.alternative_tokens
@@ -71,3 +71,14 @@ def test_lockstep_drafts_what_each_session_drafts_alone(runner: DraftRunner, sam
         rows = proposal.draft_probs.dense()[torch.arange(5), torch.tensor(proposal.draft_tokens)]
         assert rows.tolist() == list(proposal.draft_token_probs)  # the reported probability of each token...
         assert bool((rows > 0).all())  # ...in the distribution it was drawn from
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9)])
+def test_alternatives_are_computed_only_when_asked_for(runner: DraftRunner, sampling: SamplingParams):
+    plain = runner.propose_batch(calls(4, sampling=sampling))
+    asked = runner.propose_batch(calls(4, sampling=sampling, want_alternatives=True))
+    for without, with_alternatives in zip(plain, asked, strict=True):
+        assert without.alternative_tokens == () and without.draft_tokens == with_alternatives.draft_tokens
+        assert len(with_alternatives.alternative_tokens) == 4
+        assert all(other != token for other, token in zip(with_alternatives.alternative_tokens,
+                                                           with_alternatives.draft_tokens, strict=True))
