@@ -9,8 +9,10 @@ unreachable or past the deadline raises ServiceDown and starts one recovery, sha
 the adapter: probe the service; one that still listens but does not answer is hung and is restarted;
 then re-locate it (a Ray actor restarted after a crash listens on a new port) and probe it again, until
 it answers or `Recovery.timeout_s` passes. NOT_FOUND from a service means it no longer holds the
-session (SessionLost). An optional `on_call(method, seconds, compute_seconds)` hears of every propose
-and verify (the orchestrator's latency metrics).
+session (SessionLost). A call whose caller is cancelled still runs to its answer, and a session is
+ended only after its calls in flight: a late call that starts a session would otherwise recreate it after
+its end. An optional `on_call(method, seconds, compute_seconds)` hears of every propose and verify (the
+orchestrator's latency metrics).
 """
 
 from __future__ import annotations
@@ -136,6 +138,9 @@ class _RemoteService:
         self._channel: grpc.aio.Channel | None = None
         self._stub = None
         self._calls: CallStream | None = None
+        # Calls still running on the service, by session, their callers gone or not: a session is ended
+        # only after them, or a late call that starts the session (keep_len 0) would recreate it for good.
+        self._in_flight: dict[str, set[asyncio.Future]] = {}
         self._recovering: asyncio.Task | None = None
         self.failures = 0  # calls that found the service down
         self.recoveries = 0  # times it answered again after that
@@ -158,6 +163,9 @@ class _RemoteService:
 
     async def end_session(self, session_id: str) -> None:
         if self.available:  # a service being recovered has lost its sessions, or will expire them
+            running = self._in_flight.get(session_id)
+            if running:
+                await asyncio.wait(set(running), timeout=END_SESSION_TIMEOUT_S)
             await self.stub.EndSession(pb.EndSessionRequest(session_id=session_id),
                                        timeout=min(END_SESSION_TIMEOUT_S, self._limits.timeout_s))
 
@@ -172,7 +180,8 @@ class _RemoteService:
             stub = self.stub
             self._calls = CallStream(lambda: getattr(stub, self.stream_method)())
         try:
-            response = await self._calls.call(request, self.call_type, self._limits.timeout_s)
+            response = await asyncio.shield(self._track(request.session_id, self._calls.call(
+                request, self.call_type, self._limits.timeout_s)))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise SessionLost(f"{self.address}: {exc.details()}") from exc
@@ -187,6 +196,23 @@ class _RemoteService:
         if self._on_call is not None:
             self._on_call(method, time.perf_counter() - started, response.compute_seconds)
         return response
+
+    def _track(self, session_id: str, call: Awaitable[Message]) -> asyncio.Future:
+        """The call as a task that runs to its answer even if its caller is cancelled, held in `_in_flight`
+        until then."""
+        task = asyncio.ensure_future(call)
+        running = self._in_flight.setdefault(session_id, set())
+        running.add(task)
+
+        def settled(done: asyncio.Future) -> None:
+            running.discard(done)
+            if not running and self._in_flight.get(session_id) is running:
+                del self._in_flight[session_id]
+            if not done.cancelled():
+                done.exception()  # retrieved: a caller that left does not leave it unobserved
+
+        task.add_done_callback(settled)
+        return task
 
     async def _recover(self) -> None:
         deadline = time.monotonic() + self._recovery.timeout_s

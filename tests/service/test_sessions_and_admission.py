@@ -85,3 +85,38 @@ def test_a_cancelled_stream_frees_its_sessions_in_both_services(servers):
         call.cancel()
         wait_for(lambda: all(loop.run(servers[name].health())["sessions"] == 0
                              for name in ("draft_actor", "target_actor")))
+
+
+def test_a_session_is_ended_only_after_its_cancelled_call_has_run(servers):
+    """A caller cancelled before its call reached the service (here: held behind another call's write) must
+    not have its session ended first, or the late call would start the session again and leave it behind."""
+    import asyncio
+
+    from specdec.orchestrator.remote import RemoteProposer
+    from specdec.runtime.rpc import RpcLimits
+    from specdec.types import ProposeCall, SamplingParams
+
+    loop, draft = servers["loop"], servers["draft_actor"]
+
+    def first_call(session_id: str) -> ProposeCall:
+        return ProposeCall(session_id, 0, 0, [5, 6, 7], 2, SamplingParams(temperature=0.0), seed=0, want_probs=False)
+
+    async def race() -> None:
+        proposer = RemoteProposer(servers["draft"], RpcLimits())
+        try:
+            await proposer.propose(first_call("late-opener"))  # opens the call stream
+            await proposer.end_session("late-opener")
+            sessions = (await draft.health())["sessions"]
+            async with proposer._calls._writing:  # another call is being written: this one waits its turn
+                late = asyncio.ensure_future(proposer.propose(first_call("late-call")))
+                await asyncio.sleep(0.05)
+                late.cancel()  # its client walked away
+                ending = asyncio.ensure_future(proposer.end_session("late-call"))
+                await asyncio.sleep(0.05)
+            await ending
+            await asyncio.sleep(0.5)  # time for a late call to have run, had it been sent after the end
+            assert (await draft.health())["sessions"] == sessions  # nothing left behind
+        finally:
+            await proposer.close()
+
+    loop.run(race())
