@@ -90,7 +90,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("specdec status: no specdec actors on this cluster (start them with `specdec serve`)", file=sys.stderr)
         return 1
     table = Table(title=f"specdec deployment on {ray.get_runtime_context().gcs_address}")
-    for column in ("actor", "state", "address", "node", "node id", "pid", "device", "memory", "load", "faults"):
+    for column in ("actor", "state", "address", "node", "node id", "pid", "device", "forward", "memory", "load",
+                   "faults"):
         table.add_column(column)
     for row in rows:
         load = (f"{row['active_requests']} requests" if "active_requests" in row
@@ -98,7 +99,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         memory = f"{row['rss_bytes'] / 2**20:.0f} MiB" if row.get("rss_bytes") else ""
         table.add_row(row["name"], row["state"] if row.get("serving", True) else "STARTING", row.get("address", ""),
                       row.get("node_ip", ""), row.get("node_id", "")[:12], str(row.get("pid", "")),
-                      row.get("device", ""), memory, load, _faults_summary(row.get("faults", {})))
+                      row.get("device", ""), row.get("forward", ""), memory, load,
+                      _faults_summary(row.get("faults", {})))
     _console().print(table)
     return 0
 

@@ -182,3 +182,8 @@ def test_verify_computes_the_statistics_asked_for_beside_its_logits(stubs, oracl
                                                        rel=1e-4)
     target.EndSession(pb.EndSessionRequest(session_id="st1"))
 
+
+
+def test_health_says_which_forward_each_service_runs(servers):
+    for name in ("draft_actor", "target_actor"):
+        assert servers["loop"].run(servers[name].health())["forward"] == "lean"  # the demo pair is Llama
