@@ -120,17 +120,15 @@ class TargetRunner:
         parts = [rows.argmax(-1) for rows in logits] + [tokens for tokens in decoded if tokens is not None]
         read = iter(torch.cat(parts).tolist())
         argmax = [[next(read) for _ in range(rows.shape[0])] for rows in logits]
-        seconds = time.perf_counter() - started
-        results = []
-        for call, rows, row_argmax, tokens in zip(calls, logits, argmax, decoded, strict=True):
-            own = [next(read) for _ in range(len(tokens))] if tokens is not None else []
-            results.append(Verification(
-                target_argmax=row_argmax,
-                target_probs=wire_precision(warped_probs(rows, call.sampling)).cpu() if call.want_probs else None,
-                cache_len=self.lm.cache_len(call.session_id), compute_seconds=seconds,
-                statistics=run_statistics(call, own) if tokens is not None else statistics(call, rows),
-                batch_size=batch_size, batch_tokens=batch_tokens, decoded_tokens=own))
-        return results
+        own = [[next(read) for _ in range(len(tokens))] if tokens is not None else [] for tokens in decoded]
+        computed = [(run_statistics(call, call_own) if tokens is not None else statistics(call, rows),
+                     wire_precision(warped_probs(rows, call.sampling)).cpu() if call.want_probs else None)
+                    for call, rows, tokens, call_own in zip(calls, logits, decoded, own, strict=True)]
+        seconds = time.perf_counter() - started  # the statistics and rows are the target's work too
+        return [Verification(target_argmax=row_argmax, target_probs=probs, cache_len=self.lm.cache_len(call.session_id),
+                             compute_seconds=seconds, statistics=window, batch_size=batch_size,
+                             batch_tokens=batch_tokens, decoded_tokens=call_own)
+                for call, row_argmax, call_own, (window, probs) in zip(calls, argmax, own, computed, strict=True)]
 
 
 def own_token(call: VerifyCall, logits: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
