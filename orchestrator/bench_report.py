@@ -184,4 +184,6 @@ def print_compare(comparison: Comparison, console: Console) -> None:
     console.print(table)
     console.print(f"bare forwards in this process (1 thread, cache of {bare.cache_tokens}, medians): draft 1 token "
                   f"{1000 * bare.draft_1:.2f} ms, target 1 token {1000 * bare.target_1:.2f} ms, target "
-                  f"{bare.gamma + 1} tokens {1000 * bare.target_verify:.2f} ms; c = {bare.draft_1 / bare.target_1:.3f}")
+                  f"{bare.gamma + 1} tokens {1000 * bare.target_verify:.2f} ms; "
+                  f"c = {bare.draft_1 / bare.target_1:.3f}; a prompt's prefill (mean): target "
+                  f"{1000 * bare.target_prefill:.1f} ms, draft {1000 * bare.draft_prefill:.1f} ms")

@@ -370,7 +370,7 @@ def _bench_compare_hf(args: argparse.Namespace, console) -> int:
         models = {side: resolve_model(info[side]["model"]) for side in ("target", "draft")}
         with console.status("loading the pair in this process and timing bare forwards..."):
             pair = HFPair(models["target"], models["draft"])
-            bare = bare_forwards(pair, args.gamma)
+            bare = bare_forwards(pair, args.gamma, prompts=[p.prompt for p in prompts])
         with Progress(console=console, transient=True) as progress:
             comparison = run_compare(client, pair, prompts, args.gamma, args.max_new_tokens, args.seed, progress,
                                      bare)

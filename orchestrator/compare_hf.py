@@ -32,6 +32,8 @@ from specdec.orchestrator.hf_baseline import BareForwards, HFConfig, HFPair, HFR
 TEMPERATURES = (0.0, 1.0)
 HF_THREADS = (1, 2)
 HF_GENERATE = "HF generate()"
+BARE_TARGET = "bare target, 1 token a forward"
+WITH_PREFILL = "with prefill"  # the ideal as a whole request: the prompt's prefill (bare, this process) included
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ def overlapped_ideal_tokens_per_second(tokens_per_round: float, gamma: int, draf
     return tokens_per_round / max(verify_seconds, gamma * draft_seconds)
 
 
+def with_prefill(tokens_per_second: float, tokens_per_request: int, prefill_seconds: float) -> float:
+    """An ideal's tokens/s once each request also pays its prompt's prefill, as every measured system does."""
+    if tokens_per_second <= 0 or tokens_per_request <= 0:
+        return 0.0
+    return tokens_per_request / (tokens_per_request / tokens_per_second + prefill_seconds)
+
+
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
@@ -136,6 +145,7 @@ class Comparison:
     bare: BareForwards
     specdec: dict[float, list[BenchRow]]  # temperature -> rows in `specdec_configs` order
     hf: list[HFRow]  # every configuration x temperature x thread count
+    max_new_tokens: int = 0  # tokens per request (the bench ignores end-of-text); 0: no ideals with prefill
 
     def hf_best(self) -> dict[tuple[str, float], HFRow]:
         return best_hf(self.hf)
@@ -159,11 +169,19 @@ class Comparison:
             expected = self.tokens_per_round(temperature)
             args = (expected, self.gamma, self.bare.draft_1, self.bare.target_verify)
             note = f"{expected:.2f} tokens/round (serial sd's)"
-            out += [Figure("ideal", f"serial ideal gamma={self.gamma}", temperature,
-                           serial_ideal_tokens_per_second(*args), note),
+            serial_ideal = serial_ideal_tokens_per_second(*args)
+            out += [Figure("ideal", f"serial ideal gamma={self.gamma}", temperature, serial_ideal, note),
                     Figure("ideal", f"overlapped ideal gamma={self.gamma}", temperature,
                            overlapped_ideal_tokens_per_second(*args), note),
-                    Figure("ideal", "bare target, 1 token a forward", temperature, ratio(1.0, self.bare.target_1))]
+                    Figure("ideal", BARE_TARGET, temperature, ratio(1.0, self.bare.target_1))]
+            if self.max_new_tokens and self.bare.target_prefill:
+                prefills = self.bare.target_prefill + self.bare.draft_prefill
+                note = f"{1000 * self.bare.target_prefill:.0f} + {1000 * self.bare.draft_prefill:.0f} ms a request"
+                out += [Figure("ideal", f"serial ideal gamma={self.gamma} {WITH_PREFILL}", temperature,
+                               with_prefill(serial_ideal, self.max_new_tokens, prefills), note),
+                        Figure("ideal", f"{BARE_TARGET} {WITH_PREFILL}", temperature,
+                               with_prefill(ratio(1.0, self.bare.target_1), self.max_new_tokens,
+                                            self.bare.target_prefill))]
         return out
 
     def ratios(self) -> list[Ratio]:
@@ -198,8 +216,8 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
         out += [
             Ratio(f"{name}: specdec target-only / HF generate()", own, hf_generate,
                   ratio(tps("specdec", own, temperature), tps("HF", hf_generate, temperature))),
-            Ratio(f"{name}: specdec target-only / bare target forwards", own, "bare target, 1 token a forward",
-                  ratio(tps("specdec", own, temperature), tps("ideal", "bare target, 1 token a forward", temperature))),
+            Ratio(f"{name}: specdec target-only / bare target forwards", own, BARE_TARGET,
+                  ratio(tps("specdec", own, temperature), tps("ideal", BARE_TARGET, temperature))),
             Ratio(f"{name}: specdec serial sd / serial ideal", serial.config.label.removeprefix("specdec "),
                   f"serial ideal gamma={gamma}",
                   ratio(serial.tokens_per_second, tps("ideal", f"serial ideal gamma={gamma}", temperature))),
@@ -218,6 +236,10 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
                                                                           target_only.tokens_per_second))
                 for r in rows if r.config.gamma]
         serial_label = serial.config.label.removeprefix("specdec ")
+        with_prefills = [(own, BARE_TARGET), (serial_label, f"serial ideal gamma={gamma}")]
+        out += [Ratio(f"{name}: {label} / {ideal} {WITH_PREFILL}", label, f"{ideal} {WITH_PREFILL}",
+                      ratio(tps("specdec", label, temperature), tps("ideal", f"{ideal} {WITH_PREFILL}", temperature)))
+                for label, ideal in with_prefills if any(f.label == f"{ideal} {WITH_PREFILL}" for f in figures)]
         out += [Ratio(f"{name}: draft model time per forward, through the system / bare", serial_label,
                       "bare draft forward", ratio(serial.draft_seconds / max(1, serial.draft_forwards), bare.draft_1)),
                 Ratio(f"{name}: draft call time per drafted token / bare draft forward", serial_label,
@@ -257,4 +279,4 @@ def run_compare(client: Client, pair: HFPair, prompts: list[CodePrompt], gamma: 
         specdec[temperature] = [run_config(client, prompts, config, max_new_tokens, temperature, seed, progress)
                                 for config in specdec_configs(gamma)]
         hf += run_hf_configs(pair, texts, hf_configs(gamma), max_new_tokens, temperature, seed, progress, threads)
-    return Comparison(gamma, bare, specdec, hf)
+    return Comparison(gamma, bare, specdec, hf, max_new_tokens)

@@ -130,13 +130,16 @@ def run_hf(pair: HFPair, prompts: list[str], config: HFConfig, max_new_tokens: i
 
 @dataclass(frozen=True)
 class BareForwards:
-    """Median seconds of single forwards over a KV cache of `cache_tokens`, one thread, in this process."""
+    """Median seconds of single forwards over a KV cache of `cache_tokens`, one thread, in this process; and
+    the mean seconds of one prefill of the run's prompts (0: not measured), which every request pays once."""
 
     cache_tokens: int
     gamma: int
     draft_1: float  # the draft, 1 token
     target_1: float  # the target, 1 token
     target_verify: float  # the target, gamma + 1 tokens
+    draft_prefill: float = 0.0
+    target_prefill: float = 0.0
 
 
 @torch.inference_mode()
@@ -158,13 +161,32 @@ def median_forward_seconds(model: torch.nn.Module, cache_tokens: int, new_tokens
     return statistics.median(times[3:])
 
 
-def bare_forwards(pair: HFPair, gamma: int, cache_tokens: int = 100, repeats: int = 60) -> BareForwards:
+@torch.inference_mode()
+def mean_prefill_seconds(model: torch.nn.Module, prompts: list[list[int]], repeats: int = 3) -> float:
+    """Mean over the prompts of the median time of one forward of the whole prompt into a fresh cache."""
+    medians = []
+    for prompt_ids in prompts:
+        ids = torch.tensor([prompt_ids])
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model(ids, cache=DynamicCache(), use_cache=True)
+            times.append(time.perf_counter() - started)
+        medians.append(statistics.median(times))
+    return statistics.fmean(medians) if medians else 0.0
+
+
+def bare_forwards(pair: HFPair, gamma: int, cache_tokens: int = 100, repeats: int = 60,
+                  prompts: list[str] = ()) -> BareForwards:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        encoded = [pair.encode(prompt) for prompt in prompts]
         return BareForwards(cache_tokens, gamma,
                             draft_1=median_forward_seconds(pair.draft, cache_tokens, 1, repeats * 2),
                             target_1=median_forward_seconds(pair.target, cache_tokens, 1, repeats),
-                            target_verify=median_forward_seconds(pair.target, cache_tokens, gamma + 1, repeats))
+                            target_verify=median_forward_seconds(pair.target, cache_tokens, gamma + 1, repeats),
+                            draft_prefill=mean_prefill_seconds(pair.draft, encoded),
+                            target_prefill=mean_prefill_seconds(pair.target, encoded))
     finally:
         torch.set_num_threads(previous)

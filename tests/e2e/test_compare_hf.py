@@ -25,8 +25,8 @@ def comparison(deployment) -> Comparison:
     pair = HFPair(resolve_model("demo:target"), resolve_model("demo:draft"))
     prompts = code_prompts(2, seed=0)
     with Client(deployment.address) as client, Progress(transient=True) as progress:
-        return run_compare(client, pair, prompts, GAMMA, TOKENS, 0, progress, bare_forwards(pair, GAMMA, repeats=5),
-                           threads=(1,))
+        bare = bare_forwards(pair, GAMMA, repeats=5, prompts=[p.prompt for p in prompts])
+        return run_compare(client, pair, prompts, GAMMA, TOKENS, 0, progress, bare, threads=(1,))
 
 
 def test_every_row_is_measured(comparison: Comparison):
@@ -37,7 +37,8 @@ def test_every_row_is_measured(comparison: Comparison):
         for config in specdec_configs(GAMMA):
             assert ("specdec", config.label.removeprefix("specdec "), temperature) in labels
         for ideal in (f"serial ideal gamma={GAMMA}", f"overlapped ideal gamma={GAMMA}",
-                      "bare target, 1 token a forward"):
+                      "bare target, 1 token a forward", f"serial ideal gamma={GAMMA} with prefill",
+                      "bare target, 1 token a forward with prefill"):
             assert ("ideal", ideal, temperature) in labels
     assert all(f.tokens_per_second > 0 for f in comparison.figures())
     assert all(math.isfinite(r.value) and r.value > 0 for r in comparison.ratios())

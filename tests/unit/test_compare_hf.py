@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
@@ -18,6 +19,7 @@ from specdec.orchestrator.compare_hf import (
     round_breakdown,
     serial_ideal_tokens_per_second,
     specdec_configs,
+    with_prefill,
 )
 from specdec.orchestrator.hf_baseline import BareForwards, HFRow, hf_configs
 
@@ -78,6 +80,27 @@ def test_ideals_follow_the_performance_model():
     assert serial_ideal_tokens_per_second(3.0, 4, 0.0011, 0.0104) == pytest.approx(3.0 / 0.0148)
     assert overlapped_ideal_tokens_per_second(3.0, 4, 0.0011, 0.0104) == pytest.approx(3.0 / 0.0104)
     assert overlapped_ideal_tokens_per_second(3.0, 4, 0.004, 0.0104) == pytest.approx(3.0 / 0.016)
+
+
+def test_an_ideal_with_prefill_pays_each_prompt_once():
+    assert with_prefill(100.0, 64, 0.0) == pytest.approx(100.0)
+    assert with_prefill(100.0, 64, 0.16) == pytest.approx(64 / 0.8)  # 0.64 s of decoding and 0.16 s of prefill
+    assert with_prefill(0.0, 64, 0.1) == 0.0 and with_prefill(100.0, 0, 0.1) == 0.0
+
+
+def test_prefill_ideals_appear_when_prefills_and_the_request_length_are_known():
+    plain = comparison()
+    assert not [f for f in plain.figures() if "with prefill" in f.label]
+    prefilled = replace(plain, bare=replace(plain.bare, target_prefill=0.2, draft_prefill=0.04), max_new_tokens=30)
+    figures = {(f.label, f.temperature): f.tokens_per_second for f in prefilled.figures()}
+    serial_ideal = 3 / 0.088
+    assert figures[("serial ideal gamma=4 with prefill", 0.0)] == pytest.approx(30 / (30 / serial_ideal + 0.24))
+    assert figures[("bare target, 1 token a forward with prefill", 1.0)] == pytest.approx(30 / (30 * 0.05 + 0.2))
+    ratios = {r.name: r.value for r in prefilled.ratios()}
+    assert ratios["greedy: sd gamma=4 serial / serial ideal gamma=4 with prefill"] == pytest.approx(
+        15 / figures[("serial ideal gamma=4 with prefill", 0.0)])
+    assert ratios["T=1: target-only / bare target, 1 token a forward with prefill"] == pytest.approx(
+        10 / figures[("bare target, 1 token a forward with prefill", 1.0)])
 
 
 def comparison() -> Comparison:
