@@ -17,8 +17,8 @@ import sys
 import ray
 
 from specdec.config import ServeConfig
-from specdec.launch import find_orchestrator
 from specdec.orchestrator.client import Client
+from specdec.orchestrator.serving.launch import find_orchestrator
 
 
 def main() -> int:

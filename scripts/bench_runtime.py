@@ -22,8 +22,8 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from specdec.config import resolve_model
-from specdec.runtime.model import CausalLM, LoadSpec
 from specdec.services.draft.runner import DraftRunner
+from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.services.target.runner import TargetRunner
 from specdec.types import ProposeCall, SamplingParams, VerifyCall
 

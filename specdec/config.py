@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from specdec.runtime.security import TlsFiles
+from specdec.net.security import TlsFiles
 
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
-FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.runtime.lean_forward`)
+FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.services.runtime.lean_forward`)
 STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
 ACCELERATORS = ("auto", "gpu", "cpu")
 
@@ -139,14 +139,6 @@ class ServeConfig:
             raise ValueError("placement.target_replicas: need 1 <= draft_replicas <= target_replicas")
         if self.placement.cpus_per_service < 1:
             raise ValueError("placement.cpus_per_service: must be >= 1")
-        from specdec.orchestrator.controllers import CONTROLLER_NAMES
-        from specdec.orchestrator.rules import RULE_NAMES
-
-        if self.defaults.rule not in RULE_NAMES:
-            raise ValueError(f"defaults.rule: must be one of {RULE_NAMES}, got {self.defaults.rule!r}")
-        if self.defaults.gamma_controller not in CONTROLLER_NAMES:
-            raise ValueError(f"defaults.gamma_controller: must be one of {CONTROLLER_NAMES}, "
-                             f"got {self.defaults.gamma_controller!r}")
         if not 0 <= self.defaults.gamma <= self.limits.max_gamma:
             raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
         if not 0 <= self.defaults.speculation_lanes <= self.limits.max_speculation_lanes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from specdec.runtime.scoring import StatisticsSpec, WindowStatistics
+from specdec.distributions.scoring import StatisticsSpec, WindowStatistics
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Proposal:
 @dataclass(frozen=True)
 class VerifyCall:
     """Ask the target to score `draft_tokens` after rolling back to `keep_len` and appending `new_tokens`,
-    and to compute beside its logits what `statistics` asks for (`specdec.runtime.scoring`)."""
+    and to compute beside its logits what `statistics` asks for (`specdec.distributions.scoring`)."""
 
     session_id: str
     round: int

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
+from specdec.distributions.scoring import inverse_cdf, window_statistics
 from specdec.errors import SessionError
 from specdec.orchestrator.rules.base import RoundScores
-from specdec.runtime.scoring import inverse_cdf, window_statistics
 
 
 class MarkovLM:

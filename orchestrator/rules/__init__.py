@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from specdec.distributions.divergences import DIVERGENCES
 from specdec.orchestrator.rules.base import Acceptance, AcceptanceRule, RoundScores
 from specdec.orchestrator.rules.fsd import FuzzySpeculativeDecoding
 from specdec.orchestrator.rules.greedy import Greedy
 from specdec.orchestrator.rules.opt import DecodingOpt, DecodingUno
 from specdec.orchestrator.rules.sd import SpeculativeSampling
 from specdec.orchestrator.rules.typical import TypicalAcceptance
-from specdec.runtime.divergences import DIVERGENCES
 
 RULE_NAMES = ("sd", "greedy", "fsd", "opt", "uno", "typical")
 LOSSLESS_RULES = ("sd", "greedy")

@@ -7,7 +7,7 @@ draft_tokens[:num_accepted] + [next_token] to the committed tokens.
 
 A rule sees small arrays, not distributions over the vocabulary: the draft's probability of each of its
 tokens, and what the rule's `statistics` asked the target to compute beside its logits
-(`specdec.runtime.scoring`): the target's probability of each draft token, a candidate next token per
+(`specdec.distributions.scoring`): the target's probability of each draft token, a candidate next token per
 position drawn with the orchestrator's uniforms, entropies, divergences. Only rules over several draft
 sequences per round (multi-draft `sd`) see whole rows.
 """
@@ -19,7 +19,7 @@ from typing import Protocol
 
 import torch
 
-from specdec.runtime.scoring import StatisticsSpec
+from specdec.distributions.scoring import StatisticsSpec
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ import math
 
 import torch
 
+from specdec.distributions.divergences import DIVERGENCES
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
-from specdec.runtime.divergences import DIVERGENCES
-from specdec.runtime.scoring import StatisticsSpec
 
 
 class FuzzySpeculativeDecoding:

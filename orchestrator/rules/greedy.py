@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 from specdec.orchestrator.rules.multi_draft import multi_draft_greedy
-from specdec.runtime.scoring import StatisticsSpec
 
 
 class Greedy:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from specdec.distributions.scoring import residual_or_target
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
-from specdec.runtime.scoring import residual_or_target
 
 
 def _windows(scores: RoundScores) -> tuple[torch.Tensor, torch.Tensor]:

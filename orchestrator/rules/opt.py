@@ -14,9 +14,9 @@ import math
 
 import torch
 
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.orchestrator.rules.base import Acceptance, RoundScores
 from specdec.orchestrator.rules.sd import over_acceptance
-from specdec.runtime.scoring import StatisticsSpec
 
 
 def check_epsilon(epsilon: float) -> float:

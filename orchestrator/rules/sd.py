@@ -7,7 +7,7 @@ Per draft position i, with Q_i the distribution draft token d_i was sampled from
 target distribution: accept d_i with probability min(1, P_i(d_i) / Q_i(d_i)). At the first rejection
 emit the recovered token ~ normalize(max(0, P_i - Q_i)); if all gamma are accepted, the bonus token ~
 P_{gamma+1}. Exact, since q * min(1, p/q) + (p - q)_+ = p per token. The target draws the recovered
-candidate of every position and the bonus with the orchestrator's uniforms (`specdec.runtime.scoring`);
+candidate of every position and the bonus with the orchestrator's uniforms (`specdec.distributions.scoring`);
 the rule's test picks which one is emitted.
 
 `sd` is `opt` with epsilon = 0 (Yin et al. 2024); both share `over_acceptance` below.
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 from specdec.orchestrator.rules.multi_draft import multi_draft_sd
-from specdec.runtime.scoring import StatisticsSpec
 
 
 def over_acceptance(scores: RoundScores, generator: torch.Generator, epsilon: float, rule: str) -> Acceptance:

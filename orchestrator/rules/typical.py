@@ -12,8 +12,8 @@ import math
 
 import torch
 
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
-from specdec.runtime.scoring import StatisticsSpec
 
 
 class TypicalAcceptance:

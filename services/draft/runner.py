@@ -27,10 +27,10 @@ from collections.abc import Callable
 
 import torch
 
+from specdec.distributions.warps import warped_probs
 from specdec.errors import SessionError
-from specdec.runtime.batcher import run_calls
-from specdec.runtime.model import SessionLM
-from specdec.runtime.warps import warped_probs
+from specdec.services.runtime.batcher import run_calls
+from specdec.services.runtime.model import SessionLM
 from specdec.types import Proposal, ProposeCall, TopRows
 
 _MASK63 = (1 << 63) - 1

@@ -6,18 +6,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from specdec.runtime import messages
-from specdec.runtime.batcher import Batcher
-from specdec.runtime.held_settings import PROPOSE_SETTINGS
-from specdec.runtime.model import CausalLM
-from specdec.runtime.model_servicer import ModelServicerBase
-from specdec.runtime.rpc import abort_on_bad_input
-from specdec.runtime.service_actor import ModelServiceActor
-from specdec.runtime.validation import check_fraction, check_range, check_sampling, check_token_ids
+from specdec.net.rpc import abort_on_bad_input
 from specdec.services.draft.runner import DraftRunner
+from specdec.services.runtime.batcher import Batcher
+from specdec.services.runtime.model import CausalLM
+from specdec.services.runtime.model_servicer import ModelServicerBase
+from specdec.services.runtime.service_actor import ModelServiceActor
 from specdec.types import ProposeCall
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
+from specdec.wire import messages
+from specdec.wire.held_settings import PROPOSE_SETTINGS
+from specdec.wire.validation import check_fraction, check_range, check_sampling, check_token_ids
 
 MAX_GAMMA = 64
 MAX_NUM_DRAFTS = 16

@@ -3,7 +3,7 @@
 Knows the model runtime and the warps, not gRPC or acceptance rules. Position i of a window is the
 target's next-token distribution after the committed tokens and the window's first i draft tokens.
 Returns the gamma + 1 argmaxes of every window and, for one window, the statistics its call asked for
-(`specdec.runtime.scoring`: the target's probability of each draft token, candidate next tokens drawn at
+(`specdec.distributions.scoring`: the target's probability of each draft token, candidate next tokens drawn at
 the caller's uniforms, entropies, divergences); whole warped rows (in wire precision) only on request.
 Calls of different sessions are scored as one batch; a call with M windows is scored as one batch over a
 fork of its session's cache, and its session keeps only the committed tokens. A call without draft tokens
@@ -19,13 +19,13 @@ import time
 
 import torch
 
+from specdec.distributions.scoring import StatisticsSpec, WindowStatistics, inverse_cdf, window_statistics
+from specdec.distributions.warps import warped_probs
 from specdec.errors import SessionError
-from specdec.runtime.batcher import run_calls
-from specdec.runtime.model import SessionLM
-from specdec.runtime.scoring import StatisticsSpec, WindowStatistics, inverse_cdf, window_statistics
-from specdec.runtime.warps import warped_probs
-from specdec.runtime.wire import wire_precision
+from specdec.services.runtime.batcher import run_calls
+from specdec.services.runtime.model import SessionLM
 from specdec.types import Verification, VerifyCall
+from specdec.wire.encoding import wire_precision
 
 
 def _forks(call: VerifyCall) -> bool:

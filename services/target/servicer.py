@@ -6,20 +6,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.errors import InvalidField
-from specdec.runtime import messages
-from specdec.runtime.batcher import Batcher
-from specdec.runtime.held_settings import VERIFY_SETTINGS
-from specdec.runtime.model import CausalLM
-from specdec.runtime.model_servicer import ModelServicerBase
-from specdec.runtime.rpc import abort_on_bad_input
-from specdec.runtime.scoring import StatisticsSpec
-from specdec.runtime.service_actor import ModelServiceActor
-from specdec.runtime.validation import check_range, check_sampling, check_token_ids
+from specdec.net.rpc import abort_on_bad_input
+from specdec.services.runtime.batcher import Batcher
+from specdec.services.runtime.model import CausalLM
+from specdec.services.runtime.model_servicer import ModelServicerBase
+from specdec.services.runtime.service_actor import ModelServiceActor
 from specdec.services.target.runner import TargetRunner
 from specdec.types import VerifyCall
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
+from specdec.wire import messages
+from specdec.wire.held_settings import VERIFY_SETTINGS
+from specdec.wire.validation import check_range, check_sampling, check_token_ids
 
 MAX_DRAFT_TOKENS = 256
 MAX_NUM_DRAFTS = 16

@@ -19,8 +19,8 @@ import yaml
 
 from specdec.config import ServeConfig
 from specdec.demo_pair.heldout import code_prompts
-from specdec.launch import deploy
-from specdec.orchestrator.client import Client
+from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.serving.launch import deploy
 from tests.cluster.conftest import ENV
 from tests.helpers import TargetOracle
 

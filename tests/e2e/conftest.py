@@ -9,7 +9,7 @@ import pytest
 import ray
 
 from specdec.config import ServeConfig
-from specdec.launch import deploy
+from specdec.orchestrator.serving.launch import deploy
 from tests.helpers import TargetOracle
 
 

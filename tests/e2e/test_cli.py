@@ -19,7 +19,7 @@ import yaml
 
 from specdec.config import ServeConfig, resolve_model
 from specdec.demo_pair.train import DRAFT_SHAPE, build_model, train_tokenizer
-from specdec.launch import deploy
+from specdec.orchestrator.serving.launch import deploy
 
 SPECDEC = [sys.executable, "-m", "specdec.orchestrator.cli"]
 
@@ -70,7 +70,7 @@ def test_serve_then_generate(tmp_path: Path):
 def test_help_describes_every_subcommand():
     import argparse
 
-    from specdec.orchestrator.cli import build_parser
+    from specdec.orchestrator.cli.main import build_parser
 
     parser = build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

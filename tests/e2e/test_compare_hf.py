@@ -11,11 +11,11 @@ from rich.progress import Progress
 
 from specdec.config import resolve_model
 from specdec.demo_pair.heldout import code_prompts
-from specdec.orchestrator.bench_report import write_compare
-from specdec.orchestrator.cli import build_parser
-from specdec.orchestrator.client import Client
-from specdec.orchestrator.compare_hf import TEMPERATURES, Comparison, run_compare, specdec_configs
-from specdec.orchestrator.hf_baseline import HFPair, bare_forwards, hf_configs
+from specdec.orchestrator.cli.main import build_parser
+from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.measure.bench_report import write_compare
+from specdec.orchestrator.measure.compare_hf import TEMPERATURES, Comparison, run_compare, specdec_configs
+from specdec.orchestrator.measure.hf_baseline import HFPair, bare_forwards, hf_configs
 
 GAMMA, TOKENS = 4, 8
 

@@ -16,8 +16,8 @@ import ray
 
 from specdec.config import ServeConfig
 from specdec.demo_pair.heldout import code_prompts
-from specdec.launch import deploy
-from specdec.orchestrator.client import Client
+from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.serving.launch import deploy
 
 STREAMS = 32
 NEW_TOKENS = 96

@@ -17,8 +17,8 @@ import ray
 
 from specdec.config import ServeConfig
 from specdec.demo_pair.heldout import code_prompts
-from specdec.launch import deploy, find_orchestrator
-from specdec.orchestrator.client import Client
+from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.serving.launch import deploy, find_orchestrator
 from tests.helpers import TargetOracle
 
 SPECDEC = [sys.executable, "-m", "specdec.orchestrator.cli"]

@@ -11,8 +11,8 @@ import ray
 
 from specdec.config import ServeConfig
 from specdec.demo_pair.heldout import code_prompts
-from specdec.launch import find_orchestrator
-from specdec.orchestrator.client import Client
+from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.serving.launch import find_orchestrator
 from tests.helpers import TargetOracle
 
 PROMPTS = [p.prompt for p in code_prompts(4, seed=3)]
@@ -118,7 +118,7 @@ def test_load_bench_reports_every_mode_at_every_load(deployment, tmp_path):
 
 
 def test_two_targets_share_one_draft_and_split_the_load(ray_cluster, oracle: TargetOracle):
-    from specdec.launch import deploy
+    from specdec.orchestrator.serving.launch import deploy
 
     config = ServeConfig.from_dict({"placement": {"draft_replicas": 1, "target_replicas": 2},
                                     "orchestrator": {"port": 0, "name": "replica-test"}})

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import ray
 
 from specdec.demo_pair.heldout import code_prompts
-from specdec.orchestrator.client import Client
+from specdec.orchestrator.client.grpc_client import Client
 
 REQUESTS = 600
 WARMUP = 100  # requests before the first memory reading (caches, allocator pools and code paths warm up)
 STREAMS = 32
-MAX_RSS_GROWTH = 0.03  # the allocator is steadied (specdec.runtime.memory)
+MAX_RSS_GROWTH = 0.03  # the allocator is steadied (specdec.memory)
 PROMPTS = [p.prompt[:240] for p in code_prompts(64, seed=21)]
 
 

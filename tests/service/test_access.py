@@ -10,11 +10,11 @@ import grpc
 import pytest
 
 from specdec.config import JobsConfig, ServeConfig, resolve_model
-from specdec.orchestrator.actor import OrchestratorActor
+from specdec.net.security import TlsFiles
 from specdec.orchestrator.client import Client
-from specdec.runtime.model import LoadSpec
-from specdec.runtime.security import TlsFiles
+from specdec.orchestrator.serving.actor import OrchestratorActor
 from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.runtime.model import LoadSpec
 from specdec.services.target.servicer import TargetServiceActor
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
@@ -102,7 +102,7 @@ def test_a_service_demands_a_client_certificate(secured):
 
 
 def test_unreadable_tls_files_and_tokens_name_the_field(tmp_path):
-    from specdec.runtime.security import read_token
+    from specdec.net.security import read_token
 
     (tmp_path / "k.pem").write_text("x")
     with pytest.raises(ValueError, match="tls.cert: cannot read"):

@@ -24,11 +24,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
-from specdec.orchestrator.actor import OrchestratorActor
+from specdec.net.rpc import RpcLimits
 from specdec.orchestrator.client import Client
-from specdec.runtime.model import LoadSpec
-from specdec.runtime.rpc import RpcLimits
+from specdec.orchestrator.serving.actor import OrchestratorActor
 from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.runtime.model import LoadSpec
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 from tests.helpers import BackgroundLoop, TargetOracle

@@ -19,10 +19,10 @@ import openai
 import pytest
 
 from specdec.config import ServeConfig, resolve_model
-from specdec.orchestrator.actor import OrchestratorActor
+from specdec.net.security import make_dev_certificates
 from specdec.orchestrator.client import Client
-from specdec.runtime.model import LoadSpec
-from specdec.runtime.security import make_dev_certificates
+from specdec.orchestrator.serving.actor import OrchestratorActor
+from specdec.services.runtime.model import LoadSpec
 from specdec.services.target.servicer import TargetServiceActor
 from tests.helpers import TargetOracle
 

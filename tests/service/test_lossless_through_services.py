@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from specdec.distributions.warps import warped_probs
 from specdec.orchestrator.client import Client
-from specdec.runtime.warps import warped_probs
 from specdec.types import SamplingParams
 from tests.helpers import TargetOracle
 

@@ -47,7 +47,7 @@ def test_sampled_propose_reports_the_distributions_it_sampled_from(stubs):
     response = draft.Propose(pb.ProposeRequest(session_id="s1", keep_len=0, new_tokens=PROMPT, gamma=3,
                                                sampling=pb.SamplingParams(temperature=1.0, top_k=5), seed=9,
                                                want_probs=True))
-    from specdec.runtime.wire import decode_top
+    from specdec.wire.encoding import decode_top
 
     rows = decode_top(response.draft_probs).dense()  # the draft's top-K rows, exactly; top_k 5 leaves 5 non-zero
     assert response.draft_probs.rows == 3 and [int((row > 0).sum()) for row in rows] == [5, 5, 5]
@@ -160,7 +160,7 @@ def test_verify_computes_the_statistics_asked_for_beside_its_logits(stubs, oracl
     _, target = stubs
     import torch
 
-    from specdec.runtime.scoring import inverse_cdf
+    from specdec.distributions.scoring import inverse_cdf
 
     draft_rows = pb.TopDistributions(rows=3, k=1, vocab_size=oracle.model.config.vocab_size,
                                      indices=torch.tensor([1, 2, 3], dtype=torch.int32).numpy().tobytes(),

@@ -10,10 +10,10 @@ import grpc
 import pytest
 
 from specdec.config import ServeConfig, resolve_model
-from specdec.orchestrator.actor import OrchestratorActor
 from specdec.orchestrator.client import Client
-from specdec.runtime.model import LoadSpec
+from specdec.orchestrator.serving.actor import OrchestratorActor
 from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.runtime.model import LoadSpec
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 from tests.helpers import BackgroundLoop
@@ -92,8 +92,8 @@ def test_a_session_is_ended_only_after_its_cancelled_call_has_run(servers):
     not have its session ended first, or the late call would start the session again and leave it behind."""
     import asyncio
 
-    from specdec.orchestrator.remote import RemoteProposer
-    from specdec.runtime.rpc import RpcLimits
+    from specdec.net.rpc import RpcLimits
+    from specdec.orchestrator.adapters.remote import RemoteProposer
     from specdec.types import ProposeCall, SamplingParams
 
     loop, draft = servers["loop"], servers["draft_actor"]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from specdec.config import ServeConfig
-from specdec.orchestrator.actor import OrchestratorActor
 from specdec.orchestrator.client import Client
-from specdec.runtime.model import LoadSpec
+from specdec.orchestrator.serving.actor import OrchestratorActor
 from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.runtime.model import LoadSpec
 from specdec.services.target.servicer import TargetServiceActor
 from tests.helpers import BackgroundLoop, random_llama
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from specdec.orchestrator.bench import BenchRow, add_positions
-from specdec.orchestrator.bench_report import compare_records, print_compare, write_compare
-from specdec.orchestrator.compare_hf import (
+from specdec.orchestrator.measure.bench import BenchRow, add_positions
+from specdec.orchestrator.measure.bench_report import compare_records, print_compare, write_compare
+from specdec.orchestrator.measure.compare_hf import (
     Comparison,
     expected_tokens_per_round,
     overlapped_ideal_tokens_per_second,
@@ -21,7 +21,7 @@ from specdec.orchestrator.compare_hf import (
     specdec_configs,
     with_prefill,
 )
-from specdec.orchestrator.hf_baseline import BareForwards, HFRow, hf_configs
+from specdec.orchestrator.measure.hf_baseline import BareForwards, HFRow, hf_configs
 
 
 def stats(**overrides) -> dict:

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from specdec.orchestrator.metrics import OrchestratorMetrics, Series
+from specdec.orchestrator.serving.metrics import OrchestratorMetrics, Series
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 
 from specdec.config import resolve_model
 from specdec.demo_pair.heldout import code_prompts
-from specdec.orchestrator.detokenize import IncrementalDetokenizer
+from specdec.orchestrator.serving.detokenize import IncrementalDetokenizer
 
 
 def test_deltas_join_to_the_whole_decoded_text_whatever_the_chunks():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from transformers import AutoTokenizer
 
 from specdec.config import DefaultsConfig, LimitsConfig, resolve_model
-from specdec.orchestrator.core import GenerateParams, Orchestrator, Route
+from specdec.orchestrator.serving.core import GenerateParams, Orchestrator, Route
 from specdec.types import ModelInfo
 
 INFO = ModelInfo("demo", vocab_size=2048, max_context=512, tokenizer_fingerprint="f", device="cpu", dtype="float32",

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from specdec.config import resolve_model
-from specdec.runtime.model import CausalLM, LoadSpec
 from specdec.services.draft.runner import DraftRunner
+from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.types import ProposeCall, SamplingParams
 
 PROMPTS = {"a": [5, 17, 99, 250, 3, 41], "b": [8, 9, 10, 11]}

@@ -13,14 +13,14 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from specdec.distributions.scoring import StatisticsSpec
+from specdec.distributions.warps import warped_probs
+from specdec.orchestrator.adapters.local import LocalProposer, LocalScorer
 from specdec.orchestrator.controllers import ControllerParams, make_controller
 from specdec.orchestrator.controllers.fixed import FixedGamma
-from specdec.orchestrator.engine import TARGET_RUN_TOKENS, GenerationRequest, generate
-from specdec.orchestrator.local import LocalProposer, LocalScorer
+from specdec.orchestrator.round.engine import TARGET_RUN_TOKENS, GenerationRequest, generate
+from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules import Acceptance, make_rule
-from specdec.orchestrator.stats import RequestStats
-from specdec.runtime.scoring import StatisticsSpec
-from specdec.runtime.warps import warped_probs
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.target.runner import TargetRunner
 from specdec.types import SamplingParams

@@ -9,11 +9,11 @@ import asyncio
 import pytest
 
 from specdec.errors import ServiceDown, SessionLost
+from specdec.orchestrator.adapters.local import LocalProposer, LocalScorer
 from specdec.orchestrator.controllers.fixed import FixedGamma
-from specdec.orchestrator.engine import GenerationRequest, generate
-from specdec.orchestrator.local import LocalProposer, LocalScorer
+from specdec.orchestrator.round.engine import GenerationRequest, generate
+from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules import make_rule
-from specdec.orchestrator.stats import RequestStats
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.target.runner import TargetRunner
 from specdec.types import SamplingParams

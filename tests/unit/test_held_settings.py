@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.errors import SessionError
-from specdec.runtime import messages
-from specdec.runtime.held_settings import PROPOSE_SETTINGS, VERIFY_SETTINGS, HeldSettings
-from specdec.runtime.scoring import StatisticsSpec
 from specdec.types import ProposeCall, SamplingParams, VerifyCall
+from specdec.wire import messages
+from specdec.wire.held_settings import PROPOSE_SETTINGS, VERIFY_SETTINGS, HeldSettings
 
 SAMPLING = SamplingParams(0.5, top_k=5, top_p=0.75)  # exact in float32, as they travel
 

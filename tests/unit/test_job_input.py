@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from specdec.errors import InvalidField
-from specdec.orchestrator.client import job_request, result_to_dict
-from specdec.orchestrator.job_input import JobFileError, parse_lines, read_requests, request_from_dict
+from specdec.orchestrator.client.grpc_client import job_request, result_to_dict
+from specdec.orchestrator.jobs.inputs import JobFileError, parse_lines, read_requests, request_from_dict
 from specdec.v1 import specdec_pb2 as pb
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from specdec.errors import InvalidField
-from specdec.orchestrator.jobs import JobRunner, Outcome
-from specdec.orchestrator.journal import CANCELLED, FAILED, SUCCEEDED, Journal
+from specdec.orchestrator.jobs.journal import CANCELLED, FAILED, SUCCEEDED, Journal
+from specdec.orchestrator.jobs.runner import JobRunner, Outcome
 
 
 class FakeItems:
@@ -129,7 +129,7 @@ def test_a_restart_finishes_every_item_exactly_once(tmp_path: Path):
 
 
 def test_transient_failures_are_tried_again_and_failures_recorded(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr("specdec.orchestrator.jobs.RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr("specdec.orchestrator.jobs.runner.RETRY_DELAY_S", 0.0)
 
     async def main():
         items = FakeItems(transient_failures=2)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from specdec.orchestrator.journal import (
+from specdec.orchestrator.jobs.journal import (
     CANCELLED,
     DONE,
     FAILED,

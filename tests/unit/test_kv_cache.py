@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from specdec.runtime.kv_cache import KVShape, Slot, causal_mask, grown_capacity
+from specdec.services.runtime.kv_cache import KVShape, Slot, causal_mask, grown_capacity
 
 SHAPE = KVShape(layers=2, kv_heads=3, head_dim=4, dtype=torch.float32, device=torch.device("cpu"))
 

@@ -9,9 +9,9 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
 from specdec.config import ServeConfig
-from specdec.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span
-from specdec.runtime.lean_forward import LeanLlama, lean_forward, unsupported_reason
-from specdec.runtime.model import CausalLM, LoadSpec, kv_shape
+from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span
+from specdec.services.runtime.lean_forward import LeanLlama, lean_forward, unsupported_reason
+from specdec.services.runtime.model import CausalLM, LoadSpec, kv_shape
 
 SMALL = dict(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
              max_position_embeddings=64, tie_word_embeddings=False)

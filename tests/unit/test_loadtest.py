@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from specdec.orchestrator.loadtest import (
+from specdec.orchestrator.measure.loadtest import (
     LoadSpec,
     RequestRecord,
     Slo,
@@ -81,7 +81,7 @@ def test_prompt_files(tmp_path):
 
 
 def test_server_sent_events_are_read_by_their_data_lines():
-    from specdec.orchestrator.openai_client import sse_data
+    from specdec.orchestrator.client.openai_client import sse_data
 
     lines = [b'data: {"a": 1}\n', b"\n", b": ping\n", b"\n", b"data: one\n", b"data: two\r\n", b"\r\n",
              b"data: [DONE]\n", b"\n"]

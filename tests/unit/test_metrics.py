@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from specdec.orchestrator.metrics import OrchestratorMetrics
-from specdec.orchestrator.stats import RequestStats
+from specdec.orchestrator.round.stats import RequestStats
+from specdec.orchestrator.serving.metrics import OrchestratorMetrics
 
 
 def samples(metrics: OrchestratorMetrics) -> dict[tuple[str, tuple], float]:

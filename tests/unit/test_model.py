@@ -8,8 +8,8 @@ import torch
 
 from specdec.config import resolve_model
 from specdec.errors import SessionError
-from specdec.runtime.kv_cache import CAPACITY_BLOCK
-from specdec.runtime.model import CausalLM, LoadSpec, width_groups
+from specdec.services.runtime.kv_cache import CAPACITY_BLOCK
+from specdec.services.runtime.model import CausalLM, LoadSpec, width_groups
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from transformers import AutoTokenizer
 
 from specdec.config import resolve_model
 from specdec.errors import InvalidField, ServiceDown
-from specdec.orchestrator import openai_api as api
-from specdec.orchestrator.http_gateway import Refused, refusal
-from specdec.orchestrator.openai_api import ChatCompletionRequest, ChoiceOutput, CompletionRequest
-from specdec.orchestrator.stats import RequestStats
+from specdec.orchestrator.round.stats import RequestStats
+from specdec.orchestrator.serving import openai_api as api
+from specdec.orchestrator.serving.http_gateway import Refused, refusal
+from specdec.orchestrator.serving.openai_api import ChatCompletionRequest, ChoiceOutput, CompletionRequest
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from specdec.errors import SessionError
-from specdec.runtime.rounds import RoundLedger
+from specdec.services.runtime.rounds import RoundLedger
 from specdec.v1 import specdec_pb2 as pb
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from specdec.distributions.divergences import divergence
 from specdec.orchestrator.rules import RuleParams, make_rule
-from specdec.runtime.divergences import divergence
 from tests.fakes import one_position_scores, scores_from_rows
 
 VOCAB = 6

@@ -3,8 +3,8 @@ batch left it (hand-written Markov fakes, no model)."""
 
 from __future__ import annotations
 
-from specdec.runtime.model import SessionError
 from specdec.services.draft.runner import DraftRunner
+from specdec.services.runtime.model import SessionError
 from specdec.services.target.runner import TargetRunner
 from specdec.types import ProposeCall, SamplingParams, VerifyCall
 from tests.fakes import MarkovLM, random_table

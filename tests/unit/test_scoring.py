@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specdec.runtime.divergences import divergence
-from specdec.runtime.scoring import StatisticsSpec, inverse_cdf, residual_or_target, window_statistics
+from specdec.distributions.divergences import divergence
+from specdec.distributions.scoring import StatisticsSpec, inverse_cdf, residual_or_target, window_statistics
 
 
 def test_inverse_cdf_gives_each_token_its_share_of_the_unit_interval():

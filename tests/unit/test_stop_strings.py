@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from specdec.orchestrator.stop_strings import StopStrings
+from specdec.orchestrator.serving.stop_strings import StopStrings
 
 
 def run(deltas: list[str], stops: tuple[str, ...]) -> tuple[list[str], bool]:

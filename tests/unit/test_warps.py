@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from specdec.runtime.warps import warped_probs
+from specdec.distributions.warps import warped_probs
 from specdec.types import SamplingParams
 
 LOGITS = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specdec.runtime import wire
 from specdec.types import TopRows
 from specdec.v1 import specdec_pb2 as pb
+from specdec.wire import encoding
 
 
 def dense_probs(rows: int, vocab: int) -> torch.Tensor:
@@ -16,24 +16,24 @@ def dense_probs(rows: int, vocab: int) -> torch.Tensor:
 
 def test_dense_round_trip_equals_wire_precision_bit_for_bit():
     probs = dense_probs(5, 300)
-    message = wire.encode(probs)
+    message = encoding.encode(probs)
     assert message.encoding == pb.Distributions.DENSE_FP16
     assert len(message.values) == 5 * 300 * 2  # fp16, not fp32
-    assert torch.equal(wire.decode(message), wire.wire_precision(probs))
+    assert torch.equal(encoding.decode(message), encoding.wire_precision(probs))
 
 
 def test_sparse_rows_use_the_sparse_form_and_round_trip():
     probs = dense_probs(3, 1000)
     probs[:, 10:] = 0
     probs = probs / probs.sum(-1, keepdim=True)
-    message = wire.encode(probs)
+    message = encoding.encode(probs)
     assert message.encoding == pb.Distributions.SPARSE_FP16
     assert list(message.row_lengths) == [10, 10, 10]
-    assert torch.equal(wire.decode(message), wire.wire_precision(probs))
+    assert torch.equal(encoding.decode(message), encoding.wire_precision(probs))
 
 
 def test_wire_precision_rows_sum_to_one():
-    sums = wire.wire_precision(dense_probs(4, 50)).sum(-1)
+    sums = encoding.wire_precision(dense_probs(4, 50)).sum(-1)
     assert torch.allclose(sums, torch.ones(4), atol=1e-6)
 
 
@@ -52,7 +52,7 @@ def test_wire_precision_rows_sum_to_one():
 )
 def test_malformed_messages_raise(message, match):
     with pytest.raises(ValueError, match=match):
-        wire.decode(message)
+        encoding.decode(message)
 
 
 def top_rows(rows: int = 3, k: int = 4, vocab: int = 50_000, seed: int = 0) -> TopRows:
@@ -66,8 +66,8 @@ def test_top_rows_round_trip_exactly_and_their_size_does_not_grow_with_the_vocab
     sizes = []
     for vocab in (2048, 128_000):
         rows = top_rows(vocab=vocab)
-        message = wire.encode_top(rows)
-        back = wire.decode_top(pb.TopDistributions.FromString(message.SerializeToString()), vocab)
+        message = encoding.encode_top(rows)
+        back = encoding.decode_top(pb.TopDistributions.FromString(message.SerializeToString()), vocab)
         assert torch.equal(back.indices, rows.indices) and torch.equal(back.values, rows.values)  # bit for bit
         assert torch.equal(back.dense(), rows.dense())
         sizes.append(message.ByteSize())
@@ -78,8 +78,8 @@ def test_top_rows_round_trip_exactly_and_their_size_does_not_grow_with_the_vocab
     (dict(vocab_size=10), "vocab"), (dict(k=5), "indices"), (dict(values=b"\0" * 48), "sum to 1"),
     (dict(indices=torch.full((12,), 60_000, dtype=torch.int32).numpy().tobytes()), "out of vocabulary")])
 def test_malformed_top_rows_raise(change, match):
-    message = wire.encode_top(top_rows())
+    message = encoding.encode_top(top_rows())
     for field_name, value in change.items():
         setattr(message, field_name, value)
     with pytest.raises(ValueError, match=match):
-        wire.decode_top(message, 50_000)
+        encoding.decode_top(message, 50_000)

@@ -1,0 +1,245 @@
+"""`specdec bench`: sweep acceptance rules, thresholds, gamma controllers and gamma over held-out code
+prompts on one deployment, and measure what each buys in speed and costs in quality.
+
+Every configuration decodes the same prompts with the same seeds, one request at a time, in one run;
+speedups are against target-only decoding (gamma = 0) measured in that same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+
+from rich.progress import Progress
+
+from specdec.demo_pair.heldout import CodePrompt
+from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.measure.quality import TargetScorer, exact_line_match, token_accuracy
+from specdec.orchestrator.round.stats import acceptance_rate, mean_acceptance_length
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    label: str
+    group: str  # baseline | fixed | controller | fsd | opt | uno | typical | multi_draft
+    rule: str
+    gamma: int
+    controller: str = "fixed"
+    rule_params: dict = field(default_factory=dict)
+    num_drafts: int = 1
+    overlap: bool = False
+    speculation_lanes: int = 0
+
+
+@dataclass
+class BenchRow:
+    """Totals of one configuration over all prompts (sums of the requests' stats)."""
+
+    config: BenchConfig
+    tokens: int = 0
+    seconds: float = 0.0
+    rounds: int = 0
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    draft_seconds: float = 0.0
+    draft_forwards: int = 0
+    verify_seconds: float = 0.0
+    verify_forwards: int = 0
+    draft_call_seconds: float = 0.0  # the rounds waiting on draft calls (model time + transport)
+    verify_call_seconds: float = 0.0  # the rounds waiting on verify calls (model time + transport)
+    wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
+    num_accepted_tokens_per_pos: list[int] = field(default_factory=list)  # summed position by position
+    wire_bytes: int = 0
+    pre_drafted: int = 0  # rounds whose window was drafted during the previous verification
+    lane_hits: int = 0  # of those, windows from speculation lanes
+    exact_lines: int = 0
+    token_accuracy_sum: float = 0.0
+    loglik_sum: float = 0.0
+    prompts: int = 0
+    gamma_trace: list[int] = field(default_factory=list)  # the first prompt's
+    outputs: list[list[int]] = field(default_factory=list)
+    speedup: float = 0.0  # filled against the baseline row
+
+    def add(self, stats: dict, token_ids: list[int]) -> None:
+        """Add one request's stats (the dict a Client returns)."""
+        self.tokens += stats["output_tokens"]
+        self.seconds += stats["seconds"]
+        self.rounds += stats["num_rounds"]
+        self.num_drafts += stats["num_drafts"]
+        self.num_draft_tokens += stats["num_draft_tokens"]
+        self.num_accepted_tokens += stats["num_accepted_tokens"]
+        self.draft_seconds += stats["draft_seconds"]
+        self.draft_forwards += stats["num_draft_forwards"]
+        self.verify_seconds += stats["verify_seconds"]
+        self.verify_forwards += stats["num_verify_forwards"]
+        self.draft_call_seconds += stats["draft_call_seconds"]
+        self.verify_call_seconds += stats["verify_call_seconds"]
+        self.wait_seconds += stats["wait_seconds"]
+        self.num_accepted_tokens_per_pos = add_positions(self.num_accepted_tokens_per_pos,
+                                                         stats["num_accepted_tokens_per_pos"])
+        self.wire_bytes += stats["wire_bytes"]
+        self.pre_drafted += stats["num_pre_drafted"]
+        self.lane_hits += stats["num_lane_hits"]
+        if not self.outputs:
+            self.gamma_trace = list(stats["gamma_trace"])
+        self.outputs.append(token_ids)
+        self.prompts += 1
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return acceptance_rate(self.num_accepted_tokens, self.num_draft_tokens)
+
+    @property
+    def mean_acceptance_length(self) -> float:
+        return mean_acceptance_length(self.num_accepted_tokens, self.num_drafts)
+
+    @property
+    def draft_ms_per_token(self) -> float:
+        return 1000 * self.draft_seconds / self.draft_forwards if self.draft_forwards else 0.0
+
+    @property
+    def verify_ms_per_forward(self) -> float:
+        return 1000 * self.verify_seconds / self.verify_forwards if self.verify_forwards else 0.0
+
+    @property
+    def efficiency(self) -> float:
+        """Measured tokens/s over the ideal of DESIGN.md: tokens per round / max(verify, gamma x draft time)."""
+        if not self.rounds or not self.seconds:
+            return 0.0
+        ideal_round = max(self.verify_seconds / self.rounds,
+                          self.num_draft_tokens / self.rounds * self.draft_ms_per_token / 1000)
+        return self.tokens_per_second / ((self.tokens / self.rounds) / ideal_round) if ideal_round else 0.0
+
+    @property
+    def exact_line_match(self) -> float:
+        return self.exact_lines / self.prompts if self.prompts else 0.0
+
+    @property
+    def token_accuracy(self) -> float:
+        return self.token_accuracy_sum / self.prompts if self.prompts else 0.0
+
+    @property
+    def target_loglik(self) -> float:
+        return self.loglik_sum / self.prompts if self.prompts else 0.0
+
+    def record(self) -> dict:
+        out = asdict(self.config) | {k: v for k, v in asdict(self).items() if k not in ("config", "outputs")}
+        for name in ("tokens_per_second", "acceptance_rate", "mean_acceptance_length", "efficiency",
+                     "exact_line_match", "token_accuracy", "target_loglik", "draft_ms_per_token",
+                     "verify_ms_per_forward"):
+            out[name] = getattr(self, name)
+        out["gamma_trace"] = " ".join(map(str, self.gamma_trace))
+        out["num_accepted_tokens_per_pos"] = " ".join(map(str, self.num_accepted_tokens_per_pos))
+        out["rule_params"] = " ".join(f"{k}={v}" for k, v in self.config.rule_params.items())
+        return out
+
+
+def add_positions(totals: list[int], counts: list[int]) -> list[int]:
+    """Position-by-position sum of two per-position counts of different lengths (gamma may vary)."""
+    longest = max(len(totals), len(counts))
+    return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(longest)]
+
+
+def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, max_new_tokens: int,
+               temperature: float, seed: int, progress: Progress, scorer: TargetScorer | None = None) -> BenchRow:
+    """Decode every prompt under one configuration, one request at a time; score quality when given a scorer."""
+    row = BenchRow(config)
+    task = progress.add_task(config.label, total=len(prompts))
+    for index, prompt in enumerate(prompts):
+        out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                              rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
+                              rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
+                              overlap=config.overlap, speculation_lanes=config.speculation_lanes,
+                              ignore_eos=True)
+        row.add(out.stats, out.token_ids)
+        if scorer is not None:
+            prompt_ids = scorer.encode(prompt.prompt)
+            row.exact_lines += exact_line_match(out.text, prompt.continuation)
+            row.token_accuracy_sum += token_accuracy(out.token_ids, scorer.encode(prompt.continuation))
+            row.loglik_sum += scorer.mean_loglik(prompt_ids, out.token_ids)
+        progress.advance(task)
+    progress.remove_task(task)
+    return row
+
+
+def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergences: list[str],
+                thresholds: list[float], epsilons: list[float], num_drafts: list[int]) -> list[BenchConfig]:
+    """The default grid: rules x thresholds x controllers x gamma, each around the sd baseline at `gamma`."""
+    sweep = [BenchConfig("target-only", "baseline", "sd", 0)]
+    sweep += [BenchConfig(f"sd gamma={g}", "fixed", "sd", g) for g in gammas]
+    sweep.append(BenchConfig(f"sd gamma={gamma} overlapped", "overlap", "sd", gamma, overlap=True))
+    sweep.append(BenchConfig(f"sd gamma={gamma} overlapped, 2 lanes", "overlap", "sd", gamma, overlap=True,
+                             speculation_lanes=2))
+    sweep += [BenchConfig(f"sd {c}", "controller", "sd", gamma, controller=c) for c in controllers]
+    sweep += [BenchConfig(f"fsd {d} T={t:g}", "fsd", "fsd", gamma, rule_params={"divergence": d, "threshold": t})
+              for d in divergences for t in thresholds]
+    for rule in ("opt", "uno"):
+        sweep += [BenchConfig(f"{rule} eps={e:g}", rule, rule, gamma, rule_params={"epsilon": e}) for e in epsilons]
+    sweep.append(BenchConfig("typical", "typical", "typical", gamma))
+    sweep += [BenchConfig(f"sd M={m}", "multi_draft", "sd", gamma, num_drafts=m) for m in num_drafts if m > 1]
+    return sweep
+
+
+def run_sweep(client: Client, prompts: list[CodePrompt], sweep: list[BenchConfig], scorer: TargetScorer,
+              max_new_tokens: int, temperature: float, seed: int, progress: Progress) -> list[BenchRow]:
+    overall = progress.add_task("configurations", total=len(sweep))
+    rows = []
+    for config in sweep:
+        rows.append(run_config(client, prompts, config, max_new_tokens, temperature, seed, progress, scorer))
+        progress.advance(overall)
+    set_speedups(rows, rows[0])
+    return rows
+
+
+def set_speedups(rows: list[BenchRow], baseline: BenchRow) -> None:
+    for row in rows:
+        row.speedup = row.tokens_per_second / baseline.tokens_per_second if baseline.tokens_per_second else 0.0
+
+
+@dataclass(frozen=True)
+class Findings:
+    """The headline comparisons of one bench run."""
+
+    sd_gamma: int
+    sd_tokens_per_second: float
+    sd_token_accuracy: float
+    best_fsd: str
+    fsd_gain_within_2_points: float  # best fsd tokens/s over sd's at no more than 0.02 accuracy loss
+    median_fixed_tokens_per_second: float
+    best_fixed: str
+    best_fixed_tokens_per_second: float
+    controllers: dict[str, float]  # tokens/s
+    opt_vs_uno: dict[str, dict[str, float]]  # epsilon -> figures
+
+
+def findings(rows: list[BenchRow], gamma: int) -> Findings:
+    by_label = {r.config.label: r for r in rows}
+    sd = by_label.get(f"sd gamma={gamma}") or next(r for r in rows if r.config.group == "fixed")
+    fsd_ok = [r for r in rows if r.config.group == "fsd" and r.token_accuracy >= sd.token_accuracy - 0.02]
+    best_fsd = max(fsd_ok, key=lambda r: r.tokens_per_second, default=None)
+    fixed = [r for r in rows if r.config.group == "fixed"]
+    best_fixed = max(fixed, key=lambda r: r.tokens_per_second)
+    opt_vs_uno = {}
+    for row in rows:
+        if row.config.group == "opt":
+            eps = row.config.rule_params["epsilon"]
+            uno = by_label.get(f"uno eps={eps:g}")
+            if uno:
+                opt_vs_uno[f"{eps:g}"] = {
+                    "opt_tokens_per_second": row.tokens_per_second, "uno_tokens_per_second": uno.tokens_per_second,
+                    "opt_loglik_drop": sd.target_loglik - row.target_loglik,
+                    "uno_loglik_drop": sd.target_loglik - uno.target_loglik,
+                    "opt_token_accuracy": row.token_accuracy, "uno_token_accuracy": uno.token_accuracy}
+    return Findings(
+        sd_gamma=sd.config.gamma, sd_tokens_per_second=sd.tokens_per_second, sd_token_accuracy=sd.token_accuracy,
+        best_fsd=best_fsd.config.label if best_fsd else "",
+        fsd_gain_within_2_points=best_fsd.tokens_per_second / sd.tokens_per_second if best_fsd else 0.0,
+        median_fixed_tokens_per_second=statistics.median(r.tokens_per_second for r in fixed),
+        best_fixed=best_fixed.config.label, best_fixed_tokens_per_second=best_fixed.tokens_per_second,
+        controllers={r.config.label: r.tokens_per_second for r in rows if r.config.group == "controller"},
+        opt_vs_uno=opt_vs_uno)

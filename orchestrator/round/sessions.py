@@ -1,0 +1,210 @@
+"""Per-request session adapters: what each model service's cache holds of one request's tokens.
+
+The engine asks a `DraftSession` for a window of draft tokens after a token sequence, and the
+`TargetSession` for the scores of a window after the committed tokens. Everything about the services'
+cache protocol lives here and nowhere above: how many leading committed tokens each cache holds (its
+cursor) and which not yet committed tokens it holds after them; the keep_len and new_tokens of every
+call; round numbers (a retried call keeps its number, so the services' round ledgers make retries safe);
+the request's settings, sent on a session's first call and held by the service after it
+(`settings_held`);
+a fresh start from the committed tokens after a service lost the session (SessionLost); waiting for a
+target that is down (ServiceDown) and asking the same round again. A call that failed may or may not have
+run, so afterwards a cache is trusted only up to that call's keep_len.
+
+Knows the Proposer and Scorer protocols and the call dataclasses; knows nothing of acceptance rules,
+gamma controllers, gRPC or Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from specdec.distributions.scoring import StatisticsSpec
+from specdec.errors import ServiceDown, SessionLost
+from specdec.orchestrator.round.stats import RequestStats
+from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
+
+MAX_VERIFY_ATTEMPTS = 8  # verify calls one round may make through faults before the request fails
+DRAFT_FAULTS = (ServiceDown, SessionLost)
+
+
+class Proposer(Protocol):
+    available: bool  # False while the draft service is being recovered
+
+    async def propose(self, call: ProposeCall) -> Proposal: ...
+
+    async def end_session(self, session_id: str) -> None: ...
+
+
+class Scorer(Protocol):
+    available: bool  # False while the target service is being recovered
+
+    async def verify(self, call: VerifyCall) -> Verification: ...
+
+    async def recovered(self) -> None:
+        """Return once the service answers again after a ServiceDown; raise ServiceDown if it will not."""
+
+    async def end_session(self, session_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What every call of one request repeats: the warps, the seed and what the rule needs computed."""
+
+    sampling: SamplingParams
+    seed: int
+    want_probs: bool  # the draft's distributions and token probabilities (every rule but greedy)
+    want_raw_probs: bool  # also the draft's un-warped distributions (raw divergences)
+    statistics: StatisticsSpec = StatisticsSpec()  # what the target computes beside its logits
+    confidence_threshold: float = 0.0
+    num_drafts: int = 1
+    want_alternatives: bool = False  # the draft's most likely other tokens (speculation lanes' premises)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class CacheView:
+    """A service's cache of a session: committed[:cursor] followed by the not yet committed `held` tokens."""
+
+    cursor: int = 0
+    held: list[int] = field(default_factory=list)
+
+    def feed(self, sequence: list[int]) -> tuple[int, list[int]]:
+        """(keep_len, new_tokens) that make the cache hold `sequence`; at least one token is fed, since the
+        forward must give the distribution after the sequence's last token."""
+        keep = self.cursor + common_prefix(self.held, sequence[self.cursor:])
+        keep = min(keep, len(sequence) - 1)
+        return keep, sequence[keep:]
+
+    def fed(self, keep_len: int, tokens: list[int], cache_len: int) -> None:
+        """Record a call that kept keep_len tokens, fed `tokens` and left `cache_len` tokens cached."""
+        held = (self.held[: keep_len - self.cursor] if keep_len > self.cursor else []) + tokens
+        self.cursor = min(self.cursor, keep_len)
+        self.held = held[: cache_len - self.cursor]
+
+    def trust_only(self, length: int) -> None:
+        """Believe no more than the cache's first `length` tokens (after a call that may or may not have run)."""
+        if length < self.cursor:
+            self.cursor, self.held = length, []
+        else:
+            self.held = self.held[: length - self.cursor]
+
+    def settle(self, committed: list[int]) -> None:
+        """Move the committed part of `held` behind the cursor; drop held tokens that were not committed."""
+        self.cursor = min(self.cursor, len(committed))
+        matched = common_prefix(self.held, committed[self.cursor:])
+        self.held = self.held[matched:] if self.cursor + matched == len(committed) else []
+        self.cursor += matched
+
+
+class DraftSession:
+    """One draft session of a request: its own, or a speculation lane's. The request's draft sessions share
+    one call counter (`rounds`), which also seeds each call's sampler, so no two calls collide."""
+
+    def __init__(self, proposer: Proposer, session_id: str, settings: CallSettings, rounds: Iterator[int],
+                 stats: RequestStats):
+        self.proposer, self.session_id, self.settings = proposer, session_id, settings
+        self.rounds, self.stats = rounds, stats
+        self.cache = CacheView()
+        self.settings_sent = False  # the draft holds this session's settings
+
+    @property
+    def available(self) -> bool:
+        return self.proposer.available
+
+    async def propose(self, sequence: list[int], gamma: int) -> Proposal:
+        """Draft `gamma` tokens after `sequence`. A session the draft lost is started again, once; ServiceDown
+        and a second loss propagate (the caller goes on without the draft)."""
+        try:
+            return await self._propose_once(sequence, gamma)
+        except SessionLost:
+            return await self._propose_once(sequence, gamma)
+
+    async def _propose_once(self, sequence: list[int], gamma: int) -> Proposal:
+        keep_len, new_tokens = self.cache.feed(sequence)
+        settings = self.settings
+        call = ProposeCall(
+            session_id=self.session_id, round=next(self.rounds), keep_len=keep_len, new_tokens=new_tokens,
+            gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
+            confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
+            num_drafts=settings.num_drafts, settings_held=self.settings_sent and keep_len > 0,
+            want_alternatives=settings.want_alternatives)
+        try:
+            proposal = await self.proposer.propose(call)
+        except DRAFT_FAULTS as fault:
+            self.stats.num_draft_faults += 1
+            lost = isinstance(fault, SessionLost)
+            self.cache.trust_only(0 if lost else keep_len)
+            self.settings_sent = self.settings_sent and not lost
+            raise
+        self.settings_sent = True
+        self.cache.fed(keep_len, new_tokens + proposal.draft_tokens, proposal.cache_len)
+        return proposal
+
+    async def end(self) -> None:
+        await self.proposer.end_session(self.session_id)
+
+
+class TargetSession:
+    """The request's target session. A target that went down is waited for and asked the same round again
+    (calls are idempotent per round); one that lost the session gets the committed tokens from the start."""
+
+    def __init__(self, scorer: Scorer, session_id: str, settings: CallSettings, stats: RequestStats):
+        self.scorer, self.session_id, self.settings, self.stats = scorer, session_id, settings, stats
+        self.cache = CacheView()
+        self.round = 0  # the round number of the next verify call
+        self.settings_sent = False  # the target holds this session's settings
+
+    async def score(self, committed: list[int], proposal: Proposal | None, copies: int,
+                    uniforms: tuple[float, ...], decode: int = 1) -> Verification:
+        """Scores of the proposal's draft tokens (`copies` windows of equal length; None: a target-only round)
+        after the committed tokens, from one target forward. One window gets the statistics the rule asked
+        for, its candidates drawn at `uniforms`; several windows get whole rows. A target-only round may ask
+        the target to decode a run of `decode` tokens itself (one uniform per position)."""
+        settings = self.settings
+        draft_tokens = proposal.draft_tokens if proposal else []
+        one_window = copies == 1
+        statistics = settings.statistics if one_window else StatisticsSpec()
+        forward = one_window and statistics.needs_draft_rows and proposal is not None
+        for _ in range(MAX_VERIFY_ATTEMPTS):
+            keep_len, new_tokens = self.cache.feed(committed)
+            call = VerifyCall(
+                session_id=self.session_id, round=self.round, keep_len=keep_len, new_tokens=new_tokens,
+                draft_tokens=draft_tokens, sampling=settings.sampling,
+                want_probs=settings.want_probs and not one_window, num_drafts=copies, statistics=statistics,
+                uniforms=uniforms if statistics.needs_uniforms else (),
+                draft_probs=proposal.draft_probs if forward else None,
+                draft_raw_probs=proposal.draft_raw_probs if forward and statistics.divergence_on_raw else None,
+                decode_tokens=decode if proposal is None else 1, settings_held=self.settings_sent and keep_len > 0)
+            try:
+                verification = await self.scorer.verify(call)
+            except ServiceDown:
+                self.stats.num_target_faults += 1
+                self.cache.trust_only(keep_len)  # the retry repeats this very call
+                await self.scorer.recovered()
+                continue
+            except SessionLost:
+                self.stats.num_target_faults += 1
+                self.cache.trust_only(0)
+                self.settings_sent = False
+                self.round += 1
+                continue
+            self.round += 1
+            self.settings_sent = True
+            self.cache.fed(keep_len, new_tokens + draft_tokens + verification.decoded_tokens[:-1],
+                           verification.cache_len)
+            return verification
+        raise ServiceDown(f"target: no answer to a verify after {MAX_VERIFY_ATTEMPTS} attempts")
+
+    async def end(self) -> None:
+        await self.scorer.end_session(self.session_id)

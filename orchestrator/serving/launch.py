@@ -1,0 +1,150 @@
+"""Start a deployment on a Ray cluster: draft and target service actors in one placement group, and
+the named orchestrator actor. Ray glue only: the one orchestrator module that imports the services (to
+start them); the services and the round know nothing of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from specdec.config import ModelConfig, ServeConfig, resolve_model
+from specdec.net.rpc import RpcLimits
+from specdec.orchestrator.serving.actor import OrchestratorActor
+from specdec.orchestrator.serving.core import check_defaults
+from specdec.services.draft.servicer import DraftServiceActor
+from specdec.services.runtime.model import LoadSpec
+from specdec.services.target.servicer import TargetServiceActor
+
+log = logging.getLogger(__name__)
+PLACEMENT_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 600.0
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node 1 of this
+
+
+@dataclass
+class Deployment:
+    address: str  # the orchestrator's gRPC address, what clients dial
+    draft_addresses: list[str]
+    target_addresses: list[str]
+    use_gpu: bool
+    orchestrator: ray.actor.ActorHandle
+    drafts: list[ray.actor.ActorHandle]
+    targets: list[ray.actor.ActorHandle]
+    placement_group: PlacementGroup
+    http_address: str = ""  # the OpenAI-compatible HTTP API's base URL; empty when the http section is off
+
+    def stop(self) -> None:
+        for actor in (self.orchestrator, *self.drafts, *self.targets):
+            ray.kill(actor, no_restart=True)
+        remove_placement_group(self.placement_group)
+
+
+def wants_gpu(config: ServeConfig) -> bool:
+    services = config.placement.draft_replicas + config.placement.target_replicas
+    if config.placement.accelerator == "auto":
+        return ray.cluster_resources().get("GPU", 0) >= services
+    return config.placement.accelerator == "gpu"
+
+
+def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
+    """Place and start the drafts, the targets and the orchestrator; return once it serves. Needs ray.init()."""
+    check_defaults(config.defaults)
+    use_gpu = wants_gpu(config)
+    cpus = config.placement.cpus_per_service
+    bundle = ({"CPU": cpus, "GPU": 1} if use_gpu else {"CPU": cpus}) | config.placement.resources
+    kinds = [(DraftServiceActor, config.draft, f"draft-{i}") for i in range(config.placement.draft_replicas)]
+    kinds += [(TargetServiceActor, config.target, f"target-{i}") for i in range(config.placement.target_replicas)]
+    lifetime = "detached" if detached else None
+    group = placement_group([bundle] * len(kinds), strategy=config.placement.strategy, lifetime=lifetime,
+                            name=f"{config.orchestrator.name}-placement")
+    ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
+    if not ready:
+        remove_placement_group(group)
+        raise RuntimeError(f"placement: could not reserve {len(kinds)} bundles of {bundle} with strategy "
+                           f"{config.placement.strategy} within {PLACEMENT_TIMEOUT_S:.0f}s; cluster has "
+                           f"{ray.cluster_resources()}")
+    limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
+    started: list[ray.actor.ActorHandle] = []
+    try:
+        for index, (actor_class, model, role) in enumerate(kinds):
+            name = f"{config.orchestrator.name}-{role}"  # `specdec status` finds services by this prefix
+            started.append(_start_service(actor_class, model, config, group, index, use_gpu, limits, lifetime, name))
+        addresses = ray.get([s.ready.remote() for s in started], timeout=START_TIMEOUT_S)
+        drafts = config.placement.draft_replicas
+        cfg = config.orchestrator
+        # On the head node, where the job journal lives; Ray restarts it there after a crash.
+        orchestrator = ray.remote(OrchestratorActor).options(
+            name=cfg.name, namespace=cfg.namespace, lifetime=lifetime, num_cpus=cfg.num_cpus,
+            max_restarts=cfg.max_restarts, resources={HEAD_NODE_RESOURCE: 0.001},
+        ).remote(config, addresses[:drafts], addresses[drafts:], started[:drafts], started[drafts:])
+        started.append(orchestrator)
+        address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)
+        http_address = ray.get(orchestrator.http_address.remote(), timeout=START_TIMEOUT_S)
+    except BaseException:
+        for handle in started:
+            ray.kill(handle, no_restart=True)
+        remove_placement_group(group)
+        raise
+    log.info("drafts at %s, targets at %s, orchestrator at %s", addresses[:drafts], addresses[drafts:], address)
+    return Deployment(address, addresses[:drafts], addresses[drafts:], use_gpu, orchestrator, started[:drafts],
+                      started[drafts:-1], group, http_address)
+
+
+def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,
+                   use_gpu: bool, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
+    cpus = config.placement.cpus_per_service
+    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward)
+    restarts = config.placement.max_restarts
+    return ray.remote(actor_class).options(
+        num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime, resources=dict(config.placement.resources),
+        name=name, namespace=config.orchestrator.namespace,
+        # Ray restarts a crashed service; calls to it (ready, health) wait for the restart and then run.
+        max_restarts=restarts, max_task_retries=-1 if restarts else 0,
+        scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
+    ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch, config.limits.max_sessions,
+             config.limits.session_idle_s, config.tls)
+
+
+def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:
+    """The running orchestrator actor of a cluster, by name."""
+    return ray.get_actor(config.orchestrator.name, namespace=config.orchestrator.namespace)
+
+
+def stop_deployment(config: ServeConfig) -> list[str]:
+    """Kill every actor of the deployment named in `config` (detached ones included) and free its placement
+    group; return the names of the actors killed."""
+    namespace = config.orchestrator.namespace
+    names = _deployment_actor_names(config)
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    try:
+        remove_placement_group(ray.util.get_placement_group(f"{config.orchestrator.name}-placement"))
+    except ValueError:  # no such group: already removed, or started by an older version
+        pass
+    return names
+
+
+def _deployment_actor_names(config: ServeConfig) -> list[str]:
+    namespace, prefix = config.orchestrator.namespace, config.orchestrator.name
+    return sorted(entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                  if entry["namespace"] == namespace
+                  and (entry["name"] == prefix or entry["name"].startswith(f"{prefix}-")))
+
+
+def deployment_status(config: ServeConfig, timeout_s: float = 10.0) -> list[dict]:
+    """Every actor of the deployment named in `config` (orchestrator and services) with its health and
+    where it runs; an actor that does not answer within `timeout_s` is listed as unreachable."""
+    namespace = config.orchestrator.namespace
+    rows = []
+    for name in _deployment_actor_names(config):
+        try:
+            health = ray.get(ray.get_actor(name, namespace=namespace).health.remote(), timeout=timeout_s)
+            rows.append({"name": name, "state": "ALIVE"} | health)
+        except Exception as exc:  # a dead, restarting or hung actor is a row too, not a crash of the command
+            rows.append({"name": name, "state": f"unreachable ({type(exc).__name__})"})
+    return rows

@@ -1,0 +1,132 @@
+"""OrchestratorService over gRPC: a thin adapter around `Orchestrator` and, for batch jobs, `JobRunner`."""
+
+from __future__ import annotations
+
+import grpc
+
+from specdec.errors import InvalidField, ServiceDown
+from specdec.net.rpc import abort_on_bad_input, status_code
+from specdec.orchestrator.controllers import ControllerParams
+from specdec.orchestrator.jobs.journal import FinishedItem, JobRecord
+from specdec.orchestrator.jobs.runner import JobRunner
+from specdec.orchestrator.round.stats import RequestStats
+from specdec.orchestrator.rules import RuleParams
+from specdec.orchestrator.serving.core import GenerateParams, Orchestrator, TextDelta
+from specdec.v1 import specdec_pb2 as pb
+from specdec.v1 import specdec_pb2_grpc as pb_grpc
+from specdec.wire import messages
+
+
+def _present(message) -> dict:
+    """The fields of a message that are set (optional scalars) or non-default (plain scalars)."""
+    return {descriptor.name: value for descriptor, value in message.ListFields()}
+
+
+def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
+    return GenerateParams(
+        prompt=request.prompt,
+        max_new_tokens=request.max_new_tokens or None,
+        sampling=messages.sampling_from_pb(request.sampling),
+        rule=request.rule or None,
+        gamma=request.gamma if request.HasField("gamma") else None,
+        seed=request.seed if request.HasField("seed") else None,
+        ignore_eos=request.ignore_eos,
+        rule_params=RuleParams(**_present(request.rule_params)),
+        gamma_controller=request.gamma_controller or None,
+        controller_params=ControllerParams(**_present(request.controller_params)),
+        num_drafts=request.num_drafts or None,
+        overlap=request.overlap if request.HasField("overlap") else None,
+        speculation_lanes=request.speculation_lanes if request.HasField("speculation_lanes") else None,
+    )
+
+
+def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
+    return pb.RequestStats(
+        request_id=stats.request_id, prompt_tokens=stats.prompt_tokens, output_tokens=stats.output_tokens,
+        finish_reason=stats.finish_reason, num_drafts=stats.num_drafts, num_draft_tokens=stats.num_draft_tokens,
+        num_accepted_tokens=stats.num_accepted_tokens,
+        num_accepted_tokens_per_pos=stats.num_accepted_tokens_per_pos, acceptance_rate=stats.acceptance_rate,
+        mean_acceptance_length=stats.mean_acceptance_length, tokens_per_second=stats.tokens_per_second,
+        seconds=stats.seconds, num_rounds=stats.num_rounds, draft_seconds=stats.draft_seconds,
+        verify_seconds=stats.verify_seconds, num_draft_forwards=stats.num_draft_forwards,
+        num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
+        wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
+        measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round,
+        overlap=stats.overlap, speculation_lanes=stats.speculation_lanes, num_pre_drafted=stats.num_pre_drafted,
+        num_lane_hits=stats.num_lane_hits, num_lane_draft_tokens=stats.num_lane_draft_tokens,
+        num_draft_faults=stats.num_draft_faults, num_target_faults=stats.num_target_faults,
+        num_target_only_rounds=stats.num_target_only_rounds, draft_call_seconds=stats.draft_call_seconds,
+        verify_call_seconds=stats.verify_call_seconds, wait_seconds=stats.wait_seconds)
+
+
+def job_to_pb(record: JobRecord) -> pb.JobStatus:
+    return pb.JobStatus(job_id=record.job_id, name=record.name, state=record.state, total=record.total,
+                        done=record.done, failed=record.failed, created_at=record.created_at,
+                        finished_at=record.finished_at)
+
+
+def result_to_pb(item: FinishedItem) -> pb.JobResult:
+    """The kept JobResult of a finished item; an item whose run left no result gets one from its error."""
+    if item.result:
+        return pb.JobResult.FromString(item.result)
+    code, _, message = item.error.partition(": ")
+    return pb.JobResult(index=item.index, error=pb.ItemError(code=code, message=message))
+
+
+class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
+    def __init__(self, orchestrator: Orchestrator, jobs: JobRunner | None = None):
+        """`jobs`: the JobRunner behind the batch-job calls; without one they answer UNIMPLEMENTED."""
+        self._orchestrator = orchestrator
+        self._jobs = jobs
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
+        try:
+            async for event in self._orchestrator.stream(params_from_pb(request)):
+                if isinstance(event, TextDelta):
+                    yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text, token_ids=event.token_ids))
+                else:
+                    yield pb.GenerateResponse(stats=stats_to_pb(event))
+        except InvalidField as exc:
+            await context.abort(status_code(exc.code), str(exc))
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"a model service failed: {exc.code().name}: {exc.details()}")
+        except ServiceDown as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"a model service is down: {exc}")
+
+    async def GetServerInfo(self, request: pb.GetInfoRequest, context) -> pb.ServerInfoResponse:
+        o = self._orchestrator
+        return pb.ServerInfoResponse(draft=messages.info_to_pb(o.draft_info), target=messages.info_to_pb(o.target_info),
+                                     default_rule=o.defaults.rule, default_gamma=o.defaults.gamma,
+                                     max_new_tokens_limit=o.limits.max_new_tokens, max_gamma=o.limits.max_gamma)
+
+    def _runner(self) -> JobRunner:
+        if self._jobs is None:
+            raise InvalidField("jobs", "this orchestrator runs no batch jobs (no journal)", "UNIMPLEMENTED")
+        return self._jobs
+
+    @abort_on_bad_input
+    async def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.JobStatus:
+        return job_to_pb(await self._runner().submit(list(request.requests), request.name))
+
+    @abort_on_bad_input
+    async def ListJobs(self, request: pb.ListJobsRequest, context) -> pb.ListJobsResponse:
+        return pb.ListJobsResponse(jobs=[job_to_pb(record) for record in self._runner().jobs()])
+
+    @abort_on_bad_input
+    async def GetJob(self, request: pb.JobRequest, context) -> pb.JobStatus:
+        return job_to_pb(self._runner().job(request.job_id))
+
+    @abort_on_bad_input
+    async def CancelJob(self, request: pb.JobRequest, context) -> pb.JobStatus:
+        return job_to_pb(await self._runner().cancel(request.job_id))
+
+    async def GetJobResults(self, request: pb.JobRequest, context: grpc.aio.ServicerContext):
+        start = 0
+        try:
+            while page := await self._runner().results(request.job_id, start):
+                for item in page:
+                    yield result_to_pb(item)
+                start = page[-1].index + 1
+        except InvalidField as exc:
+            await context.abort(status_code(exc.code), str(exc))

@@ -1,0 +1,132 @@
+"""A lean forward for Llama-style decoders over the runtime's KV slots.
+
+transformers' module forward wraps every call in keyword handling, output records, config lookups and
+its Cache interface; for the small models a draft is made of, that costs as much as the arithmetic (the
+demo draft's one-token forward ran 2x faster without it, the demo target's 1.2x). This forward runs the
+same operations as transformers' Llama, in the same order and dtypes, on the model's own weights, so its
+logits are equal to the module forward's (`tests/unit/test_lean_forward.py` checks it bit for bit), and
+writes keys and values straight into the slots (`kv_cache.write_spans`, `kv_cache.attend_spans`).
+
+Only architectures whose decoder is exactly Llama's are run this way (`lean_forward` says why not for the
+others, which keep the module forward): RMSNorm, rotary embeddings with a fixed frequency table, SiLU-gated
+MLP, optional q/k/v/o and MLP biases, no sliding window.
+
+Knows torch and the layout of transformers' Llama-family modules; knows nothing about sessions or tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from specdec.services.runtime.kv_cache import Span, attend_spans, span_masks, write_spans
+
+LEAN_MODEL_TYPES = ("llama", "mistral", "qwen2")
+MOVING_ROPE_TYPES = ("dynamic", "longrope")  # frequency tables that change with the sequence length
+
+
+@dataclass(frozen=True)
+class Linear:
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+@dataclass(frozen=True)
+class Layer:
+    input_norm: torch.Tensor
+    q: Linear
+    k: Linear
+    v: Linear
+    o: Linear
+    post_norm: torch.Tensor
+    gate: Linear
+    up: Linear
+    down: Linear
+
+
+def _linear(module: torch.nn.Module) -> Linear:
+    return Linear(module.weight, module.bias)
+
+
+def unsupported_reason(model: torch.nn.Module) -> str:
+    """Why `model` cannot run the lean forward ("" when it can)."""
+    config = model.config
+    if config.model_type not in LEAN_MODEL_TYPES:
+        return f"model_type {config.model_type!r} is not one of {LEAN_MODEL_TYPES}"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"hidden_act {config.hidden_act!r} is not silu"
+    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    if any(kind in rope_type for kind in MOVING_ROPE_TYPES):
+        return f"rope_type {rope_type!r} moves its frequencies with the sequence length"
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return "a sliding attention window"
+    if getattr(config, "pretraining_tp", 1) != 1:
+        return "pretraining_tp > 1"
+    return ""
+
+
+class LeanLlama:
+    """The forward of a Llama-family causal LM over slot spans: input_ids, positions [rows, T] ->
+    logits [rows, T, output vocab] in the model's dtype, each span's keys and values written to its slot."""
+
+    def __init__(self, model: torch.nn.Module):
+        config, decoder = model.config, model.model
+        self.embed = decoder.embed_tokens.weight
+        self.norm = decoder.norm.weight
+        self.head = _linear(model.lm_head)
+        self.eps = config.rms_norm_eps
+        self.inv_freq = decoder.rotary_emb.inv_freq
+        self.rope_scaling = decoder.rotary_emb.attention_scaling
+        attention = decoder.layers[0].self_attn
+        self.head_dim, self.scaling = attention.head_dim, attention.scaling
+        self.gqa = config.num_attention_heads != config.num_key_value_heads
+        self.layers = [Layer(layer.input_layernorm.weight, _linear(layer.self_attn.q_proj),
+                             _linear(layer.self_attn.k_proj), _linear(layer.self_attn.v_proj),
+                             _linear(layer.self_attn.o_proj), layer.post_attention_layernorm.weight,
+                             _linear(layer.mlp.gate_proj), _linear(layer.mlp.up_proj), _linear(layer.mlp.down_proj))
+                       for layer in decoder.layers]
+
+    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        x32 = x.to(torch.float32)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * x32.to(x.dtype)
+
+    def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [rows, 1, T, head_dim] for positions [rows, T]."""
+        freqs = positions[..., None].float() * self.inv_freq.float()
+        angles = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = angles.cos() * self.rope_scaling, angles.sin() * self.rope_scaling
+        return cos.to(dtype)[:, None], sin.to(dtype)[:, None]
+
+    @staticmethod
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+    def __call__(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        rows, width = input_ids.shape
+        hidden = F.embedding(input_ids, self.embed)
+        cos, sin = self._rotary(positions, hidden.dtype)
+        masks = span_masks(spans)
+        heads = (rows, width, -1, self.head_dim)
+        for index, layer in enumerate(self.layers):
+            x = self._rms_norm(hidden, layer.input_norm)
+            query = self._rotate(layer.q(x).view(heads).transpose(1, 2), cos, sin)
+            keys = self._rotate(layer.k(x).view(heads).transpose(1, 2), cos, sin)
+            write_spans(spans, index, keys, layer.v(x).view(heads).transpose(1, 2))
+            attended = attend_spans(spans, masks, index, query, self.scaling, self.gqa)
+            hidden = hidden + layer.o(attended.transpose(1, 2).reshape(rows, width, -1))
+            x = self._rms_norm(hidden, layer.post_norm)
+            hidden = hidden + layer.down(F.silu(layer.gate(x)) * layer.up(x))
+        return self.head(self._rms_norm(hidden, self.norm))
+
+
+def lean_forward(model: torch.nn.Module) -> tuple[LeanLlama | None, str]:
+    """The lean forward of `model`, or None and why it keeps the module forward."""
+    reason = unsupported_reason(model)
+    return (None, reason) if reason else (LeanLlama(model), "")

@@ -1,0 +1,285 @@
+"""Load a Hugging Face causal LM and run it over per-session KV slots with explicit rollback.
+
+Shared by the draft and the target service. Knows nothing about gRPC, acceptance rules or rounds: a
+session is the KV slot (`kv_cache.Slot`) that holds exactly its tokens, and its length. `extend(session,
+keep_len, tokens)` rolls the session back to `keep_len` tokens (sets its length), appends `tokens` in one
+forward pass and returns the logits at the appended positions. `extend_batch` does that for several
+sessions in one forward: each row has its own positions and attends over its own slot in place. Llama-family
+models run the runtime's lean forward (`lean_forward`, same logits, a fraction of the Python); others run
+their transformers module forward with the slots as its cache.
+
+Input is checked once, at the edge: `check_extend` holds a call against the state of its session (held,
+room, keep_len, context); token ids and field ranges are checked by the servicers before it. `extend`
+checks; `extend_batch` and `extend_rows` take input already checked.
+
+For drafting on the device, `rows` (a row per session) and `fork` (M copies of one session's slot) give
+`Rows` that `extend_rows` extends in lockstep with tokens that stay on the device: no host sync inside.
+Not thread-safe: each service drives it from one worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from specdec.config import FORWARDS
+from specdec.errors import SessionError
+from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, grown_capacity
+from specdec.services.runtime.lean_forward import lean_forward
+from specdec.types import ModelInfo
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PAD_SLACK = 8  # appended lengths up to this share a forward whatever their mix (windows of gamma + 1)
+
+
+def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
+    """Indices of `widths` grouped into forwards: each row is right-padded to its group's widest, so a
+    long prefill does not pad a batch of short windows to its length. Sorted by width, a new group starts
+    where the width passes both `slack` and twice the group's narrowest."""
+    groups: list[list[int]] = []
+    for index in sorted(range(len(widths)), key=widths.__getitem__):
+        if groups and widths[index] <= max(slack, 2 * widths[groups[-1][0]]):
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+class SessionLM(Protocol):
+    """What the draft and target runners need of a model: per-session extend with rollback, and rows that
+    extend in lockstep with tokens kept on `device`."""
+
+    vocab_size: int
+    max_context: int
+    device: torch.device
+
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None: ...
+
+    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
+
+    def rows(self, session_ids: list[str]) -> object: ...
+
+    def fork(self, session_id: str, copies: int) -> object: ...
+
+    def extend_rows(self, rows: object, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def cache_len(self, session_id: str) -> int: ...
+
+    def end_session(self, session_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Where to load a model from and how. `model` is a local path or a hub id."""
+
+    model: str
+    dtype: str = "float32"
+    device: str = "auto"  # "auto": CUDA when this process sees a GPU, else CPU
+    forward: str = "auto"  # "auto": the lean forward where the architecture allows it; "transformers": never
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+
+@dataclass
+class Rows:
+    """Rows that `extend_rows` extends in lockstep: the slots (a row each, or M rows for a fork) and each
+    row's next position, on the device. Held sessions' slots are shared: extending the rows extends them."""
+
+    slots: list[Slot]
+    positions: torch.Tensor  # [rows, 1] long, on the device
+
+
+@dataclass
+class Session:
+    slot: Slot | None = None
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def length(self) -> int:
+        return self.slot.length if self.slot else 0
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Hash of the vocabulary and the special tokens: equal fingerprints mean interchangeable token ids."""
+    payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": tokenizer.all_special_tokens,
+               "eos": tokenizer.eos_token_id}
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def kv_shape(config: object, dtype: torch.dtype, device: torch.device) -> KVShape:
+    """The K/V geometry of a decoder config (Llama-style field names)."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return KVShape(config.num_hidden_layers, kv_heads, head_dim, dtype, device)
+
+
+class CausalLM:
+    """A causal LM plus its tokenizer, with a KV slot per session."""
+
+    def __init__(self, spec: LoadSpec, max_sessions: int = 0):
+        if spec.dtype not in DTYPES:
+            raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
+        if spec.forward not in FORWARDS:
+            raise ValueError(f"forward: must be one of {FORWARDS}, got {spec.forward!r}")
+        self.spec = spec
+        self.device = torch.device(spec.resolved_device())
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
+        self.model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=DTYPES[spec.dtype],
+                                                          attn_implementation=ATTENTION).to(self.device)
+        self.model.eval()
+        # transformers 5.24 renamed past_key_values to cache; earlier 5.x take past_key_values.
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device)
+        self._lean, reason = lean_forward(self.model) if spec.forward == "auto" else (None, "forward: transformers")
+        # which forward runs, and why not the lean one (`specdec status` shows it)
+        self.forward_kind = "lean" if self._lean else f"transformers ({reason})"
+        # Distributions cover the tokenizer's ids only: some checkpoints pad the output layer.
+        self.vocab_size = len(self.tokenizer)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)
+        self.sessions: dict[str, Session] = {}
+        self.max_sessions = max_sessions  # 0: no limit; beyond it a new session is refused, not an OOM
+        self.expired = 0  # sessions ended for idling
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            model=self.spec.model,
+            vocab_size=self.vocab_size,
+            max_context=self.max_context,
+            tokenizer_fingerprint=tokenizer_fingerprint(self.tokenizer),
+            device=str(self.device),
+            dtype=self.spec.dtype,
+            eos_token_id=-1 if self.tokenizer.eos_token_id is None else int(self.tokenizer.eos_token_id),
+        )
+
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+        """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
+        session's state. Token ids are the servicers' check (`validation.check_token_ids`), made before."""
+        session = self.sessions.get(session_id)
+        if session is None and keep_len > 0:
+            raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
+                                             f"expired, or the service restarted); start it again with keep_len 0",
+                               "NOT_FOUND")
+        if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
+            raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
+                                             f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
+        cached = session.length if session else 0
+        if keep_len < 0 or keep_len > cached:
+            raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
+        if not tokens:
+            raise SessionError("new_tokens", "at least one token must be appended")
+        if keep_len + len(tokens) > self.max_context:
+            raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
+                                             f"more than the model's context of {self.max_context}")
+
+    def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
+        """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
+        self.check_extend(session_id, keep_len, tokens)
+        return self.extend_batch([(session_id, keep_len, tokens)])[0]
+
+    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+        """`extend` for several distinct sessions whose items passed `check_extend`, batched; float32 logits
+        [len(tokens), vocab] per item, on the device. Items of similar appended length share one forward
+        (`width_groups`)."""
+        if len({session_id for session_id, _, _ in items}) != len(items):
+            raise ValueError("extend_batch needs distinct sessions")
+        results: list[torch.Tensor | None] = [None] * len(items)
+        for group in width_groups([len(tokens) for _, _, tokens in items]):
+            for index, logits in zip(group, self._forward_group([items[i] for i in group]), strict=True):
+                results[index] = logits
+        return results
+
+    @torch.inference_mode()
+    def _forward_group(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+        """One forward over several checked, distinct sessions: the new tokens right-padded to the widest,
+        each row at its own positions, writing into and attending over its own slot."""
+        slots = [self._rolled_back(session_id, keep_len, len(tokens)) for session_id, keep_len, tokens in items]
+        width = max(len(tokens) for _, _, tokens in items)
+        input_ids = torch.zeros(len(items), width, dtype=torch.long)
+        for row, (_, _, tokens) in enumerate(items):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+        pasts = torch.tensor([[slot.length] for slot in slots])
+        spans = [Span(slot, row, slot.length, len(tokens)) for row, (slot, (_, _, tokens)) in
+                 enumerate(zip(slots, items, strict=True))]
+        logits = self._forward(spans, self._to_device(input_ids), self._to_device(pasts + torch.arange(width)))
+        return [logits[span.first, : span.count] for span in spans]
+
+    def _rolled_back(self, session_id: str, keep_len: int, appending: int) -> Slot:
+        """The session's slot at keep_len tokens, with room for `appending` more (a new session gets one)."""
+        session = self.sessions.setdefault(session_id, Session())
+        session.last_used = time.monotonic()
+        if session.slot is None:
+            session.slot = Slot(self.kv_shape, 1, grown_capacity(keep_len + appending, 0, self.max_context))
+        session.slot.length = keep_len
+        return session.slot
+
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        """A host tensor onto the device without waiting for the device's queued work."""
+        return host.to(self.device, non_blocking=True)
+
+    def _forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One forward: input_ids and positions [rows, T] on the device -> float32 logits [rows, T, vocab].
+        Each span's slot grows to hold its new tokens, and afterwards holds them."""
+        for span in spans:
+            span.slot.reserve(span.past + span.count, self.max_context)
+        if self._lean is not None:
+            logits = self._lean(spans, input_ids, positions)
+        else:
+            cache = SlotForward(spans, input_ids.shape[1])
+            logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
+                                **{self._cache_arg: cache}).logits
+        for span in spans:
+            span.slot.length = span.past + span.count
+        return logits[:, :, : self.vocab_size].float()
+
+    @torch.inference_mode()
+    def rows(self, session_ids: list[str]) -> Rows:
+        """A row per held session (distinct), at its current length, for `extend_rows`."""
+        slots = [self.sessions[session_id].slot for session_id in session_ids]
+        return Rows(slots, self._to_device(torch.tensor([[slot.length] for slot in slots])))
+
+    @torch.inference_mode()
+    def fork(self, session_id: str, copies: int) -> Rows:
+        """`copies` independent continuations of the session's slot (a copy of it); the session is unchanged."""
+        session = self.sessions.get(session_id)
+        if session is None or not session.length:
+            raise SessionError("session_id", "no cached tokens to fork from")
+        slot = session.slot.copies(copies, 1, self.max_context)
+        return Rows([slot], torch.full((copies, 1), slot.length, dtype=torch.long, device=self.device))
+
+    @torch.inference_mode()
+    def extend_rows(self, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
+        """Append tokens [rows, T] (long, on the device) to the rows; return float32 logits [rows, T, vocab]
+        on the device. The caller keeps every row within the model's context."""
+        spans, first = [], 0
+        for slot in rows.slots:
+            spans.append(Span(slot, first, slot.length, tokens.shape[1]))
+            first += slot.width
+        logits = self._forward(spans, tokens, rows.positions + torch.arange(tokens.shape[1], device=self.device))
+        rows.positions += tokens.shape[1]
+        return logits
+
+    def cache_len(self, session_id: str) -> int:
+        session = self.sessions.get(session_id)
+        return session.length if session else 0
+
+    def end_session(self, session_id: str) -> bool:
+        return self.sessions.pop(session_id, None) is not None
+
+    def expire_idle(self, max_idle_s: float) -> list[str]:
+        """End the sessions unused for more than `max_idle_s` seconds (abandoned by their clients)."""
+        cutoff = time.monotonic() - max_idle_s
+        idle = [session_id for session_id, session in self.sessions.items() if session.last_used < cutoff]
+        for session_id in idle:
+            del self.sessions[session_id]
+        self.expired += len(idle)
+        return idle

@@ -1,0 +1,115 @@
+"""Host a model service (draft or target) as a grpc.aio server inside a Ray actor.
+
+The server runs as a tracked task on the actor's event loop; `ready()` waits for it and returns the
+address, re-raising a failed start (a model that would not load, a port that would not bind). Model
+compute runs on one worker thread, never on the event loop, with torch threads bounded to the CPUs the
+actor was given. This module knows nothing about what the service computes: subclasses say that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import ray
+import torch
+
+from specdec.memory import steady_allocator
+from specdec.net.rpc import RpcLimits, format_address, start_server
+from specdec.net.security import TlsFiles
+from specdec.services.runtime.model import CausalLM, LoadSpec
+from specdec.services.runtime.model_servicer import ModelServicerBase
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host clients should dial: the node's IP when bound to every interface."""
+    if bind_host in ("0.0.0.0", "::", ""):
+        return ray.util.get_node_ip_address()
+    return bind_host
+
+
+def where() -> dict:
+    """The Ray node and process this code runs in (node id empty outside Ray), and its resident memory."""
+    process = {"pid": os.getpid(), "rss_bytes": resident_bytes()}
+    if not ray.is_initialized():
+        return {"node_id": "", "node_ip": "127.0.0.1"} | process
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()} | process
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 where that is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class ModelServiceActor:
+    """Base for the draft and target actors. Subclasses implement `register(server, lm, executor)`."""
+
+    service_name = ""
+
+    def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
+                 limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
+                 session_idle_s: float = 0.0, tls: TlsFiles | None = None):
+        steady_allocator()  # before the model thread and the gRPC server start
+        self._spec, self._host, self._port, self._threads = spec, host, port, threads
+        self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
+        self.max_sessions = max_sessions  # 0: no limit; beyond it new sessions get RESOURCE_EXHAUSTED
+        self.session_idle_s = session_idle_s  # > 0: sessions unused this long are ended (abandoned clients)
+        self._reaper: asyncio.Task | None = None
+        self._tls = tls or TlsFiles()
+        self._limits = limits or RpcLimits()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model",
+                                            initializer=torch.set_num_threads, initargs=(threads,))
+        self._start: asyncio.Task | None = None
+        self._server: grpc.aio.Server | None = None
+        self._lm: CausalLM | None = None
+        self._address = ""
+        self.servicer: ModelServicerBase | None = None
+
+    async def ready(self) -> str:
+        if self._start is None:
+            self._start = asyncio.get_running_loop().create_task(self._serve())
+        return await asyncio.shield(self._start)
+
+    async def health(self) -> dict:
+        """Answers from the event loop: proves it is not blocked."""
+        sizes = self.servicer.batcher.batch_sizes if self.servicer else []
+        return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
+                "address": self._address, "device": str(self._lm.device) if self._lm else "",
+                "forward": self._lm.forward_kind if self._lm else "",
+                "sessions": len(self._lm.sessions) if self._lm else 0,
+                "expired_sessions": self._lm.expired if self._lm else 0,
+                "replayed_rounds": self.servicer.rounds.replays if self.servicer else 0,
+                "batches": len(sizes), "largest_batch": max(sizes, default=0)} | where()
+
+    async def _serve(self) -> str:
+        torch.set_num_threads(self._threads)
+        loop = asyncio.get_running_loop()
+        self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
+
+        def register(server: grpc.aio.Server) -> None:
+            self.servicer = self.register(server, lm, self._executor)
+
+        self._server, port = await start_server(register, self._host, self._port, self._limits, [self.service_name],
+                                                self._tls.server_credentials())
+        self._address = format_address(advertised_host(self._host), port)
+        if self.session_idle_s > 0:
+            self._reaper = loop.create_task(self._expire_idle_sessions())
+        return self._address
+
+    async def _expire_idle_sessions(self) -> None:
+        """End abandoned sessions, on the model thread (the only one that touches the sessions), and forget
+        their rounds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(30.0, self.session_idle_s / 4))
+            expired = await loop.run_in_executor(self._executor, self._lm.expire_idle, self.session_idle_s)
+            self.servicer.forget(expired)
+
+    def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
+        raise NotImplementedError
