@@ -4,10 +4,10 @@ services, the services import nothing from the orchestrator, and every package s
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"specdec": "specdec", "specdec.orchestrator": "orchestrator", "specdec.services": "services",
