@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Ray token authentication for every cluster the tests start or join, as `specdec` sets it. Ray reads
 # this when it is first imported, so it is set here, before any test module imports ray.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -15,4 +17,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items):
+    """Cluster tests first; every test under tests/e2e/ and tests/cluster/ carries the `e2e` mark, so that
+    `-m "not e2e"` runs the quick tier (unit and service tests)."""
+    for item in items:
+        if "/tests/e2e/" in str(item.path) or "/tests/cluster/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
     items.sort(key=lambda item: 0 if "/tests/cluster/" in str(item.path) else 1)  # stable: keeps the rest in order

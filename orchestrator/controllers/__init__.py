@@ -1,4 +1,4 @@
-"""Gamma controllers by name; see ALGORITHMS.md section 6."""
+"""Gamma controllers by name; formulas and sources in docs/algorithms.md, Gamma controllers."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Gautam, Shrestha, Reddy, "Token-Driven GammaTune: Adaptive Calibration for Enhanced Speculative
 Decoding", 2025 (arXiv 2504.00030). The paper's update rule could not be confirmed from its text; this is
-the reading in ALGORITHMS.md section 6, with every hyperparameter configurable:
+the reading in docs/algorithms.md (Gamma controllers), with every hyperparameter configurable:
 state gamma and a smoothed accepted length g. After a round with A accepted of gamma drafted:
 if A == gamma: gamma = clip(A + delta, gamma_min, gamma_max), g unchanged;
 else: g = clip((1 - eta) g + eta A, gamma_min, gamma_max), gamma = ceil(g).

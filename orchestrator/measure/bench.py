@@ -108,7 +108,8 @@ class BenchRow:
 
     @property
     def efficiency(self) -> float:
-        """Measured tokens/s over the ideal of DESIGN.md: tokens per round / max(verify, gamma x draft time)."""
+        """Measured tokens/s over the overlapped ideal (docs/design.md, Performance model):
+        tokens per round / max(verify, gamma x draft time)."""
         if not self.rounds or not self.seconds:
             return 0.0
         ideal_round = max(self.verify_seconds / self.rounds,

@@ -1,7 +1,7 @@
 """`specdec bench --compare-hf`: specdec through the serving system against the Hugging Face baselines a user
 would run instead, and against the serial ideal, on one pair, one prompt set and one token count, in one run.
 
-The arithmetic (where a round's time goes, the ideal of DESIGN.md's performance model, the headline ratios)
+The arithmetic (where a round's time goes, the ideals of docs/design.md's performance model, the headline ratios)
 is pure functions over totals; `run_compare` is the only part that decodes anything. This module knows
 specdec's request stats (as sums in a `BenchRow`) and the HF baselines' totals (an `HFRow`); it does not
 know how either system decodes.
@@ -86,7 +86,7 @@ def serial_ideal_tokens_per_second(tokens_per_round: float, gamma: int, draft_se
 
 def overlapped_ideal_tokens_per_second(tokens_per_round: float, gamma: int, draft_seconds: float,
                                        verify_seconds: float) -> float:
-    """Perfect overlap and no overhead: a round costs max(verify, gamma x draft) (DESIGN.md)."""
+    """Perfect overlap and no overhead: a round costs max(verify, gamma x draft) (docs/design.md, Performance model)."""
     return tokens_per_round / max(verify_seconds, gamma * draft_seconds)
 
 

@@ -34,6 +34,7 @@ from specdec.orchestrator.round.overlap import DraftAhead, Serial, Strategy, Win
 from specdec.orchestrator.round.sessions import (
     DRAFT_FAULTS,
     CallSettings,
+    DraftLanes,
     DraftSession,
     Proposer,
     Scorer,
@@ -78,10 +79,10 @@ class RoundLoop:
                                 controller.confidence_threshold, request.num_drafts,
                                 want_alternatives=overlap and request.speculation_lanes > 0)
         rounds = itertools.count()
-        self.drafts = [DraftSession(proposer, session_id, settings, rounds, stats)
-                       for session_id in lane_session_ids(request)]  # drafts[0]: the main one
+        self.drafts = DraftLanes([DraftSession(proposer, session_id, settings, rounds, stats)
+                                  for session_id in lane_session_ids(request)])
         self.target = TargetSession(scorer, request.request_id, settings, stats)
-        self.strategy: Strategy = DraftAhead(self) if overlap else Serial()
+        self.strategy: Strategy = DraftAhead(self.drafts, self.gamma_for, stats) if overlap else Serial()
 
     def gamma_for(self, length: int) -> int:
         """The controller's gamma after `length` tokens, clipped to the budget and the context."""
@@ -104,7 +105,7 @@ class RoundLoop:
         proposal, copies = (window.proposal, window.copies) if window else (None, 1)
         positions = len(proposal.draft_tokens) // copies + 1 if proposal else 1
         scoring = self.timed_verify(self.committed, proposal, copies, self.uniforms(positions))
-        verification = await self.strategy.score(scoring, window)
+        verification = await self.strategy.score(scoring, window, self.committed)
         # 3. The rule accepts a prefix of one window's draft tokens and picks the next token.
         acceptance = accept(self.rule, window, verification, self.generator)
         drafted = window.drafted(acceptance.window) if window else []
@@ -150,7 +151,7 @@ class RoundLoop:
 
     async def draft(self, gamma: int) -> Window | None:
         """A fresh window on the main draft session; None for a target-only round or while the draft is down."""
-        session = self.drafts[0]
+        session = self.drafts.main
         if gamma <= 0 or not session.available:
             return None
         started = time.perf_counter()

@@ -13,23 +13,22 @@ verified next without waiting for the draft, and the lane becomes the request's 
 window is used only when its premise is what the rule committed, and its tokens were sampled from the
 draft given that premise, so every rule keeps its guarantees.
 
-Knows the round loop's draft sessions, committed tokens and gamma; not the rule or the services.
+Knows the request's draft sessions (`DraftLanes`), the committed tokens it is handed, a gamma for a
+length and the request's statistics; not the round loop, the rule or the services.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from specdec.orchestrator.round.sessions import DRAFT_FAULTS, DraftSession
+from specdec.orchestrator.round.sessions import DRAFT_FAULTS, DraftLanes, DraftSession
+from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules.base import Acceptance
 from specdec.types import Proposal, Verification
-
-if TYPE_CHECKING:
-    from specdec.orchestrator.round.engine import RoundLoop
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,10 @@ class Window:
 
 
 class Strategy(Protocol):
-    async def score(self, scoring: Awaitable[Verification], window: Window | None) -> Verification:
-        """Await the verification of `window`; what else runs meanwhile is the strategy's choice."""
+    async def score(self, scoring: Awaitable[Verification], window: Window | None,
+                    committed: list[int]) -> Verification:
+        """Await the verification of `window` after `committed`; what else runs meanwhile is the strategy's
+        choice."""
 
     def take(self, acceptance: Acceptance, size: int) -> Window | None:
         """The window drafted during the verification for exactly this outcome, if any."""
@@ -58,7 +59,8 @@ class Strategy(Protocol):
 
 
 class Serial:
-    async def score(self, scoring: Awaitable[Verification], window: Window | None) -> Verification:
+    async def score(self, scoring: Awaitable[Verification], window: Window | None,
+                    committed: list[int]) -> Verification:
         return await scoring
 
     def take(self, acceptance: Acceptance, size: int) -> Window | None:
@@ -85,14 +87,19 @@ class _Speculation:
 
 
 class DraftAhead:
-    def __init__(self, loop: RoundLoop):
-        self.loop = loop
+    """Overlapped drafting. `gamma_for(length)` is the gamma the round would draft after `length` tokens."""
+
+    def __init__(self, drafts: DraftLanes, gamma_for: Callable[[int], int], stats: RequestStats):
+        self.drafts, self.gamma_for, self.stats = drafts, gamma_for, stats
+        self._base = 0  # committed tokens when the window being verified was drafted
         self._speculations: list[_Speculation] = []
         self._spent: list[Proposal] = []
 
-    async def score(self, scoring: Awaitable[Verification], window: Window | None) -> Verification:
+    async def score(self, scoring: Awaitable[Verification], window: Window | None,
+                    committed: list[int]) -> Verification:
         verify = asyncio.ensure_future(scoring)  # sent first: the verification is on the critical path
-        self._speculations = self._start(window)
+        self._base = len(committed)
+        self._speculations = self._start(window, committed)
         try:
             return await verify
         finally:
@@ -101,30 +108,29 @@ class DraftAhead:
                 verify.cancel()
             if self._speculations:  # every draft session must settle before the next call on it
                 await asyncio.wait([s.future for s in self._speculations])
-            self.loop.stats.wait_seconds += time.perf_counter() - verified
+            self.stats.wait_seconds += time.perf_counter() - verified
             self._speculations = _succeeded(self._speculations)
 
-    def _start(self, window: Window | None) -> list[_Speculation]:
+    def _start(self, window: Window | None, committed: list[int]) -> list[_Speculation]:
         """Start drafting after the likely outcomes of this round: the whole window accepted (on the main
         session), and for lane j, j-1 tokens accepted then the draft's most likely other token at j-1."""
-        loop = self.loop
-        if window is None or not window.proposal.draft_tokens or not loop.drafts[0].available:
+        if window is None or not window.proposal.draft_tokens or not self.drafts.main.available:
             return []
         drafted = window.proposal.draft_tokens
         premises: list[tuple[int, int | None, list[int]]] = [(len(drafted), None, drafted)]
-        for position, token in enumerate(window.proposal.alternative_tokens[: len(loop.drafts) - 1]):
+        for position, token in enumerate(window.proposal.alternative_tokens[: len(self.drafts) - 1]):
             premises.append((position, token, drafted[:position] + [token]))
         speculations = []
-        for session, (accepted, token, premise) in zip(loop.drafts, premises, strict=False):  # spare lanes idle
-            sequence = loop.committed + premise
-            gamma = loop.gamma_for(len(sequence))
+        for session, (accepted, token, premise) in zip(self.drafts, premises, strict=False):  # spare lanes idle
+            sequence = committed + premise
+            gamma = self.gamma_for(len(sequence))
             if gamma > 0:
                 future = asyncio.ensure_future(session.propose(sequence, gamma))
                 speculations.append(_Speculation(session, accepted, token, future))
         return speculations
 
     def take(self, acceptance: Acceptance, size: int) -> Window | None:
-        loop, stats = self.loop, self.loop.stats
+        stats = self.stats
         main = next((s for s in self._speculations if s.token is None), None)
         self._spent = [main.future.result()] if main else []
         stats.num_lane_draft_tokens += sum(len(s.future.result().draft_tokens) for s in self._speculations
@@ -132,11 +138,10 @@ class DraftAhead:
         hit = next((s for s in self._speculations if s.premise_holds(acceptance, size)), None)
         if hit is None:
             return None
-        loop.drafts.remove(hit.session)
-        loop.drafts.insert(0, hit.session)
+        self.drafts.promote(hit.session)
         stats.num_lane_hits += hit.token is not None
         emitted = size if hit.token is None else hit.accepted + 1
-        return Window(len(loop.committed) + emitted, hit.future.result(), hit.session)
+        return Window(self._base + emitted, hit.future.result(), hit.session)
 
     def spent(self) -> list[Proposal]:
         return self._spent

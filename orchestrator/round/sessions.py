@@ -11,18 +11,19 @@ a fresh start from the committed tokens after a service lost the session (Sessio
 target that is down (ServiceDown) and asking the same round again. A call that failed may or may not have
 run, so afterwards a cache is trusted only up to that call's keep_len.
 
-Knows the Proposer and Scorer protocols and the call dataclasses; knows nothing of acceptance rules,
-gamma controllers, gRPC or Ray.
+Knows the Proposer and Scorer protocols, the call dataclasses and the cache view (`cache_view.py`);
+knows nothing of acceptance rules, gamma controllers, gRPC or Ray.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from specdec.distributions.scoring import StatisticsSpec
 from specdec.errors import ServiceDown, SessionLost
+from specdec.orchestrator.round.cache_view import CacheView
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
 
@@ -61,50 +62,6 @@ class CallSettings:
     confidence_threshold: float = 0.0
     num_drafts: int = 1
     want_alternatives: bool = False  # the draft's most likely other tokens (speculation lanes' premises)
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-@dataclass
-class CacheView:
-    """A service's cache of a session: committed[:cursor] followed by the not yet committed `held` tokens."""
-
-    cursor: int = 0
-    held: list[int] = field(default_factory=list)
-
-    def feed(self, sequence: list[int]) -> tuple[int, list[int]]:
-        """(keep_len, new_tokens) that make the cache hold `sequence`; at least one token is fed, since the
-        forward must give the distribution after the sequence's last token."""
-        keep = self.cursor + common_prefix(self.held, sequence[self.cursor:])
-        keep = min(keep, len(sequence) - 1)
-        return keep, sequence[keep:]
-
-    def fed(self, keep_len: int, tokens: list[int], cache_len: int) -> None:
-        """Record a call that kept keep_len tokens, fed `tokens` and left `cache_len` tokens cached."""
-        held = (self.held[: keep_len - self.cursor] if keep_len > self.cursor else []) + tokens
-        self.cursor = min(self.cursor, keep_len)
-        self.held = held[: cache_len - self.cursor]
-
-    def trust_only(self, length: int) -> None:
-        """Believe no more than the cache's first `length` tokens (after a call that may or may not have run)."""
-        if length < self.cursor:
-            self.cursor, self.held = length, []
-        else:
-            self.held = self.held[: length - self.cursor]
-
-    def settle(self, committed: list[int]) -> None:
-        """Move the committed part of `held` behind the cursor; drop held tokens that were not committed."""
-        self.cursor = min(self.cursor, len(committed))
-        matched = common_prefix(self.held, committed[self.cursor:])
-        self.held = self.held[matched:] if self.cursor + matched == len(committed) else []
-        self.cursor += matched
 
 
 class DraftSession:
@@ -153,6 +110,29 @@ class DraftSession:
 
     async def end(self) -> None:
         await self.proposer.end_session(self.session_id)
+
+
+class DraftLanes:
+    """A request's draft sessions, the main one first, then one per speculation lane. When a lane's window is
+    used, that lane becomes the main session (its cache holds what the round committed)."""
+
+    def __init__(self, sessions: list[DraftSession]):
+        self._sessions = list(sessions)
+
+    @property
+    def main(self) -> DraftSession:
+        return self._sessions[0]
+
+    def __iter__(self) -> Iterator[DraftSession]:
+        return iter(list(self._sessions))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def promote(self, session: DraftSession) -> None:
+        """Make `session` the main one; the others keep their order."""
+        self._sessions.remove(session)
+        self._sessions.insert(0, session)
 
 
 class TargetSession:

@@ -1,4 +1,4 @@
-"""Acceptance rules by name, each a small pure module; see ALGORITHMS.md.
+"""Acceptance rules by name, each a small pure module; formulas and sources in docs/algorithms.md.
 
 `make_rule(name, params)` builds one for a request; parameters a rule does not use are ignored, and
 out-of-range values raise ValueError naming the field.

@@ -1,7 +1,7 @@
 """Multi-draft verification: M draft sequences per round, one accepted prefix.
 
-`sd` over M drafts uses recursive rejection (Yin et al. 2024, batch speculative decoding; ALGORITHMS.md
-section 4), which stays exact: at each position the drafts consistent with the accepted prefix are
+`sd` over M drafts uses recursive rejection (Yin et al. 2024, batch speculative decoding; docs/algorithms.md,
+Multi-draft), which stays exact: at each position the drafts consistent with the accepted prefix are
 tried in turn; draft m is accepted with probability min(1, R(x_m) / Q(x_m)), where R starts as the
 target distribution P and becomes normalize(max(0, R - Q)) after each rejection; if all are rejected the
 recovered token comes from R. Drafts that share a prefix were sampled independently from the same draft

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the orchestrator (DESIGN.md, Metrics), each series on two endpoints.
+"""Prometheus metrics of the orchestrator (docs/design.md), each series on two endpoints.
 
 - Ray's: through `ray.util.metrics`, on each node's metrics endpoint with Ray's `ray_` prefix. Ray does
   not take `:` in names, so vLLM's `vllm:x` reads `ray_vllm_x` there, as vLLM's own metrics read when

@@ -1,7 +1,7 @@
 """The draft model runner: propose up to gamma draft tokens per session, for several sessions at once.
 
 Knows the model runtime and the warps, not gRPC. Each drafted token is sampled from exactly the
-distribution it reports, so that the acceptance rule sees the true Q (ALGORITHMS.md section 1, condition
+distribution it reports, so that the acceptance rule sees the true Q (docs/algorithms.md, `sd`; condition
 (b)): the warped draft distribution truncated to its `support` most likely tokens and renormalized
 (`draft_support`), which travels as those K entries in float32, whatever the vocabulary; a greedy
 (argmax) token is reported as one-hot. Truncating changes only how often draft tokens are accepted,
@@ -80,7 +80,7 @@ class _Drafting:
             top = logits.topk(2, dim=-1).indices if call.want_alternatives else logits.argmax(-1, keepdim=True)
             tokens = top[:, 0]
             token_probs = torch.ones(tokens.shape, device=logits.device)
-            if call.want_probs:  # a deterministic choice is scored with Q = one-hot (ALGORITHMS.md section 1)
+            if call.want_probs:  # a deterministic choice is scored with Q = one-hot (docs/algorithms.md, `sd`)
                 self.rows.append((tokens[:, None], token_probs[:, None]))
         else:
             top, values = draft_support(warped_probs(logits, call.sampling), self.support)

@@ -1,6 +1,6 @@
 """Divergences between target and draft distributions, row by row: pure functions for `fsd`.
 
-Names follow ALGORITHMS.md: `kl` = KL(Q || P) (draft || target), `reverse_kl` = KL(P || Q), `js`
+Names as in docs/algorithms.md (Divergences): `kl` = KL(Q || P) (draft || target), `reverse_kl` = KL(P || Q), `js`
 (Jensen-Shannon in nats, at most ln 2), `tv` (total variation, in [0, 1]). A `_topk` suffix compares
 the target's top-k tokens plus one bucket holding the rest of the mass (k = 50 in the FSD reference).
 """

@@ -1,7 +1,7 @@
 """Sampling warps (temperature, top-k, top-p) as pure functions over logits.
 
 Both services call `warped_probs` so that the draft and the target apply exactly the same warps; the
-acceptance rules assume it (ALGORITHMS.md section 1, condition (a)). Order as in Hugging Face's
+acceptance rules assume it (docs/algorithms.md, `sd`; condition (a)). Order as in Hugging Face's
 `generate`: temperature, then top-k, then top-p.
 """
 

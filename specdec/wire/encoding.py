@@ -1,4 +1,4 @@
-"""Compact wire encoding of probability distributions (DESIGN.md, wire contract).
+"""Compact wire encoding of probability distributions (docs/design.md, Wire contract).
 
 Distributions travel as fp16 bytes: dense rows, or only the non-zero entries (int32 index + fp16 value)
 when a truncating warp makes rows sparse. Never as repeated fp32 over the vocabulary. The draft's

@@ -70,7 +70,7 @@ def serial_speedup(alpha: float, gamma: int, c: float) -> float:
 @pytest.mark.parametrize("c, alpha, best", [(0.05, 0.8, 8), (0.1, 0.8, 6), (0.2, 0.7, 3), (0.5, 0.5, 0)])
 def test_cost_model_converges_to_the_best_serial_gamma(c, alpha, best):
     """Simulated rounds with per-position acceptance alpha, draft time c per token, verify time 1."""
-    assert max(range(17), key=lambda g: serial_speedup(alpha, g, c)) == best  # ALGORITHMS.md reference values
+    assert max(range(17), key=lambda g: serial_speedup(alpha, g, c)) == best  # docs/design.md, Performance model
     controller, rng = CostModelGamma(gamma=4, gamma_max=16, smoothing=0.05), random.Random(0)
     chosen = []
     for _ in range(3000):
