@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import Message
 
-from specdec.errors import ServiceDown, SessionLost
+from specdec.errors import ServiceDown, ServiceFailed, SessionLost
 from specdec.net.rpc import RpcLimits, aio_channel
 from specdec.types import ModelInfo, Proposal, ProposeCall, Verification, VerifyCall
 from specdec.v1 import specdec_pb2 as pb
@@ -186,7 +186,7 @@ class _RemoteService:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise SessionLost(f"{self.address}: {exc.details()}") from exc
             if exc.code() not in DOWN_CODES:
-                raise
+                raise ServiceFailed(self.address, exc.code().name, exc.details()) from exc
             self.failures += 1
             if self._recovering is None:
                 log.warning("%s: %s failed (%s); recovering", self.address, method, exc.code().name)
@@ -239,7 +239,7 @@ class _RemoteService:
         except grpc.aio.AioRpcError as exc:
             hung = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             if self._recovery.locate is None:
-                raise
+                raise ServiceDown(f"{self.address}: {exc.code().name}: {exc.details()}") from exc
         if hung and self._recovery.restart is not None:
             log.warning("%s: listening but not answering; restarting it", self.address)
             self.restarts += 1

@@ -76,7 +76,7 @@ def job_request(item: str | dict | pb.GenerateRequest, index: int) -> pb.Generat
     try:
         return request_from_dict({"prompt": item} if isinstance(item, str) else item)
     except InvalidField as exc:
-        raise InvalidField(f"requests[{index}].{exc.field}", str(exc).removeprefix(f"{exc.field}: ")) from exc
+        raise exc.within(f"requests[{index}]") from exc
 
 
 class Client:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from specdec.errors import InvalidField
+
 
 @dataclass(frozen=True)
 class RoundStats:
@@ -33,11 +35,11 @@ class GammaController(Protocol):
 
 def check_gamma_bounds(gamma_min: int, gamma_max: int) -> None:
     if gamma_min < 0 or gamma_max < max(gamma_min, 1):
-        raise ValueError(f"gamma_max: need 0 <= gamma_min <= gamma_max and gamma_max >= 1, got "
+        raise InvalidField("gamma_max", f"need 0 <= gamma_min <= gamma_max and gamma_max >= 1, got "
                          f"gamma_min={gamma_min}, gamma_max={gamma_max}")
 
 
 def check_fraction(field_name: str, value: float, low: float = 0.0, high: float = 1.0) -> float:
     if not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{field_name}: must be in [{low}, {high}], got {value}")
+        raise InvalidField(field_name, f"must be in [{low}, {high}], got {value}")
     return float(value)

@@ -16,6 +16,7 @@ share cores) the orchestrator's load governor (`governor.py`) measures.
 
 from __future__ import annotations
 
+from specdec.errors import InvalidField
 from specdec.orchestrator.controllers.base import RoundStats, check_fraction, check_gamma_bounds
 
 
@@ -36,7 +37,7 @@ class CostModelGamma:
         check_gamma_bounds(0, gamma_max)
         self.smoothing = check_fraction("smoothing", smoothing, 1e-3, 1.0)
         if probe_every < 1:
-            raise ValueError(f"probe_every: must be >= 1, got {probe_every}")
+            raise InvalidField("probe_every", f"must be >= 1, got {probe_every}")
         self.gamma_max, self.probe_every = gamma_max, probe_every
         self.alphas = [check_fraction("prior_alpha", prior_alpha)] * gamma_max
         self.gamma = min(gamma, gamma_max)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from specdec.errors import InvalidField
 from specdec.orchestrator.controllers.base import RoundStats
 
 
@@ -10,7 +11,7 @@ class FixedGamma:
 
     def __init__(self, gamma: int):
         if gamma < 0:
-            raise ValueError(f"gamma: must be >= 0, got {gamma}")
+            raise InvalidField("gamma", f"must be >= 0, got {gamma}")
         self.gamma = gamma
 
     def next_gamma(self) -> int:

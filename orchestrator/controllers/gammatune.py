@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from specdec.errors import InvalidField
 from specdec.orchestrator.controllers.base import RoundStats, check_fraction, check_gamma_bounds
 
 
@@ -23,7 +24,7 @@ class GammaTune:
         check_gamma_bounds(gamma_min, gamma_max)
         self.eta = check_fraction("eta", eta)
         if delta < 0:
-            raise ValueError(f"delta: must be >= 0, got {delta}")
+            raise InvalidField("delta", f"must be >= 0, got {delta}")
         self.confidence_threshold = check_fraction("confidence_threshold", confidence_threshold)
         self.delta, self.gamma_min, self.gamma_max = delta, max(1, gamma_min), gamma_max
         self.gamma = min(max(gamma, self.gamma_min), gamma_max)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-import grpc
-
-from specdec.errors import InvalidField, ServiceDown
+from specdec.errors import InvalidField, ModelServiceError
 from specdec.orchestrator.jobs.runner import Outcome
 from specdec.orchestrator.serving.core import MAX_SEED, Orchestrator, TextDelta
 from specdec.orchestrator.serving.servicer import params_from_pb, stats_to_pb
@@ -46,8 +44,7 @@ class JobItems:
         try:
             self._orchestrator.prepare(params_from_pb(kept))
         except InvalidField as exc:
-            message = str(exc).removeprefix(f"{exc.field}: ")
-            raise InvalidField(f"requests[{index}].{exc.field}", message, exc.code) from exc
+            raise exc.within(f"requests[{index}]") from exc
         return kept.SerializeToString(deterministic=True)
 
     async def run(self, index: int, request: bytes) -> Outcome:
@@ -63,12 +60,8 @@ class JobItems:
         except InvalidField as exc:
             return failed(pb.JobResult(index=index, prompt=kept.prompt), exc.code, str(exc),
                           exc.code in TRANSIENT_CODES)
-        except grpc.aio.AioRpcError as exc:
-            return failed(pb.JobResult(index=index, prompt=kept.prompt), "UNAVAILABLE",
-                          f"a model service failed: {exc.code().name}: {exc.details()}", transient=True)
-        except ServiceDown as exc:
-            return failed(pb.JobResult(index=index, prompt=kept.prompt), "UNAVAILABLE",
-                          f"a model service is down: {exc}", transient=True)
+        except ModelServiceError as exc:
+            return failed(pb.JobResult(index=index, prompt=kept.prompt), "UNAVAILABLE", exc.summary, transient=True)
         except Exception as exc:  # a fault of this item only; the other items go on
             log.exception("job item %d failed", index)
             return failed(pb.JobResult(index=index, prompt=kept.prompt), "INTERNAL", f"{type(exc).__name__}: {exc}")

@@ -34,7 +34,7 @@ class Outcome:
     later try may succeed (a model service fault, a full orchestrator)."""
 
     result: bytes
-    error: str = ""  # "CODE: message"; empty for a completed item
+    error: str = ""  # the failure in one line, for the journal's readers; empty for a completed item
     transient: bool = False
 
 
@@ -148,8 +148,8 @@ class JobRunner:
                 continue
             try:
                 outcome = task.result()
-            except Exception as exc:  # a bug in the item runner fails the item, never the worker
-                outcome = Outcome(b"", f"INTERNAL: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # a bug in the item runner fails the item (with no result), never the worker
+                outcome = Outcome(b"", f"{type(exc).__name__}: {exc}")
             self.journal.finish_item(job_id, index, outcome.result, outcome.error, self._clock())
 
     async def _attempts(self, index: int, request: bytes) -> Outcome:

@@ -8,14 +8,14 @@ speedups are against target-only decoding (gamma = 0) measured in that same run.
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from rich.progress import Progress
 
 from specdec.demo_pair.heldout import CodePrompt
 from specdec.orchestrator.client.grpc_client import Client
 from specdec.orchestrator.measure.quality import TargetScorer, exact_line_match, token_accuracy
-from specdec.orchestrator.round.stats import acceptance_rate, mean_acceptance_length
+from specdec.orchestrator.round.stats import IDENTITY_FIELDS, RequestStats
 
 
 @dataclass(frozen=True)
@@ -33,26 +33,13 @@ class BenchConfig:
 
 @dataclass
 class BenchRow:
-    """Totals of one configuration over all prompts (sums of the requests' stats)."""
+    """One configuration over all prompts: the requests' statistics merged (`totals`), and the quality of their
+    output. A row reads as its totals: `row.output_tokens` is `row.totals.output_tokens`, and so on for every
+    field and rate of `RequestStats`."""
 
     config: BenchConfig
-    tokens: int = 0
-    seconds: float = 0.0
-    rounds: int = 0
-    num_drafts: int = 0
-    num_draft_tokens: int = 0
-    num_accepted_tokens: int = 0
-    draft_seconds: float = 0.0
-    draft_forwards: int = 0
-    verify_seconds: float = 0.0
-    verify_forwards: int = 0
-    draft_call_seconds: float = 0.0  # the rounds waiting on draft calls (model time + transport)
-    verify_call_seconds: float = 0.0  # the rounds waiting on verify calls (model time + transport)
-    wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
-    num_accepted_tokens_per_pos: list[int] = field(default_factory=list)  # summed position by position
-    wire_bytes: int = 0
-    pre_drafted: int = 0  # rounds whose window was drafted during the previous verification
-    lane_hits: int = 0  # of those, windows from speculation lanes
+    totals: RequestStats = field(default_factory=lambda: RequestStats(request_id="", rule="", gamma=0,
+                                                                       prompt_tokens=0))
     exact_lines: int = 0
     token_accuracy_sum: float = 0.0
     loglik_sum: float = 0.0
@@ -61,60 +48,30 @@ class BenchRow:
     outputs: list[list[int]] = field(default_factory=list)
     speedup: float = 0.0  # filled against the baseline row
 
+    def __getattr__(self, name: str):
+        if name == "totals":  # not set yet (a copy being made): no totals to read through
+            raise AttributeError(name)
+        return getattr(self.totals, name)
+
     def add(self, stats: dict, token_ids: list[int]) -> None:
         """Add one request's stats (the dict a Client returns)."""
-        self.tokens += stats["output_tokens"]
-        self.seconds += stats["seconds"]
-        self.rounds += stats["num_rounds"]
-        self.num_drafts += stats["num_drafts"]
-        self.num_draft_tokens += stats["num_draft_tokens"]
-        self.num_accepted_tokens += stats["num_accepted_tokens"]
-        self.draft_seconds += stats["draft_seconds"]
-        self.draft_forwards += stats["num_draft_forwards"]
-        self.verify_seconds += stats["verify_seconds"]
-        self.verify_forwards += stats["num_verify_forwards"]
-        self.draft_call_seconds += stats["draft_call_seconds"]
-        self.verify_call_seconds += stats["verify_call_seconds"]
-        self.wait_seconds += stats["wait_seconds"]
-        self.num_accepted_tokens_per_pos = add_positions(self.num_accepted_tokens_per_pos,
-                                                         stats["num_accepted_tokens_per_pos"])
-        self.wire_bytes += stats["wire_bytes"]
-        self.pre_drafted += stats["num_pre_drafted"]
-        self.lane_hits += stats["num_lane_hits"]
+        request = RequestStats.from_dict(stats)
+        self.totals.merge(request)
         if not self.outputs:
-            self.gamma_trace = list(stats["gamma_trace"])
+            self.gamma_trace = list(request.gamma_trace)
         self.outputs.append(token_ids)
         self.prompts += 1
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
-
-    @property
-    def acceptance_rate(self) -> float:
-        return acceptance_rate(self.num_accepted_tokens, self.num_draft_tokens)
-
-    @property
-    def mean_acceptance_length(self) -> float:
-        return mean_acceptance_length(self.num_accepted_tokens, self.num_drafts)
-
-    @property
-    def draft_ms_per_token(self) -> float:
-        return 1000 * self.draft_seconds / self.draft_forwards if self.draft_forwards else 0.0
-
-    @property
-    def verify_ms_per_forward(self) -> float:
-        return 1000 * self.verify_seconds / self.verify_forwards if self.verify_forwards else 0.0
 
     @property
     def efficiency(self) -> float:
         """Measured tokens/s over the overlapped ideal (docs/design.md, Performance model):
         tokens per round / max(verify, gamma x draft time)."""
-        if not self.rounds or not self.seconds:
+        t = self.totals
+        if not t.num_rounds or not t.seconds:
             return 0.0
-        ideal_round = max(self.verify_seconds / self.rounds,
-                          self.num_draft_tokens / self.rounds * self.draft_ms_per_token / 1000)
-        return self.tokens_per_second / ((self.tokens / self.rounds) / ideal_round) if ideal_round else 0.0
+        ideal_round = max(t.verify_seconds / t.num_rounds,
+                          t.num_draft_tokens / t.num_rounds * t.draft_ms_per_token / 1000)
+        return t.tokens_per_second / ((t.output_tokens / t.num_rounds) / ideal_round) if ideal_round else 0.0
 
     @property
     def exact_line_match(self) -> float:
@@ -129,21 +86,19 @@ class BenchRow:
         return self.loglik_sum / self.prompts if self.prompts else 0.0
 
     def record(self) -> dict:
-        out = asdict(self.config) | {k: v for k, v in asdict(self).items() if k not in ("config", "outputs")}
-        for name in ("tokens_per_second", "acceptance_rate", "mean_acceptance_length", "efficiency",
-                     "exact_line_match", "token_accuracy", "target_loglik", "draft_ms_per_token",
-                     "verify_ms_per_forward"):
+        """One CSV row: the configuration, the totals and their derived rates, the quality figures."""
+        t = self.totals
+        counters = {f.name: getattr(t, f.name) for f in fields(t) if f.name not in IDENTITY_FIELDS}
+        derived = {name: getattr(t, name) for name in ("tokens_per_second", "acceptance_rate", "mean_acceptance_length",
+                                                       "draft_ms_per_token", "verify_ms_per_forward")}
+        out = asdict(self.config) | counters | derived
+        for name in ("exact_lines", "token_accuracy_sum", "loglik_sum", "prompts", "speedup", "efficiency",
+                     "exact_line_match", "token_accuracy", "target_loglik"):
             out[name] = getattr(self, name)
         out["gamma_trace"] = " ".join(map(str, self.gamma_trace))
-        out["num_accepted_tokens_per_pos"] = " ".join(map(str, self.num_accepted_tokens_per_pos))
+        out["num_accepted_tokens_per_pos"] = " ".join(map(str, t.num_accepted_tokens_per_pos))
         out["rule_params"] = " ".join(f"{k}={v}" for k, v in self.config.rule_params.items())
         return out
-
-
-def add_positions(totals: list[int], counts: list[int]) -> list[int]:
-    """Position-by-position sum of two per-position counts of different lengths (gamma may vary)."""
-    longest = max(len(totals), len(counts))
-    return [(totals[i] if i < len(totals) else 0) + (counts[i] if i < len(counts) else 0) for i in range(longest)]
 
 
 def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, max_new_tokens: int,

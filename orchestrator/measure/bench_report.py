@@ -125,7 +125,8 @@ def compare_records(comparison: Comparison) -> list[dict]:
         record = asdict(figure)
         row = rows.get((figure.label, figure.temperature)) if figure.system == "specdec" else None
         if row is not None:
-            record |= {"rounds": row.rounds, "tokens": row.tokens, "acceptance_rate": row.acceptance_rate,
+            record |= {"num_rounds": row.num_rounds, "output_tokens": row.output_tokens,
+                       "acceptance_rate": row.acceptance_rate,
                        "mean_acceptance_length": row.mean_acceptance_length,
                        **{f"round_{k}": v for k, v in asdict(round_breakdown(row)).items()}}
         records.append(record)
@@ -171,7 +172,7 @@ def print_compare(comparison: Comparison, console: Console) -> None:
             table.add_row(row.config.label.removeprefix("specdec "), _temperature_name(temperature),
                           *(f"{v:.2f}" for v in (b.draft_model_ms, b.target_model_ms, b.transport_ms, b.waiting_ms,
                                                  b.orchestrator_ms, b.round_ms)),
-                          f"{row.tokens / row.rounds:.2f}" if row.rounds else "-")
+                          f"{row.output_tokens / row.num_rounds:.2f}" if row.num_rounds else "-")
     console.print(table)
     console.print("overlapped rows: 'draft model' includes drafting hidden under the verify call, so 'transport' "
                   "there is understated by that hidden time")

@@ -50,17 +50,18 @@ class RoundBreakdown:
 
 def round_breakdown(row: BenchRow) -> RoundBreakdown:
     """Where a row's wall time went, per round (see the module docstring for each term)."""
-    if not row.rounds:
+    t = row.totals
+    if not t.num_rounds:
         return RoundBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    per_round = 1000 / row.rounds
-    calls = row.draft_call_seconds + row.verify_call_seconds
+    per_round = 1000 / t.num_rounds
+    calls = t.draft_call_seconds + t.verify_call_seconds
     return RoundBreakdown(
-        draft_model_ms=row.draft_seconds * per_round,
-        target_model_ms=row.verify_seconds * per_round,
-        transport_ms=(calls - row.draft_seconds - row.verify_seconds) * per_round,
-        waiting_ms=row.wait_seconds * per_round,
-        orchestrator_ms=(row.seconds - calls - row.wait_seconds) * per_round,
-        round_ms=row.seconds * per_round)
+        draft_model_ms=t.draft_seconds * per_round,
+        target_model_ms=t.verify_seconds * per_round,
+        transport_ms=(calls - t.draft_seconds - t.verify_seconds) * per_round,
+        waiting_ms=t.wait_seconds * per_round,
+        orchestrator_ms=(t.seconds - calls - t.wait_seconds) * per_round,
+        round_ms=t.seconds * per_round)
 
 
 def expected_tokens_per_round(num_accepted_tokens_per_pos: list[int], num_drafts: int) -> float:
@@ -154,7 +155,7 @@ class Comparison:
         return next(r for r in self.specdec[temperature] if r.config.group == "fixed")
 
     def tokens_per_round(self, temperature: float) -> float:
-        serial = self.serial_row(temperature)
+        serial = self.serial_row(temperature).totals
         return expected_tokens_per_round(serial.num_accepted_tokens_per_pos, serial.num_drafts)
 
     def figures(self) -> list[Figure]:
@@ -163,8 +164,9 @@ class Comparison:
         for temperature, rows in self.specdec.items():
             out += [Figure("HF", label, temp, row.tokens_per_second, f"{row.threads} thread(s)")
                     for (label, temp), row in best.items() if temp == temperature]
-            out += [Figure("specdec", row.config.label.removeprefix("specdec "), temperature, row.tokens_per_second,
-                           f"mean acc. len {row.mean_acceptance_length:.2f}" if row.config.gamma else "")
+            out += [Figure("specdec", row.config.label.removeprefix("specdec "), temperature,
+                           row.totals.tokens_per_second,
+                           f"mean acc. len {row.totals.mean_acceptance_length:.2f}" if row.config.gamma else "")
                     for row in rows]
             expected = self.tokens_per_round(temperature)
             args = (expected, self.gamma, self.bare.draft_1, self.bare.target_verify)
@@ -220,10 +222,11 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
                   ratio(tps("specdec", own, temperature), tps("ideal", BARE_TARGET, temperature))),
             Ratio(f"{name}: specdec serial sd / serial ideal", serial.config.label.removeprefix("specdec "),
                   f"serial ideal gamma={gamma}",
-                  ratio(serial.tokens_per_second, tps("ideal", f"serial ideal gamma={gamma}", temperature))),
+                  ratio(serial.totals.tokens_per_second, tps("ideal", f"serial ideal gamma={gamma}", temperature))),
             Ratio(f"{name}: specdec overlapped sd / overlapped ideal", overlapped.config.label.removeprefix("specdec "),
                   f"overlapped ideal gamma={gamma}",
-                  ratio(overlapped.tokens_per_second, tps("ideal", f"overlapped ideal gamma={gamma}", temperature))),
+                  ratio(overlapped.totals.tokens_per_second,
+                        tps("ideal", f"overlapped ideal gamma={gamma}", temperature))),
             Ratio(f"{name}: best specdec speculative / best HF assisted", fastest.label, assisted.label,
                   ratio(fastest.tokens_per_second, assisted.tokens_per_second)),
             Ratio(f"{name}: best specdec speculative / HF generate()", fastest.label, hf_generate,
@@ -232,8 +235,8 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
                   ratio(assisted.tokens_per_second, tps("HF", hf_generate, temperature))),
         ]
         out += [Ratio(f"{name}: {r.config.label.removeprefix('specdec ')} / own target-only",
-                      r.config.label.removeprefix("specdec "), own, ratio(r.tokens_per_second,
-                                                                          target_only.tokens_per_second))
+                      r.config.label.removeprefix("specdec "), own, ratio(r.totals.tokens_per_second,
+                                                                          target_only.totals.tokens_per_second))
                 for r in rows if r.config.gamma]
         serial_label = serial.config.label.removeprefix("specdec ")
         with_prefills = [(own, BARE_TARGET), (serial_label, f"serial ideal gamma={gamma}")]
@@ -241,13 +244,13 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
                       ratio(tps("specdec", label, temperature), tps("ideal", f"{ideal} {WITH_PREFILL}", temperature)))
                 for label, ideal in with_prefills if any(f.label == f"{ideal} {WITH_PREFILL}" for f in figures)]
         out += [Ratio(f"{name}: draft model time per forward, through the system / bare", serial_label,
-                      "bare draft forward", ratio(serial.draft_seconds / max(1, serial.draft_forwards), bare.draft_1)),
+                      "bare draft forward", ratio(serial.totals.draft_ms_per_token / 1000, bare.draft_1)),
                 Ratio(f"{name}: draft call time per drafted token / bare draft forward", serial_label,
                       "bare draft forward",
-                      ratio(serial.draft_call_seconds / max(1, serial.num_draft_tokens), bare.draft_1)),
+                      ratio(serial.totals.draft_call_seconds / max(1, serial.totals.num_draft_tokens), bare.draft_1)),
                 Ratio(f"{name}: target model time per verify forward / bare gamma+1 forward", serial_label,
                       "bare target verify forward",
-                      ratio(serial.verify_seconds / max(1, serial.verify_forwards), bare.target_verify))]
+                      ratio(serial.totals.verify_ms_per_forward / 1000, bare.target_verify))]
     return out
 
 

@@ -71,10 +71,10 @@ def render(result: DemoResult, console: Console) -> None:
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in rows:
         drafted = row.config.gamma > 0
-        table.add_row(row.config.label, str(row.config.gamma), str(row.tokens), f"{row.tokens_per_second:.1f}",
+        table.add_row(row.config.label, str(row.config.gamma), str(row.output_tokens), f"{row.tokens_per_second:.1f}",
                       f"{row.speedup:.2f}x", f"{row.acceptance_rate:.3f}" if drafted else "-",
                       f"{row.mean_acceptance_length:.2f}" if drafted else "-",
-                      f"{row.wire_bytes / max(1, row.tokens):.0f}")
+                      f"{row.wire_bytes / max(1, row.output_tokens):.0f}")
     console.print(table)
     table = Table(title="against Hugging Face assisted generation in one process (same pair, prompts and tokens)")
     for column in ("temp.", "specdec target-only", "specdec speculative", "HF assisted (best)", "HF setting",

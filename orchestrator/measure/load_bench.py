@@ -44,7 +44,7 @@ class LoadRow:
     @property
     def tokens_per_second(self) -> float:
         """Aggregate output tokens/s over the wall time of the load."""
-        return self.totals.tokens / self.wall_seconds if self.wall_seconds else 0.0
+        return self.totals.output_tokens / self.wall_seconds if self.wall_seconds else 0.0
 
     @property
     def settled_gamma(self) -> float:
@@ -52,12 +52,13 @@ class LoadRow:
 
     def record(self) -> dict:
         t = self.totals
-        return {"mode": self.mode.label, "concurrency": self.concurrency, "requests": t.prompts, "tokens": t.tokens,
+        return {"mode": self.mode.label, "concurrency": self.concurrency, "requests": t.prompts,
+                "tokens": t.output_tokens,
                 "wall_seconds": self.wall_seconds, "tokens_per_second": self.tokens_per_second,
                 "stream_tokens_per_second": t.tokens_per_second, "acceptance_rate": t.acceptance_rate,
                 "mean_acceptance_length": t.mean_acceptance_length, "efficiency": t.efficiency,
                 "draft_ms_per_token": t.draft_ms_per_token, "verify_ms_per_forward": t.verify_ms_per_forward,
-                "rounds": t.rounds, "pre_drafted": t.pre_drafted, "lane_hits": t.lane_hits,
+                "rounds": t.num_rounds, "pre_drafted": t.num_pre_drafted, "lane_hits": t.num_lane_hits,
                 "settled_gamma": self.settled_gamma}
 
 
@@ -114,7 +115,7 @@ def print_load(rows: list[LoadRow], console: Console) -> None:
                       _ratio(r.tokens_per_second, single.get(r.mode.label)),
                       _ratio(r.tokens_per_second, serial.get(r.concurrency)), f"{t.acceptance_rate:.3f}",
                       f"{t.efficiency:.2f}" if t.num_draft_tokens else "-",
-                      f"{t.pre_drafted / t.rounds:.2f}" if t.rounds and r.mode.overlap else "-",
+                      f"{t.num_pre_drafted / t.num_rounds:.2f}" if t.num_rounds and r.mode.overlap else "-",
                       f"{r.settled_gamma:.2f}")
     console.print(table)
     console.print("efficiency: a stream's tokens/s over the ideal (tokens per round / max(verify, gamma x draft "

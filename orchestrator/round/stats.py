@@ -2,11 +2,19 @@
 
 acceptance rate = accepted / draft tokens; mean acceptance length = 1 + accepted / drafts (it counts the
 recovered or bonus token), where a draft is a round that drafted at least one token.
+
+`RequestStats` is the one declaration of these statistics: the gRPC message is filled from it field by
+field (`specdec/v1`'s RequestStats has the same names), and the bench sums requests with `merge`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
+
+IDENTITY_FIELDS = ("request_id", "rule", "gamma", "gamma_controller", "num_drafts_per_round", "overlap",
+                   "speculation_lanes", "finish_reason")  # what a request is, not what it counted
 
 
 def acceptance_rate(num_accepted_tokens: int, num_draft_tokens: int) -> float:
@@ -51,6 +59,26 @@ class RequestStats:
     verify_call_seconds: float = 0.0  # the round waiting on verify calls (model time + transport)
     wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RequestStats:
+        """The statistics from their dict form (a client's, by field name); derived values in it are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in names})
+
+    def merge(self, other: RequestStats) -> None:
+        """Add another request's counts and times to these (per-position counts position by position, gamma
+        traces one after the other); what identifies a request stays this one's."""
+        for f in dataclasses.fields(self):
+            if f.name in IDENTITY_FIELDS:
+                continue
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "num_accepted_tokens_per_pos":
+                longest = max(len(mine), len(theirs))
+                mine = [sum(counts[i] for counts in (mine, theirs) if i < len(counts)) for i in range(longest)]
+                setattr(self, f.name, mine)
+            else:
+                setattr(self, f.name, mine + theirs)
+
     def record_round(self, num_draft_tokens: int, num_accepted: int, draft_seconds: float,
                      verify_seconds: float, wire_bytes: int, draft_forwards: int | None = None,
                      verify_forwards: int = 1) -> None:
@@ -92,3 +120,11 @@ class RequestStats:
     @property
     def tokens_per_second(self) -> float:
         return self.output_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def draft_ms_per_token(self) -> float:
+        return 1000 * self.draft_seconds / self.num_draft_forwards if self.num_draft_forwards else 0.0
+
+    @property
+    def verify_ms_per_forward(self) -> float:
+        return 1000 * self.verify_seconds / self.num_verify_forwards if self.num_verify_forwards else 0.0

@@ -1,7 +1,7 @@
 """Acceptance rules by name, each a small pure module; formulas and sources in docs/algorithms.md.
 
 `make_rule(name, params)` builds one for a request; parameters a rule does not use are ignored, and
-out-of-range values raise ValueError naming the field.
+out-of-range values raise InvalidField naming the field.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import torch
 
 from specdec.distributions.divergences import DIVERGENCES
 from specdec.distributions.scoring import StatisticsSpec
+from specdec.errors import InvalidField
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 
 
@@ -32,11 +33,11 @@ class FuzzySpeculativeDecoding:
 
     def __init__(self, threshold: float = 0.3, divergence_name: str = "js", top_k: int = 50, on_warped: bool = False):
         if not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"threshold: must be a finite number >= 0, got {threshold}")
+            raise InvalidField("threshold", f"must be a finite number >= 0, got {threshold}")
         if divergence_name not in DIVERGENCES:
-            raise ValueError(f"divergence: unknown {divergence_name!r}; known: {', '.join(DIVERGENCES)}")
+            raise InvalidField("divergence", f"unknown {divergence_name!r}; known: {', '.join(DIVERGENCES)}")
         if top_k < 1:
-            raise ValueError(f"divergence_top_k: must be >= 1, got {top_k}")
+            raise InvalidField("divergence_top_k", f"must be >= 1, got {top_k}")
         self.threshold, self.divergence_name, self.top_k, self.on_warped = threshold, divergence_name, top_k, on_warped
         self.statistics = StatisticsSpec(recover="target", divergence=divergence_name, divergence_top_k=top_k,
                                          divergence_on_raw=not on_warped)

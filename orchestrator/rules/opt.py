@@ -15,13 +15,14 @@ import math
 import torch
 
 from specdec.distributions.scoring import StatisticsSpec
+from specdec.errors import InvalidField
 from specdec.orchestrator.rules.base import Acceptance, RoundScores
 from specdec.orchestrator.rules.sd import over_acceptance
 
 
 def check_epsilon(epsilon: float) -> float:
     if not math.isfinite(epsilon) or epsilon < 0:
-        raise ValueError(f"epsilon: must be a finite number >= 0, got {epsilon}")
+        raise InvalidField("epsilon", f"must be a finite number >= 0, got {epsilon}")
     return float(epsilon)
 
 

@@ -13,6 +13,7 @@ import math
 import torch
 
 from specdec.distributions.scoring import StatisticsSpec
+from specdec.errors import InvalidField
 from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 
 
@@ -25,7 +26,7 @@ class TypicalAcceptance:
     def __init__(self, epsilon: float = 0.09, delta: float = 0.3):
         for field_name, value in (("epsilon", epsilon), ("delta", delta)):
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{field_name}: must be a finite number >= 0, got {value}")
+                raise InvalidField(field_name, f"must be a finite number >= 0, got {value}")
         self.epsilon, self.delta = epsilon, delta
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:

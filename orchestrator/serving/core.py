@@ -230,9 +230,8 @@ class Orchestrator:
 
 
 def _build(prefix: str, factory, *args):
-    """Call a rule/controller factory; its ValueError("field: ...") becomes InvalidField("prefix.field")."""
+    """Call a rule/controller factory; its InvalidField("field") becomes InvalidField("prefix.field")."""
     try:
         return factory(*args)
-    except ValueError as exc:
-        field_name, _, message = str(exc).partition(": ")
-        raise InvalidField(f"{prefix}.{field_name}", message or str(exc)) from exc
+    except InvalidField as exc:
+        raise exc.within(prefix) from exc

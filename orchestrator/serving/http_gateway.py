@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Annotated
 
-import grpc
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +39,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
-from specdec.errors import InvalidField, ServiceDown
+from specdec.errors import InvalidField, ModelServiceError
 from specdec.net.security import TlsFiles
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.serving import openai_api as api
@@ -88,7 +87,7 @@ def refusal(exc: Exception, chat: bool = False) -> Refusal:
     """Every error a request can meet, as the HTTP status and OpenAI error it gets."""
     if isinstance(exc, InvalidField):
         param = api.http_field(exc.field, chat)
-        message = f"{param}: {str(exc).removeprefix(f'{exc.field}: ')}"
+        message = f"{param}: {exc.reason}"
         return Refusal(STATUS.get(exc.code, 400), message, param, "model_not_found" if param == "model" else None)
     if isinstance(exc, Refused):
         return Refusal(exc.status, str(exc), exc.param)
@@ -98,10 +97,8 @@ def refusal(exc: Exception, chat: bool = False) -> Refusal:
             return Refusal(400, f"body: not JSON: {first['msg']}")
         param = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
         return Refusal(400, f"{param}: {first['msg']}", param)
-    if isinstance(exc, ServiceDown):
-        return Refusal(503, f"a model service is down: {exc}")
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return Refusal(503, f"a model service failed: {exc.code().name}: {exc.details()}")
+    if isinstance(exc, ModelServiceError):
+        return Refusal(503, exc.summary)
     if isinstance(exc, HTTPException):
         return Refusal(exc.status_code, str(exc.detail))
     log.exception("unexpected error in the HTTP gateway", exc_info=exc)
@@ -155,7 +152,7 @@ def create_app(orchestrator: Orchestrator, served_model: str, draft_model: str, 
         return Response(orchestrator.metrics.exposition(), media_type=CONTENT_TYPE)
 
     app.include_router(v1)
-    for error in (InvalidField, Refused, ServiceDown, grpc.aio.AioRpcError, HTTPException, RequestValidationError,
+    for error in (InvalidField, Refused, ModelServiceError, HTTPException, RequestValidationError,
                   Exception):
         app.add_exception_handler(error, _handle)
     return app

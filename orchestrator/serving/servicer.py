@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from specdec.errors import InvalidField, ServiceDown
+from specdec.errors import InvalidField, ModelServiceError
 from specdec.net.rpc import abort_on_bad_input, status_code
 from specdec.orchestrator.controllers import ControllerParams
 from specdec.orchestrator.jobs.journal import FinishedItem, JobRecord
@@ -41,22 +41,8 @@ def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
 
 
 def stats_to_pb(stats: RequestStats) -> pb.RequestStats:
-    return pb.RequestStats(
-        request_id=stats.request_id, prompt_tokens=stats.prompt_tokens, output_tokens=stats.output_tokens,
-        finish_reason=stats.finish_reason, num_drafts=stats.num_drafts, num_draft_tokens=stats.num_draft_tokens,
-        num_accepted_tokens=stats.num_accepted_tokens,
-        num_accepted_tokens_per_pos=stats.num_accepted_tokens_per_pos, acceptance_rate=stats.acceptance_rate,
-        mean_acceptance_length=stats.mean_acceptance_length, tokens_per_second=stats.tokens_per_second,
-        seconds=stats.seconds, num_rounds=stats.num_rounds, draft_seconds=stats.draft_seconds,
-        verify_seconds=stats.verify_seconds, num_draft_forwards=stats.num_draft_forwards,
-        num_verify_forwards=stats.num_verify_forwards, rule=stats.rule, gamma=stats.gamma,
-        wire_bytes=stats.wire_bytes, gamma_controller=stats.gamma_controller, gamma_trace=stats.gamma_trace,
-        measured_c=stats.measured_c, num_drafts_per_round=stats.num_drafts_per_round,
-        overlap=stats.overlap, speculation_lanes=stats.speculation_lanes, num_pre_drafted=stats.num_pre_drafted,
-        num_lane_hits=stats.num_lane_hits, num_lane_draft_tokens=stats.num_lane_draft_tokens,
-        num_draft_faults=stats.num_draft_faults, num_target_faults=stats.num_target_faults,
-        num_target_only_rounds=stats.num_target_only_rounds, draft_call_seconds=stats.draft_call_seconds,
-        verify_call_seconds=stats.verify_call_seconds, wait_seconds=stats.wait_seconds)
+    """Every field of the message from the attribute of the same name (a counter or a derived rate)."""
+    return pb.RequestStats(**{f.name: getattr(stats, f.name) for f in pb.RequestStats.DESCRIPTOR.fields})
 
 
 def job_to_pb(record: JobRecord) -> pb.JobStatus:
@@ -66,11 +52,11 @@ def job_to_pb(record: JobRecord) -> pb.JobStatus:
 
 
 def result_to_pb(item: FinishedItem) -> pb.JobResult:
-    """The kept JobResult of a finished item; an item whose run left no result gets one from its error."""
+    """The kept JobResult of a finished item. An item whose run left no result failed inside the item runner
+    itself (a bug): INTERNAL, with the journal's description of the failure."""
     if item.result:
         return pb.JobResult.FromString(item.result)
-    code, _, message = item.error.partition(": ")
-    return pb.JobResult(index=item.index, error=pb.ItemError(code=code, message=message))
+    return pb.JobResult(index=item.index, error=pb.ItemError(code="INTERNAL", message=item.error))
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
@@ -88,11 +74,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
                     yield pb.GenerateResponse(stats=stats_to_pb(event))
         except InvalidField as exc:
             await context.abort(status_code(exc.code), str(exc))
-        except grpc.aio.AioRpcError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"a model service failed: {exc.code().name}: {exc.details()}")
-        except ServiceDown as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"a model service is down: {exc}")
+        except ModelServiceError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, exc.summary)
 
     async def GetServerInfo(self, request: pb.GetInfoRequest, context) -> pb.ServerInfoResponse:
         o = self._orchestrator

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from specdec.orchestrator.measure.bench import BenchRow, add_positions
+from specdec.orchestrator.measure.bench import BenchRow
 from specdec.orchestrator.measure.bench_report import compare_records, print_compare, write_compare
 from specdec.orchestrator.measure.compare_hf import (
     Comparison,
@@ -26,7 +26,8 @@ from specdec.orchestrator.measure.hf_baseline import BareForwards, HFRow, hf_con
 
 def stats(**overrides) -> dict:
     """One request's stats as a Client returns them: 10 rounds of gamma 4, 30 tokens, 2 s."""
-    base = {"output_tokens": 30, "seconds": 2.0, "num_rounds": 10, "num_drafts": 10, "num_draft_tokens": 40,
+    base = {"request_id": "r", "rule": "sd", "gamma": 4, "prompt_tokens": 100,
+            "output_tokens": 30, "seconds": 2.0, "num_rounds": 10, "num_drafts": 10, "num_draft_tokens": 40,
             "num_accepted_tokens": 20, "num_accepted_tokens_per_pos": [8, 6, 4, 2], "draft_seconds": 0.4,
             "num_draft_forwards": 40, "verify_seconds": 1.0, "num_verify_forwards": 10, "wire_bytes": 1000,
             "num_pre_drafted": 0, "num_lane_hits": 0, "gamma_trace": [4] * 10, "draft_call_seconds": 0.5,
@@ -60,8 +61,6 @@ def test_breakdown_of_a_row_without_rounds_is_zero():
 
 
 def test_per_position_counts_add_across_requests_of_different_gamma():
-    assert add_positions([5, 3], [1, 1, 1]) == [6, 4, 1]
-    assert add_positions([], [2]) == [2]
     row = row_of(specdec_configs(4)[1], stats(), stats(num_accepted_tokens_per_pos=[1, 1, 1, 1, 1]))
     assert row.num_accepted_tokens_per_pos == [9, 7, 5, 3, 1]
 

@@ -3,12 +3,11 @@ field, chat rendering, usage and speculative statistics, chunk shapes, and the g
 
 from __future__ import annotations
 
-import grpc
 import pytest
 from transformers import AutoTokenizer
 
 from specdec.config import resolve_model
-from specdec.errors import InvalidField, ServiceDown
+from specdec.errors import InvalidField, ServiceDown, ServiceFailed
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.serving import openai_api as api
 from specdec.orchestrator.serving.http_gateway import Refused, refusal
@@ -159,5 +158,5 @@ def test_core_errors_map_to_openai_errors(error, chat, status, param):
 
 
 def test_a_failed_service_call_is_503():
-    error = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone")
-    assert refusal(error).status == 503
+    answer = refusal(ServiceFailed("127.0.0.1:1", "INTERNAL", "gone"))
+    assert answer.status == 503 and answer.body()["error"]["message"] == "a model service failed: INTERNAL: gone"
