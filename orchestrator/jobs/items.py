@@ -13,8 +13,8 @@ import secrets
 
 from specdec.errors import InvalidField, ModelServiceError
 from specdec.orchestrator.jobs.runner import Outcome
+from specdec.orchestrator.serving.conversions import params_from_pb, stats_to_pb
 from specdec.orchestrator.serving.core import MAX_SEED, Orchestrator, TextDelta
-from specdec.orchestrator.serving.servicer import params_from_pb, stats_to_pb
 from specdec.v1 import specdec_pb2 as pb
 
 log = logging.getLogger(__name__)

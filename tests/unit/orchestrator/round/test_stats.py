@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from specdec.orchestrator.round.stats import IDENTITY_FIELDS, RequestStats
-from specdec.orchestrator.serving.servicer import stats_to_pb
+from specdec.orchestrator.serving.conversions import stats_to_pb
 from specdec.v1 import specdec_pb2 as pb
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from specdec.config import ServeConfig, resolve_model
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
 
 def test_demo_yaml_spells_out_the_defaults():
