@@ -1,0 +1,67 @@
+"""What the command groups share: default addresses, Ray start-up, the client's connection options, the
+console, and a local deployment for the commands that start one."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+
+DEFAULT_ADDRESS = os.environ.get("SPECDEC_ADDRESS", "127.0.0.1:50051")
+DEFAULT_HTTP_ADDRESS = os.environ.get("SPECDEC_HTTP_ADDRESS", "http://127.0.0.1:8000")
+
+
+def init_ray(address: str | None, quiet: bool) -> None:
+    import ray
+
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=not quiet)
+
+
+def connection(args: argparse.Namespace) -> dict:
+    """Client keyword arguments for TLS and the bearer token (from --token or $SPECDEC_TOKEN)."""
+    return {"tls_ca": args.tls_ca, "token": args.token or os.environ.get("SPECDEC_TOKEN") or None,
+            "cert": args.tls_cert, "key": args.tls_key}
+
+
+def connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", help="PEM CA of the orchestrator's certificate: connect over TLS")
+    parser.add_argument("--tls-cert", help="this client's PEM certificate, for mutual TLS")
+    parser.add_argument("--tls-key", help="this client's PEM private key, for mutual TLS")
+    parser.add_argument("--token", help="bearer token of the client API (default: $SPECDEC_TOKEN)")
+
+
+def deployment_args(parser: argparse.ArgumentParser) -> None:
+    """--address and --config: which cluster, and which deployment on it."""
+    parser.add_argument("--address", default="auto", help="Ray cluster address (default: auto, the running one)")
+    parser.add_argument("--config", help="serve config naming the orchestrator (default: the demo config)")
+
+
+def make_console():
+    from rich.console import Console
+
+    console = Console()
+    console.width = max(console.width, 120)  # tables stay readable when piped to a log
+    return console
+
+
+@contextlib.contextmanager
+def local_deployment(config_path: str | None, console):
+    """A local Ray instance with the whole deployment on a free port; yields the orchestrator's address."""
+    from specdec.config import ServeConfig
+    from specdec.orchestrator.serving.launch import deploy
+
+    with console.status("starting Ray, the draft and target services and the orchestrator..."):
+        init_ray(None, quiet=True)
+        deployment = deploy(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}))
+    console.print(f"orchestrator at {deployment.address}; drafts at {', '.join(deployment.draft_addresses)}, "
+                  f"targets at {', '.join(deployment.target_addresses)} "
+                  f"({'GPU' if deployment.use_gpu else 'CPU'}, one each)")
+    try:
+        yield deployment.address
+    finally:
+        deployment.stop()
