@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from specdec.net.security import TlsFiles
+from specdec.renamed import CONFIG_KEYS, current_names
 
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
 FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.services.runtime.lean_forward`)
@@ -102,7 +103,7 @@ class DefaultsConfig:
 class LimitsConfig:
     max_new_tokens: int = 4096
     max_gamma: int = 32
-    max_num_drafts: int = 8
+    max_draft_sequences: int = 8
     max_speculation_lanes: int = 8
     max_prompt_chars: int = 1_000_000
     rpc_timeout_s: float = 30.0  # deadline of every call between services; a service past it is treated as down
@@ -186,6 +187,7 @@ class ServeConfig:
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping")
+    raw = current_names(raw, CONFIG_KEYS.get(prefix.rstrip("."), {}), prefix)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:

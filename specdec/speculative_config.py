@@ -27,7 +27,7 @@ NOT_SUPPORTED = {
     "code_revision": "draft.model is a local path or a hub id, loaded at its default revision",
     "prompt_lookup_max": "n-gram (prompt lookup) drafting is not supported",
     "prompt_lookup_min": "n-gram (prompt lookup) drafting is not supported",
-    "speculative_token_tree": "the draft proposes chains (num_drafts per request gives several)",
+    "speculative_token_tree": "the draft proposes chains (num_draft_sequences per request gives several)",
     "posterior_threshold": "set rule_params.epsilon per request (rule typical)",
     "posterior_alpha": "set rule_params.delta per request (rule typical)",
     "enforce_eager": "specdec runs the models eagerly",

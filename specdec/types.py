@@ -78,7 +78,7 @@ class ProposeCall:
     want_probs: bool
     confidence_threshold: float = 0.0  # > 0: stop once the draft's probability of its token is below it
     want_raw_probs: bool = False
-    num_drafts: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
+    num_draft_sequences: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
     settings_held: bool = False  # the service holds this session's settings: they travel only once
     want_alternatives: bool = False  # each position's most likely other token (M = 1; speculation lanes)
 
@@ -109,7 +109,7 @@ class VerifyCall:
     draft_tokens: list[int]
     sampling: SamplingParams
     want_probs: bool = False  # whole warped rows (rules over several windows only)
-    num_drafts: int = 1  # draft_tokens holds this many windows of equal length
+    num_draft_sequences: int = 1  # draft_tokens holds this many windows of equal length
     statistics: StatisticsSpec = StatisticsSpec()
     uniforms: tuple[float, ...] = ()  # gamma + 1, in [0, 1): where each position's candidate is drawn
     draft_probs: TopRows | None = None  # the draft's rows, when the statistics need them
@@ -123,7 +123,7 @@ class VerifyCall:
     @property
     def positions(self) -> int:
         """Positions scored per window: gamma + 1, or the decoded run's length."""
-        gamma = len(self.draft_tokens) // max(1, self.num_drafts)
+        gamma = len(self.draft_tokens) // max(1, self.num_draft_sequences)
         return gamma + 1 if gamma else max(1, self.decode_tokens)
 
 

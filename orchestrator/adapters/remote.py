@@ -266,7 +266,7 @@ class _RemoteService:
 class RemoteProposer(_RemoteService):
     stub_class = pb_grpc.DraftServiceStub
     stream_method = "ProposeStream"
-    call_type = pb.ProposeCall
+    call_type = pb.ProposeCallEnvelope
 
     async def propose(self, call: ProposeCall) -> Proposal:
         response = await self._call("Propose", messages.propose_call_to_pb(call))
@@ -276,7 +276,7 @@ class RemoteProposer(_RemoteService):
 class RemoteScorer(_RemoteService):
     stub_class = pb_grpc.TargetServiceStub
     stream_method = "VerifyStream"
-    call_type = pb.VerifyCall
+    call_type = pb.VerifyCallEnvelope
 
     async def verify(self, call: VerifyCall) -> Verification:
         response = await self._call("Verify", messages.verify_call_to_pb(call))

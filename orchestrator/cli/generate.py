@@ -24,7 +24,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     generate.add_argument("--epsilon", type=float, help="opt / uno: over-acceptance; typical: probability floor")
     generate.add_argument("--delta", type=float, help="typical: entropy factor")
     generate.add_argument("--gamma-controller", help="fixed, heuristic, gammatune, gammatune+ or cost")
-    generate.add_argument("--num-drafts", type=int, default=0, help="draft sequences per round (sd and greedy)")
+    generate.add_argument("--num-draft-sequences", "--num-drafts", type=int, default=0,
+                          help="M, draft sequences per round (sd and greedy); --num-drafts is its deprecated spelling")
     generate.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
                           help="draft the next window while the target verifies (default: server's)")
     generate.add_argument("--speculation-lanes", type=int,
@@ -50,7 +51,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             for delta in client.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                        top_k=args.top_k, top_p=args.top_p, rule=args.rule or "", gamma=args.gamma,
                                        seed=args.seed, ignore_eos=args.ignore_eos, rule_params=rule_params,
-                                       gamma_controller=args.gamma_controller or "", num_drafts=args.num_drafts,
+                                       gamma_controller=args.gamma_controller or "",
+                                       num_draft_sequences=args.num_draft_sequences,
                                        overlap=args.overlap, speculation_lanes=args.speculation_lanes):
                 print(delta.text, end="", flush=True)
         except grpc.RpcError as exc:

@@ -14,7 +14,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             description="Send every line of a JSONL file as one batch job. A line is a JSON object "
                                         "with a prompt and optional GenerateRequest fields by proto name "
                                         "(max_new_tokens, temperature, top_k, top_p or a sampling object, rule, "
-                                        "rule_params, gamma, gamma_controller, controller_params, num_drafts, "
+                                        "rule_params, gamma, gamma_controller, controller_params, num_draft_sequences, "
                                         "overlap, speculation_lanes, seed, ignore_eos). The job is kept in the "
                                         "orchestrator's journal and finishes even if the orchestrator restarts.")
     submit.add_argument("file", help="JSONL file, one request per line")

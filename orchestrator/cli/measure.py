@@ -53,7 +53,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="fsd thresholds T to sweep")
     bench.add_argument("--epsilons", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4],
                        help="opt / uno over-acceptance values to sweep")
-    bench.add_argument("--num-drafts", type=int, nargs="+", default=[2], help="multi-draft M values (M > 1)")
+    bench.add_argument("--num-draft-sequences", "--num-drafts", type=int, nargs="+", default=[2],
+                       help="multi-draft M values (M > 1); --num-drafts is its deprecated spelling")
     bench.add_argument("--seed", type=int, default=0, help="seed of prompts and requests")
     bench.add_argument("--concurrency", type=int, nargs="+",
                        help="measure aggregate tokens/s at these numbers of concurrent streams instead of the rule "
@@ -143,7 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.compare_hf:
         return _bench_compare_hf(args, console)
     sweep = build_sweep(args.gammas, args.gamma, args.controllers, args.divergences, args.thresholds, args.epsilons,
-                        args.num_drafts)
+                        args.num_draft_sequences)
     prompts = code_prompts(args.prompts, seed=args.seed)
     out_dir = Path(args.out or f"bench-results/{time.strftime('%Y%m%d-%H%M%S')}")
     with contextlib.ExitStack() as stack:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -24,6 +25,8 @@ from specdec.errors import InvalidField
 from specdec.net.rpc import RpcLimits
 from specdec.net.security import TlsFiles
 from specdec.orchestrator.jobs.inputs import request_from_dict
+from specdec.renamed import REQUEST_FIELDS as RENAMED_REQUEST_FIELDS
+from specdec.renamed import current_names
 from specdec.v1 import specdec_pb2 as pb
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
@@ -98,27 +101,36 @@ class Client:
     def stream(self, prompt: str, *, max_new_tokens: int = 0, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, rule: str = "", gamma: int | None = None, seed: int | None = None,
                ignore_eos: bool = False, rule_params: dict | None = None, gamma_controller: str = "",
-               controller_params: dict | None = None, num_drafts: int = 0,
-               overlap: bool | None = None, speculation_lanes: int | None = None) -> Iterator[Delta]:
+               controller_params: dict | None = None, num_draft_sequences: int = 0,
+               overlap: bool | None = None, speculation_lanes: int | None = None,
+               **renamed: Any) -> Iterator[Delta]:
         """Yield text deltas as they are committed, then one empty delta carrying the request's stats
         (also kept in `last_stats`, which concurrent streams on one client overwrite). Closing the
         iterator early (a `break`) cancels the request.
 
         max_new_tokens 0, rule "" and gamma_controller "" mean the server defaults; gamma None the server
-        default, 0 target-only; num_drafts is M draft sequences per round (0 or 1: one); overlap None is
+        default, 0 target-only; num_draft_sequences is M draft sequences per round (0 or 1: one); overlap None is
         the server default, True drafts the next window while the target verifies; speculation_lanes
         (None: server default) is how many rejection outcomes overlapped mode also pre-drafts for. rule_params
         (threshold, divergence, divergence_top_k, divergence_on_warped, epsilon, delta) and
         controller_params (gamma_max, gamma_min, eta, delta, confidence_threshold, smoothing, probe_every)
         are dicts of the RuleParams / ControllerParams fields.
-        Raises grpc.RpcError (INVALID_ARGUMENT naming the field) for bad input.
+        Raises grpc.RpcError (INVALID_ARGUMENT naming the field) for bad input. `renamed`: deprecated spellings
+        of these arguments (num_drafts), with a FutureWarning; any other keyword is a TypeError.
         """
+        if renamed:
+            given = renamed | ({"num_draft_sequences": num_draft_sequences} if num_draft_sequences else {})
+            current = current_names(given, RENAMED_REQUEST_FIELDS)
+            unknown = sorted(set(current) - {"num_draft_sequences"})
+            if unknown:
+                raise TypeError(f"stream() got an unexpected keyword argument {unknown[0]!r}")
+            num_draft_sequences = current["num_draft_sequences"]
         request = pb.GenerateRequest(prompt=prompt, max_new_tokens=max_new_tokens, rule=rule, ignore_eos=ignore_eos,
                                      sampling=pb.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p),
                                      rule_params=pb.RuleParams(**(rule_params or {})),
                                      gamma_controller=gamma_controller,
                                      controller_params=pb.ControllerParams(**(controller_params or {})),
-                                     num_drafts=num_drafts)
+                                     num_draft_sequences=num_draft_sequences)
         if gamma is not None:
             request.gamma = gamma
         if seed is not None:

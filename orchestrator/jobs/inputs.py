@@ -1,7 +1,7 @@
 """Batch-job input: JSON objects (one per line of a JSONL file) -> GenerateRequest messages.
 
 A line is {"prompt": "...", ...} with any other GenerateRequest field by its proto name (max_new_tokens,
-rule, gamma, seed, ignore_eos, rule_params {...}, gamma_controller, controller_params {...}, num_drafts,
+rule, gamma, seed, ignore_eos, rule_params {...}, gamma_controller, controller_params {...}, num_draft_sequences,
 overlap, speculation_lanes); sampling either as top-level temperature / top_k / top_p or as a "sampling"
 object. Pure functions besides reading the file; a bad entry raises an error naming the field (and, for
 a file, `file:line: field: ...`). Ranges are the server's to check, at submit.
@@ -18,6 +18,8 @@ from typing import Any
 from google.protobuf import json_format
 
 from specdec.errors import InvalidField
+from specdec.renamed import REQUEST_FIELDS as RENAMED_REQUEST_FIELDS
+from specdec.renamed import current_names
 from specdec.v1 import specdec_pb2 as pb
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p")
@@ -37,7 +39,8 @@ def request_from_dict(entry: Any) -> pb.GenerateRequest:
     prompt = entry.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise InvalidField("prompt", "required: a non-empty string")
-    fields = {key: value for key, value in entry.items() if key not in SAMPLING_KEYS}
+    fields = {key: value for key, value in current_names(entry, RENAMED_REQUEST_FIELDS).items()
+              if key not in SAMPLING_KEYS}
     sampling = fields.pop("sampling", None) or {}
     if not isinstance(sampling, dict):
         raise InvalidField("sampling", f"expected an object of {', '.join(SAMPLING_KEYS)}")

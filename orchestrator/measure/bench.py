@@ -26,7 +26,7 @@ class BenchConfig:
     gamma: int
     controller: str = "fixed"
     rule_params: dict = field(default_factory=dict)
-    num_drafts: int = 1
+    num_draft_sequences: int = 1
     overlap: bool = False
     speculation_lanes: int = 0
 
@@ -109,7 +109,8 @@ def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, m
     for index, prompt in enumerate(prompts):
         out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                               rule=config.rule, gamma=config.gamma, gamma_controller=config.controller,
-                              rule_params=config.rule_params, num_drafts=config.num_drafts, seed=seed + index,
+                              rule_params=config.rule_params, num_draft_sequences=config.num_draft_sequences,
+                              seed=seed + index,
                               overlap=config.overlap, speculation_lanes=config.speculation_lanes,
                               ignore_eos=True)
         row.add(out.stats, out.token_ids)
@@ -124,7 +125,7 @@ def run_config(client: Client, prompts: list[CodePrompt], config: BenchConfig, m
 
 
 def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergences: list[str],
-                thresholds: list[float], epsilons: list[float], num_drafts: list[int]) -> list[BenchConfig]:
+                thresholds: list[float], epsilons: list[float], num_draft_sequences: list[int]) -> list[BenchConfig]:
     """The default grid: rules x thresholds x controllers x gamma, each around the sd baseline at `gamma`."""
     sweep = [BenchConfig("target-only", "baseline", "sd", 0)]
     sweep += [BenchConfig(f"sd gamma={g}", "fixed", "sd", g) for g in gammas]
@@ -137,7 +138,8 @@ def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergenc
     for rule in ("opt", "uno"):
         sweep += [BenchConfig(f"{rule} eps={e:g}", rule, rule, gamma, rule_params={"epsilon": e}) for e in epsilons]
     sweep.append(BenchConfig("typical", "typical", "typical", gamma))
-    sweep += [BenchConfig(f"sd M={m}", "multi_draft", "sd", gamma, num_drafts=m) for m in num_drafts if m > 1]
+    sweep += [BenchConfig(f"sd M={m}", "multi_draft", "sd", gamma, num_draft_sequences=m)
+              for m in num_draft_sequences if m > 1]
     return sweep
 
 

@@ -1,4 +1,4 @@
-"""The speculative round for one request: propose -> score -> rule -> commit.
+"""The speculative round for one request: propose -> verify -> rule -> commit.
 
 Knows the per-request session adapters (`sessions.py`), an acceptance rule, a gamma controller and a
 drafting strategy; knows nothing of the services' cache protocol (keep_len, round numbers, retries,
@@ -56,7 +56,7 @@ class GenerationRequest:
     seed: int
     max_context: int
     stop_token_ids: frozenset[int] = frozenset()
-    num_drafts: int = 1  # M draft sequences per round (M > 1: rules that take several windows)
+    num_draft_sequences: int = 1  # M draft sequences per round (M > 1: rules that take several windows)
     overlap: bool = False  # draft window k+1 while window k is verified
     speculation_lanes: int = 0  # overlapped mode: rejection outcomes to pre-draft for, besides full acceptance
 
@@ -74,9 +74,9 @@ class RoundLoop:
         self.generator = torch.Generator().manual_seed(request.seed)
         raw = rule.statistics.divergence_on_raw and not request.sampling.is_identity
         # Overlap needs the draft's cache to run on from its own window: one draft sequence, no early stop.
-        overlap = request.overlap and request.num_drafts == 1 and not controller.confidence_threshold
+        overlap = request.overlap and request.num_draft_sequences == 1 and not controller.confidence_threshold
         settings = CallSettings(request.sampling, request.seed, rule.needs_probs, raw, rule.statistics,
-                                controller.confidence_threshold, request.num_drafts,
+                                controller.confidence_threshold, request.num_draft_sequences,
                                 want_alternatives=overlap and request.speculation_lanes > 0)
         rounds = itertools.count()
         self.drafts = DraftLanes([DraftSession(proposer, session_id, settings, rounds, stats)
@@ -100,12 +100,12 @@ class RoundLoop:
         window = ready or await self.draft(gamma)
         self.stats.num_target_only_rounds += window is None and gamma > 0
         self.stats.num_pre_drafted += ready is not None
-        # 2. Score the window with one target forward (the strategy may draft ahead meanwhile); the target
+        # 2. Verify the window with one target forward (the strategy may draft ahead meanwhile); the target
         # draws each position's candidate next token where these uniforms fall.
-        proposal, copies = (window.proposal, window.copies) if window else (None, 1)
-        positions = len(proposal.draft_tokens) // copies + 1 if proposal else 1
-        scoring = self.timed_verify(self.committed, proposal, copies, self.uniforms(positions))
-        verification = await self.strategy.score(scoring, window, self.committed)
+        proposal, num_draft_sequences = (window.proposal, window.num_draft_sequences) if window else (None, 1)
+        positions = len(proposal.draft_tokens) // num_draft_sequences + 1 if proposal else 1
+        verifying = self.timed_verify(self.committed, proposal, num_draft_sequences, self.uniforms(positions))
+        verification = await self.strategy.verify(verifying, window, self.committed)
         # 3. The rule accepts a prefix of one window's draft tokens and picks the next token.
         acceptance = accept(self.rule, window, verification, self.generator)
         drafted = window.drafted(acceptance.window) if window else []
@@ -161,14 +161,14 @@ class RoundLoop:
             return None  # the draft is down: this round goes target-only
         finally:
             self.stats.draft_call_seconds += time.perf_counter() - started
-        return Window(len(self.committed), proposal, session, self.request.num_drafts)
+        return Window(len(self.committed), proposal, session, self.request.num_draft_sequences)
 
     async def timed_verify(self, *args) -> Verification:
-        """`self.target.score(*args)`, its time counted. The call is made here, not by the caller: a scoring
+        """`self.target.verify(*args)`, its time counted. The call is made here, not by the caller: a verify
         cancelled before it starts (the request cancelled) then leaves no coroutine that was never awaited."""
         started = time.perf_counter()
         try:
-            return await self.target.score(*args)
+            return await self.target.verify(*args)
         finally:
             self.stats.verify_call_seconds += time.perf_counter() - started
 
@@ -188,11 +188,12 @@ class RoundLoop:
                started: float, learn: bool, forwards: int = 1) -> None:
         """Count the round; teach the controller. A decoded run of `forwards` target positions teaches it as
         that many target-only rounds would, on average."""
-        stats, copies = self.stats, self.request.num_drafts if size else 1
+        stats, sequences = self.stats, self.request.num_draft_sequences if size else 1
         draft_seconds = sum(p.compute_seconds for p in spent)
         stats.record_round(size, num_accepted, draft_seconds, verification.compute_seconds,
                            verification.wire_bytes + sum(p.wire_bytes for p in spent),
-                           draft_forwards=sum(len(p.draft_tokens) // copies for p in spent), verify_forwards=forwards)
+                           draft_forwards=sum(len(p.draft_tokens) // sequences for p in spent),
+                           verify_forwards=forwards)
         stats.output_tokens = len(self.committed) - len(self.request.prompt_ids)
         if learn:  # a round the draft missed says nothing about the controller's choice
             forwards = max(1, forwards)
@@ -243,13 +244,14 @@ def accept(rule: AcceptanceRule, window: Window | None, verification: Verificati
            generator: torch.Generator) -> Acceptance:
     """Run the rule over one round's scores: M windows of draft tokens, flattened window by window."""
     proposal = window.proposal if window else None
-    copies = window.copies if window else 1
+    sequences = window.num_draft_sequences if window else 1  # M
     draft_tokens = torch.tensor(proposal.draft_tokens if proposal else [], dtype=torch.long)
     target_argmax = torch.tensor(verification.target_argmax, dtype=torch.long)
-    if copies > 1:
+    if sequences > 1:
         draft_rows = proposal.draft_probs.dense() if proposal.draft_probs is not None else None
         return rule.accept(RoundScores(draft_tokens, target_argmax, draft_probs=draft_rows,
-                                       target_probs=verification.target_probs, num_windows=copies), generator)
+                                       target_probs=verification.target_probs, num_draft_sequences=sequences),
+                           generator)
     computed, asked = verification.statistics, rule.statistics
     if computed is None:
         return rule.accept(RoundScores(draft_tokens, target_argmax), generator)

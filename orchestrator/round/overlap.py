@@ -33,20 +33,20 @@ from specdec.types import Proposal, Verification
 
 @dataclass(frozen=True)
 class Window:
-    """Draft tokens proposed after the first `base` committed tokens: `copies` windows of equal length."""
+    """Draft tokens proposed after the first `base` committed tokens: `num_draft_sequences` windows of equal length."""
 
     base: int
     proposal: Proposal
     session: DraftSession
-    copies: int = 1
+    num_draft_sequences: int = 1
 
     def drafted(self, index: int) -> list[int]:
-        size = len(self.proposal.draft_tokens) // self.copies
+        size = len(self.proposal.draft_tokens) // self.num_draft_sequences
         return self.proposal.draft_tokens[index * size:(index + 1) * size]
 
 
 class Strategy(Protocol):
-    async def score(self, scoring: Awaitable[Verification], window: Window | None,
+    async def verify(self, verifying: Awaitable[Verification], window: Window | None,
                     committed: list[int]) -> Verification:
         """Await the verification of `window` after `committed`; what else runs meanwhile is the strategy's
         choice."""
@@ -59,9 +59,9 @@ class Strategy(Protocol):
 
 
 class Serial:
-    async def score(self, scoring: Awaitable[Verification], window: Window | None,
+    async def verify(self, verifying: Awaitable[Verification], window: Window | None,
                     committed: list[int]) -> Verification:
-        return await scoring
+        return await verifying
 
     def take(self, acceptance: Acceptance, size: int) -> Window | None:
         return None
@@ -95,9 +95,9 @@ class DraftAhead:
         self._speculations: list[_Speculation] = []
         self._spent: list[Proposal] = []
 
-    async def score(self, scoring: Awaitable[Verification], window: Window | None,
+    async def verify(self, verifying: Awaitable[Verification], window: Window | None,
                     committed: list[int]) -> Verification:
-        verify = asyncio.ensure_future(scoring)  # sent first: the verification is on the critical path
+        verify = asyncio.ensure_future(verifying)  # sent first: the verification is on the critical path
         self._base = len(committed)
         self._speculations = self._start(window, committed)
         try:

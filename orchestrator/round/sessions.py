@@ -60,7 +60,7 @@ class CallSettings:
     want_raw_probs: bool  # also the draft's un-warped distributions (raw divergences)
     statistics: StatisticsSpec = StatisticsSpec()  # what the target computes beside its logits
     confidence_threshold: float = 0.0
-    num_drafts: int = 1
+    num_draft_sequences: int = 1
     want_alternatives: bool = False  # the draft's most likely other tokens (speculation lanes' premises)
 
 
@@ -94,7 +94,7 @@ class DraftSession:
             session_id=self.session_id, round=next(self.rounds), keep_len=keep_len, new_tokens=new_tokens,
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
             confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
-            num_drafts=settings.num_drafts, settings_held=self.settings_sent and keep_len > 0,
+            num_draft_sequences=settings.num_draft_sequences, settings_held=self.settings_sent and keep_len > 0,
             want_alternatives=settings.want_alternatives)
         try:
             proposal = await self.proposer.propose(call)
@@ -145,15 +145,16 @@ class TargetSession:
         self.round = 0  # the round number of the next verify call
         self.settings_sent = False  # the target holds this session's settings
 
-    async def score(self, committed: list[int], proposal: Proposal | None, copies: int,
+    async def verify(self, committed: list[int], proposal: Proposal | None, num_draft_sequences: int,
                     uniforms: tuple[float, ...], decode: int = 1) -> Verification:
-        """Scores of the proposal's draft tokens (`copies` windows of equal length; None: a target-only round)
+        """Scores of the proposal's draft tokens (M = `num_draft_sequences` windows of equal length; None: a
+        target-only round)
         after the committed tokens, from one target forward. One window gets the statistics the rule asked
         for, its candidates drawn at `uniforms`; several windows get whole rows. A target-only round may ask
         the target to decode a run of `decode` tokens itself (one uniform per position)."""
         settings = self.settings
         draft_tokens = proposal.draft_tokens if proposal else []
-        one_window = copies == 1
+        one_window = num_draft_sequences == 1
         statistics = settings.statistics if one_window else StatisticsSpec()
         forward = one_window and statistics.needs_draft_rows and proposal is not None
         for _ in range(MAX_VERIFY_ATTEMPTS):
@@ -161,7 +162,8 @@ class TargetSession:
             call = VerifyCall(
                 session_id=self.session_id, round=self.round, keep_len=keep_len, new_tokens=new_tokens,
                 draft_tokens=draft_tokens, sampling=settings.sampling,
-                want_probs=settings.want_probs and not one_window, num_drafts=copies, statistics=statistics,
+                want_probs=settings.want_probs and not one_window, num_draft_sequences=num_draft_sequences,
+                statistics=statistics,
                 uniforms=uniforms if statistics.needs_uniforms else (),
                 draft_probs=proposal.draft_probs if forward else None,
                 draft_raw_probs=proposal.draft_raw_probs if forward and statistics.divergence_on_raw else None,

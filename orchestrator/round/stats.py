@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-IDENTITY_FIELDS = ("request_id", "rule", "gamma", "gamma_controller", "num_drafts_per_round", "overlap",
+IDENTITY_FIELDS = ("request_id", "rule", "gamma", "gamma_controller", "num_draft_sequences", "overlap",
                    "speculation_lanes", "finish_reason")  # what a request is, not what it counted
 
 
@@ -32,7 +32,7 @@ class RequestStats:
     gamma: int  # the controller's starting gamma
     prompt_tokens: int
     gamma_controller: str = "fixed"
-    num_drafts_per_round: int = 1
+    num_draft_sequences: int = 1  # M, draft sequences per round
     overlap: bool = False
     output_tokens: int = 0
     finish_reason: str = ""

@@ -24,7 +24,7 @@ from specdec.distributions.scoring import StatisticsSpec
 
 @dataclass(frozen=True)
 class RoundScores:
-    """One round's scores. With M = `num_windows` draft sequences (multi-draft), the windows are flattened
+    """One round's scores. With M = `num_draft_sequences` draft sequences (multi-draft), the windows are flattened
     one after another, as vLLM's rejection sampler flattens its requests: window m's draft tokens are
     draft_tokens[m * gamma:(m + 1) * gamma] and its target rows are [m * (gamma + 1):(m + 1) * (gamma + 1)]."""
 
@@ -38,10 +38,10 @@ class RoundScores:
     # Whole rows, for rules over several windows only.
     draft_probs: torch.Tensor | None = None  # [M * gamma, vocab] what each draft token was sampled from
     target_probs: torch.Tensor | None = None  # [M * (gamma + 1), vocab] warped
-    num_windows: int = 1
+    num_draft_sequences: int = 1
 
     def __post_init__(self) -> None:
-        windows = self.num_windows
+        windows = self.num_draft_sequences
         if windows < 1 or self.draft_tokens.dim() != 1 or self.draft_tokens.shape[0] % windows:
             raise ValueError(f"draft_tokens must be [M * gamma] for M = {windows}, got "
                              f"{tuple(self.draft_tokens.shape)}")
@@ -66,12 +66,12 @@ class RoundScores:
     @property
     def gamma(self) -> int:
         """Draft tokens per window."""
-        return int(self.draft_tokens.shape[0]) // self.num_windows
+        return int(self.draft_tokens.shape[0]) // self.num_draft_sequences
 
     def require(self, rule: str, *names: str) -> list[torch.Tensor]:
         """The named fields of a one-window round, or an error naming what is missing."""
-        if self.num_windows != 1:
-            raise ValueError(f"{rule} takes one draft sequence per round, got {self.num_windows}")
+        if self.num_draft_sequences != 1:
+            raise ValueError(f"{rule} takes one draft sequence per round, got {self.num_draft_sequences}")
         values = [getattr(self, name) for name in names]
         missing = [name for name, value in zip(names, values, strict=True) if value is None]
         if missing:
@@ -88,7 +88,7 @@ class Acceptance:
 
 class AcceptanceRule(Protocol):
     name: str
-    multi_window: bool  # True: accepts several draft sequences per round (RoundScores.num_windows > 1)
+    multi_window: bool  # True: accepts several draft sequences per round (RoundScores.num_draft_sequences > 1)
     needs_probs: bool  # False: token ids are enough (greedy rounds send no distributions)
     statistics: StatisticsSpec  # what the target computes beside its logits for this rule
 

@@ -20,7 +20,7 @@ class Greedy:
     statistics = StatisticsSpec()  # the target's argmax is enough
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        if scores.num_windows > 1:
+        if scores.num_draft_sequences > 1:
             return multi_draft_greedy(scores)
         num_accepted = first_false(scores.draft_tokens == scores.target_argmax[: scores.gamma])
         return Acceptance(num_accepted, int(scores.target_argmax[num_accepted]))

@@ -19,8 +19,8 @@ from specdec.orchestrator.rules.base import Acceptance, RoundScores, first_false
 
 def _windows(scores: RoundScores) -> tuple[torch.Tensor, torch.Tensor]:
     """(draft_tokens [M, gamma], target_argmax [M, gamma + 1]) of the flattened windows."""
-    copies = scores.num_windows
-    return scores.draft_tokens.reshape(copies, -1), scores.target_argmax.reshape(copies, -1)
+    num_draft_sequences = scores.num_draft_sequences
+    return scores.draft_tokens.reshape(num_draft_sequences, -1), scores.target_argmax.reshape(num_draft_sequences, -1)
 
 
 def multi_draft_greedy(scores: RoundScores) -> Acceptance:
@@ -36,9 +36,9 @@ def multi_draft_sd(scores: RoundScores, generator: torch.Generator) -> Acceptanc
     if scores.draft_probs is None or scores.target_probs is None:
         raise ValueError("sd needs draft_probs and target_probs")
     tokens, _ = _windows(scores)
-    copies, gamma = tokens.shape
-    draft_probs = scores.draft_probs.reshape(copies, gamma, -1)  # [M, gamma, vocab]
-    target_probs = scores.target_probs.reshape(copies, gamma + 1, -1)  # [M, gamma + 1, vocab]
+    num_draft_sequences, gamma = tokens.shape
+    draft_probs = scores.draft_probs.reshape(num_draft_sequences, gamma, -1)  # [M, gamma, vocab]
+    target_probs = scores.target_probs.reshape(num_draft_sequences, gamma + 1, -1)  # [M, gamma + 1, vocab]
     candidates = list(range(tokens.shape[0]))  # drafts consistent with the accepted prefix, in order
     for position in range(gamma):
         residual = target_probs[candidates[0], position]  # P at this position: the same for every candidate

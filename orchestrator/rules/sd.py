@@ -38,6 +38,6 @@ class SpeculativeSampling:
     statistics = StatisticsSpec(recover="residual")
 
     def accept(self, scores: RoundScores, generator: torch.Generator) -> Acceptance:
-        if scores.num_windows > 1:
+        if scores.num_draft_sequences > 1:
             return multi_draft_sd(scores, generator)
         return over_acceptance(scores, generator, 0.0, self.name)

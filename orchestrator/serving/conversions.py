@@ -31,7 +31,7 @@ def params_from_pb(request: pb.GenerateRequest) -> GenerateParams:
         rule_params=RuleParams(**_present(request.rule_params)),
         gamma_controller=request.gamma_controller or None,
         controller_params=ControllerParams(**_present(request.controller_params)),
-        num_drafts=request.num_drafts or None,
+        num_draft_sequences=request.num_draft_sequences or None,
         overlap=request.overlap if request.HasField("overlap") else None,
         speculation_lanes=request.speculation_lanes if request.HasField("speculation_lanes") else None,
     )

@@ -46,7 +46,7 @@ class GenerateParams:
     rule_params: RuleParams = field(default_factory=RuleParams)
     gamma_controller: str | None = None
     controller_params: ControllerParams = field(default_factory=ControllerParams)
-    num_drafts: int | None = None
+    num_draft_sequences: int | None = None
     overlap: bool | None = None
     speculation_lanes: int | None = None
 
@@ -155,11 +155,11 @@ class Orchestrator:
                                                    f"{', '.join(CONTROLLER_NAMES)}")
         if params.controller_params.gamma_max is not None:
             check_range("controller_params.gamma_max", params.controller_params.gamma_max, 1, self.limits.max_gamma)
-        num_drafts = params.num_drafts or 1
-        check_range("num_drafts", num_drafts, 1, self.limits.max_num_drafts)
+        num_draft_sequences = params.num_draft_sequences or 1
+        check_range("num_draft_sequences", num_draft_sequences, 1, self.limits.max_draft_sequences)
         rule = _build("rule_params", make_rule, rule_name, params.rule_params)
-        if num_drafts > 1 and not rule.multi_window:
-            raise InvalidField("num_drafts", f"more than one draft per round works with "
+        if num_draft_sequences > 1 and not rule.multi_window:
+            raise InvalidField("num_draft_sequences", f"more than one draft per round works with "
                                              f"{' and '.join(MULTI_WINDOW_RULES)}, not {rule_name}")
         controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params)
         if controller_name == "cost" and self.defaults.load_governor:
@@ -178,7 +178,8 @@ class Orchestrator:
         stops = frozenset() if params.ignore_eos or eos < 0 else frozenset({eos})
         request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
-                                    max_context=self.max_context, stop_token_ids=stops, num_drafts=num_drafts,
+                                    max_context=self.max_context, stop_token_ids=stops,
+                                    num_draft_sequences=num_draft_sequences,
                                     overlap=overlap, speculation_lanes=lanes if overlap else 0)
         return PreparedRequest(request, rule, controller, controller_name, gamma)
 
@@ -193,7 +194,7 @@ class Orchestrator:
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
                              prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,
-                             num_drafts_per_round=request.num_drafts, overlap=request.overlap,
+                             num_draft_sequences=request.num_draft_sequences, overlap=request.overlap,
                              speculation_lanes=request.speculation_lanes)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         route = min(self.routes, key=lambda r: r.active)  # the least-loaded draft/target pair

@@ -4,7 +4,7 @@ specdec's GenerateParams and RequestStats.
 Requests: `/v1/completions` (a prompt or a list of them) and `/v1/chat/completions` (messages rendered with
 the tokenizer's chat template, or `PLAIN_CHAT_TEMPLATE` when it has none), with the sampling fields,
 `stop`, `n`, `stream` and `stream_options.include_usage`, `echo`; specdec's own request fields (rule,
-rule_params, gamma, gamma_controller, controller_params, num_drafts, overlap, speculation_lanes,
+rule_params, gamma, gamma_controller, controller_params, num_draft_sequences, overlap, speculation_lanes,
 ignore_eos) and vLLM's `return_token_ids` as extra body fields, the way vLLM takes its extra sampling
 parameters. Fields that change what a request means and that specdec cannot honour (penalties, logit
 bias, logprobs, tools, ...) are refused naming the field; other unknown fields are ignored, as vLLM does.
@@ -21,13 +21,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from specdec.errors import InvalidField
 from specdec.orchestrator.controllers import ControllerParams
 from specdec.orchestrator.round.stats import RequestStats, acceptance_rate, mean_acceptance_length
 from specdec.orchestrator.rules import RuleParams
 from specdec.orchestrator.serving.core import GenerateParams
+from specdec.renamed import REQUEST_FIELDS as RENAMED_REQUEST_FIELDS
+from specdec.renamed import current_names
 from specdec.types import SamplingParams
 
 # The fallback chat template (the demo pair's tokenizer has none): each message on a line of its own as
@@ -54,6 +56,12 @@ class _Request(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _current_names(cls, data: Any) -> Any:
+        """Old spellings of specdec's fields (`num_drafts`) become their names now, with a warning."""
+        return current_names(data, RENAMED_REQUEST_FIELDS) if isinstance(data, dict) else data
+
     model: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
@@ -71,7 +79,7 @@ class _Request(BaseModel):
     gamma: int | None = None
     gamma_controller: str | None = None
     controller_params: dict[str, Any] | None = None
-    num_drafts: int | None = None
+    num_draft_sequences: int | None = None
     overlap: bool | None = None
     speculation_lanes: int | None = None
     ignore_eos: bool = False
@@ -271,7 +279,7 @@ def _plan(request: _Request, prompts: list[str], max_tokens: int | None, max_tok
                               gamma=request.gamma, seed=None if request.seed is None else request.seed + j,
                               ignore_eos=request.ignore_eos, rule_params=rule_params,
                               gamma_controller=request.gamma_controller, controller_params=controller_params,
-                              num_drafts=request.num_drafts, overlap=request.overlap,
+                              num_draft_sequences=request.num_draft_sequences, overlap=request.overlap,
                               speculation_lanes=request.speculation_lanes)
                for prompt in prompts for j in range(request.n)]
     return Plan(prompts, choices, request.n, stops, request.stream,

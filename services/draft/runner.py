@@ -93,7 +93,7 @@ class _Drafting:
         if call.want_raw_probs:
             self.raw_rows.append(draft_support(torch.softmax(logits.float(), -1), self.support))
         self.columns.append(tokens)
-        if call.num_drafts == 1:
+        if call.num_draft_sequences == 1:
             if call.want_alternatives:
                 self.alternatives.append(other_top_token(top, tokens))
             if call.confidence_threshold > 0:  # the early-stop path: one host sync per token
@@ -117,7 +117,7 @@ class _Drafting:
     def proposal(self, ints: list[int], floats: list[float], vocab_size: int, cache_len: int,
                  seconds: float) -> Proposal:
         """The proposal from this call's `device_parts`, read back."""
-        count = len(self.columns) * self.call.num_drafts
+        count = len(self.columns) * self.call.num_draft_sequences
         draft_tokens, ints = ints[:count], ints[count:]
         alternatives, ints = ints[: len(self.alternatives)], ints[len(self.alternatives):]
         token_probs, floats = (floats[:count], floats[count:]) if self.token_probs else ([], floats)
@@ -147,7 +147,7 @@ class DraftRunner:
 
     def propose_batch(self, calls: list[ProposeCall]) -> list[Proposal | Exception]:
         """Propose for every call; a call that cannot run gets its SessionError in its place."""
-        return run_calls(calls, self.check, lambda c: c.num_drafts > 1, lambda c: self._propose([c])[0],
+        return run_calls(calls, self.check, lambda c: c.num_draft_sequences > 1, lambda c: self._propose([c])[0],
                          self._propose)
 
     def check(self, call: ProposeCall) -> None:
@@ -166,9 +166,10 @@ class DraftRunner:
         states = [_Drafting(call, self.lm.device, self.support) for call in calls]
         logits = self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls])
         # every sequence of a call starts from its committed tokens
-        last = [rows[-1:].expand(state.call.num_drafts, -1) for state, rows in zip(states, logits, strict=True)]
-        if len(calls) == 1 and calls[0].num_drafts > 1:
-            self._window(states, last, lambda active: self.lm.fork(calls[0].session_id, calls[0].num_drafts))
+        last = [rows[-1:].expand(state.call.num_draft_sequences, -1)
+                for state, rows in zip(states, logits, strict=True)]
+        if len(calls) == 1 and calls[0].num_draft_sequences > 1:
+            self._window(states, last, lambda active: self.lm.fork(calls[0].session_id, calls[0].num_draft_sequences))
         else:
             self._window(states, last, lambda active: self.lm.rows([state.call.session_id for state in active]))
         parts = [state.device_parts() for state in states]
@@ -199,7 +200,7 @@ class DraftRunner:
             rows = rows if rows is not None else rows_for([state for state, _ in still])
             out = self.lm.extend_rows(rows, torch.cat([token for _, token in still])[:, None])[:, -1]
             active = list(zip([state for state, _ in still],
-                              out.split([state.call.num_drafts for state, _ in still]), strict=True))
+                              out.split([state.call.num_draft_sequences for state, _ in still]), strict=True))
 
 
 def _read_back(parts: list[torch.Tensor]) -> list:

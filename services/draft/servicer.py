@@ -20,7 +20,7 @@ from specdec.wire.held_settings import PROPOSE_SETTINGS
 from specdec.wire.validation import check_fraction, check_range, check_sampling, check_token_ids
 
 MAX_GAMMA = 64
-MAX_NUM_DRAFTS = 16
+MAX_DRAFT_SEQUENCES = 16
 
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
@@ -34,14 +34,14 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         return await self.propose(request)
 
     async def ProposeStream(self, calls, context: grpc.aio.ServicerContext) -> None:
-        await self.serve_stream(calls, context, self.propose, pb.ProposeResult)
+        await self.serve_stream(calls, context, self.propose, pb.ProposeResultEnvelope)
 
     async def propose(self, request: pb.ProposeRequest) -> pb.ProposeResponse:
         """Check a propose request and answer it once per (session, round); raises InvalidField / SessionError."""
         call = messages.propose_call_from_pb(self.settings.resolve(request))
         self.check_session_call(call.session_id, call.keep_len)
         check_range("gamma", call.gamma, 1, MAX_GAMMA)
-        check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
+        check_range("num_draft_sequences", call.num_draft_sequences, 1, MAX_DRAFT_SEQUENCES)
         check_sampling(call.sampling, self._lm.vocab_size)
         check_fraction("confidence_threshold", call.confidence_threshold)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)

@@ -30,7 +30,7 @@ from specdec.wire.encoding import wire_precision
 
 def _forks(call: VerifyCall) -> bool:
     """Whether the call's windows are scored over a fork (M > 1 windows of draft tokens)."""
-    return call.num_drafts > 1 and bool(call.draft_tokens)
+    return call.num_draft_sequences > 1 and bool(call.draft_tokens)
 
 
 class TargetRunner:
@@ -104,13 +104,13 @@ class TargetRunner:
     def _verify_forked(self, call: VerifyCall) -> Verification:
         """M windows of one checked call, scored over a fork of the session's cache after the committed tokens."""
         started = time.perf_counter()
-        copies = call.num_drafts
-        gamma = len(call.draft_tokens) // copies
+        sequences = call.num_draft_sequences  # M
+        gamma = len(call.draft_tokens) // sequences
         first = self.lm.extend_batch([(call.session_id, call.keep_len, call.new_tokens)])[0][-1:]  # position 0
-        windows = torch.tensor(call.draft_tokens).reshape(copies, gamma).to(self.lm.device, non_blocking=True)
-        rest = self.lm.extend_rows(self.lm.fork(call.session_id, copies), windows)  # [M, gamma, vocab]
-        logits = torch.cat([first.expand(copies, 1, -1), rest], 1).reshape(copies * (gamma + 1), -1)
-        return self._scores([call], [logits], started, copies, len(call.new_tokens) + len(call.draft_tokens))[0]
+        windows = torch.tensor(call.draft_tokens).reshape(sequences, gamma).to(self.lm.device, non_blocking=True)
+        rest = self.lm.extend_rows(self.lm.fork(call.session_id, sequences), windows)  # [M, gamma, vocab]
+        logits = torch.cat([first.expand(sequences, 1, -1), rest], 1).reshape(sequences * (gamma + 1), -1)
+        return self._scores([call], [logits], started, sequences, len(call.new_tokens) + len(call.draft_tokens))[0]
 
     def _scores(self, calls: list[VerifyCall], logits: list[torch.Tensor], started: float, batch_size: int,
                 batch_tokens: int, decoded: list[torch.Tensor | None] | None = None) -> list[Verification]:
@@ -152,7 +152,7 @@ def run_statistics(call: VerifyCall, tokens: list[int]) -> WindowStatistics | No
 def statistics(call: VerifyCall, logits: torch.Tensor) -> WindowStatistics | None:
     """What the call's rule needs of one window's logits [gamma + 1, vocab]; None when it asked for nothing."""
     spec = call.statistics
-    if spec == StatisticsSpec() or call.num_drafts > 1:
+    if spec == StatisticsSpec() or call.num_draft_sequences > 1:
         return None
     device = logits.device
     target_probs = warped_probs(logits, call.sampling)

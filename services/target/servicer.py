@@ -22,7 +22,7 @@ from specdec.wire.held_settings import VERIFY_SETTINGS
 from specdec.wire.validation import check_range, check_sampling, check_token_ids
 
 MAX_DRAFT_TOKENS = 256
-MAX_NUM_DRAFTS = 16
+MAX_DRAFT_SEQUENCES = 16
 MAX_DECODE_TOKENS = 64
 
 
@@ -37,7 +37,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         return await self.verify(request)
 
     async def VerifyStream(self, calls, context: grpc.aio.ServicerContext) -> None:
-        await self.serve_stream(calls, context, self.verify, pb.VerifyResult)
+        await self.serve_stream(calls, context, self.verify, pb.VerifyResultEnvelope)
 
     async def verify(self, request: pb.VerifyRequest) -> pb.VerifyResponse:
         """Check a verify request and answer it once per (session, round); raises InvalidField / SessionError."""
@@ -45,10 +45,10 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         self.check_session_call(call.session_id, call.keep_len)
         if len(call.draft_tokens) > MAX_DRAFT_TOKENS:
             raise InvalidField("draft_tokens", f"at most {MAX_DRAFT_TOKENS} per call, got {len(call.draft_tokens)}")
-        check_range("num_drafts", call.num_drafts, 1, MAX_NUM_DRAFTS)
-        if len(call.draft_tokens) % call.num_drafts:
+        check_range("num_draft_sequences", call.num_draft_sequences, 1, MAX_DRAFT_SEQUENCES)
+        if len(call.draft_tokens) % call.num_draft_sequences:
             raise InvalidField("draft_tokens", f"{len(call.draft_tokens)} tokens do not split into "
-                                               f"{call.num_drafts} equal windows")
+                                               f"{call.num_draft_sequences} equal windows")
         check_range("decode_tokens", call.decode_tokens, 1, MAX_DECODE_TOKENS)
         if call.decode_tokens > 1 and (call.draft_tokens or call.want_probs):
             raise InvalidField("decode_tokens", "a decoded run takes no draft tokens and returns no whole rows")
@@ -78,7 +78,7 @@ def check_statistics(call: VerifyCall) -> None:
     if spec == StatisticsSpec():
         return
     gamma = len(call.draft_tokens)
-    if call.num_drafts > 1:
+    if call.num_draft_sequences > 1:
         raise InvalidField("statistics", "computed for one window only; several windows get whole rows")
     if spec.recover:
         if len(call.uniforms) != call.positions:

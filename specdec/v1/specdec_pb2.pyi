@@ -104,7 +104,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProposeRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_drafts", "settings_held", "want_alternatives")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "want_alternatives")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -115,7 +115,7 @@ class ProposeRequest(_message.Message):
     WANT_PROBS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     WANT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
-    NUM_DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_DRAFT_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_HELD_FIELD_NUMBER: _ClassVar[int]
     WANT_ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
@@ -128,10 +128,10 @@ class ProposeRequest(_message.Message):
     want_probs: bool
     confidence_threshold: float
     want_raw_probs: bool
-    num_drafts: int
+    num_draft_sequences: int
     settings_held: bool
     want_alternatives: bool
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., settings_held: _Optional[bool] = ..., want_alternatives: _Optional[bool] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., want_alternatives: _Optional[bool] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
     __slots__ = ("draft_tokens", "cache_len", "compute_seconds", "draft_probs", "draft_raw_probs", "draft_token_probs", "alternative_tokens")
@@ -152,7 +152,7 @@ class ProposeResponse(_message.Message):
     def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_drafts", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens", "settings_held")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_draft_sequences", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens", "settings_held")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -160,7 +160,7 @@ class VerifyRequest(_message.Message):
     DRAFT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     WANT_PROBS_FIELD_NUMBER: _ClassVar[int]
-    NUM_DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_DRAFT_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     UNIFORMS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_PROBS_FIELD_NUMBER: _ClassVar[int]
@@ -174,14 +174,14 @@ class VerifyRequest(_message.Message):
     draft_tokens: _containers.RepeatedScalarFieldContainer[int]
     sampling: SamplingParams
     want_probs: bool
-    num_drafts: int
+    num_draft_sequences: int
     statistics: Statistics
     uniforms: _containers.RepeatedScalarFieldContainer[float]
     draft_probs: TopDistributions
     draft_raw_probs: TopDistributions
     decode_tokens: int
     settings_held: bool
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_drafts: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ..., settings_held: _Optional[bool] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ..., settings_held: _Optional[bool] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens", "decoded_tokens")
@@ -211,7 +211,7 @@ class CallError(_message.Message):
     message: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
-class ProposeCall(_message.Message):
+class ProposeCallEnvelope(_message.Message):
     __slots__ = ("call_id", "request")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -219,7 +219,7 @@ class ProposeCall(_message.Message):
     request: ProposeRequest
     def __init__(self, call_id: _Optional[int] = ..., request: _Optional[_Union[ProposeRequest, _Mapping]] = ...) -> None: ...
 
-class ProposeResult(_message.Message):
+class ProposeResultEnvelope(_message.Message):
     __slots__ = ("call_id", "response", "error")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -229,7 +229,7 @@ class ProposeResult(_message.Message):
     error: CallError
     def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[ProposeResponse, _Mapping]] = ..., error: _Optional[_Union[CallError, _Mapping]] = ...) -> None: ...
 
-class VerifyCall(_message.Message):
+class VerifyCallEnvelope(_message.Message):
     __slots__ = ("call_id", "request")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -237,7 +237,7 @@ class VerifyCall(_message.Message):
     request: VerifyRequest
     def __init__(self, call_id: _Optional[int] = ..., request: _Optional[_Union[VerifyRequest, _Mapping]] = ...) -> None: ...
 
-class VerifyResult(_message.Message):
+class VerifyResultEnvelope(_message.Message):
     __slots__ = ("call_id", "response", "error")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -294,7 +294,7 @@ class ControllerParams(_message.Message):
     def __init__(self, gamma_max: _Optional[int] = ..., gamma_min: _Optional[int] = ..., eta: _Optional[float] = ..., delta: _Optional[int] = ..., confidence_threshold: _Optional[float] = ..., smoothing: _Optional[float] = ..., probe_every: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "max_new_tokens", "sampling", "rule", "gamma", "seed", "ignore_eos", "rule_params", "gamma_controller", "controller_params", "num_drafts", "overlap", "speculation_lanes")
+    __slots__ = ("prompt", "max_new_tokens", "sampling", "rule", "gamma", "seed", "ignore_eos", "rule_params", "gamma_controller", "controller_params", "num_draft_sequences", "overlap", "speculation_lanes")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
@@ -305,7 +305,7 @@ class GenerateRequest(_message.Message):
     RULE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     GAMMA_CONTROLLER_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_PARAMS_FIELD_NUMBER: _ClassVar[int]
-    NUM_DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_DRAFT_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     SPECULATION_LANES_FIELD_NUMBER: _ClassVar[int]
     prompt: str
@@ -318,10 +318,10 @@ class GenerateRequest(_message.Message):
     rule_params: RuleParams
     gamma_controller: str
     controller_params: ControllerParams
-    num_drafts: int
+    num_draft_sequences: int
     overlap: bool
     speculation_lanes: int
-    def __init__(self, prompt: _Optional[str] = ..., max_new_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., rule_params: _Optional[_Union[RuleParams, _Mapping]] = ..., gamma_controller: _Optional[str] = ..., controller_params: _Optional[_Union[ControllerParams, _Mapping]] = ..., num_drafts: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ...) -> None: ...
+    def __init__(self, prompt: _Optional[str] = ..., max_new_tokens: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., seed: _Optional[int] = ..., ignore_eos: _Optional[bool] = ..., rule_params: _Optional[_Union[RuleParams, _Mapping]] = ..., gamma_controller: _Optional[str] = ..., controller_params: _Optional[_Union[ControllerParams, _Mapping]] = ..., num_draft_sequences: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text", "token_ids")
@@ -332,7 +332,7 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RequestStats(_message.Message):
-    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_drafts_per_round", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds")
+    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_draft_sequences", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -356,7 +356,7 @@ class RequestStats(_message.Message):
     GAMMA_CONTROLLER_FIELD_NUMBER: _ClassVar[int]
     GAMMA_TRACE_FIELD_NUMBER: _ClassVar[int]
     MEASURED_C_FIELD_NUMBER: _ClassVar[int]
-    NUM_DRAFTS_PER_ROUND_FIELD_NUMBER: _ClassVar[int]
+    NUM_DRAFT_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     SPECULATION_LANES_FIELD_NUMBER: _ClassVar[int]
     NUM_PRE_DRAFTED_FIELD_NUMBER: _ClassVar[int]
@@ -391,7 +391,7 @@ class RequestStats(_message.Message):
     gamma_controller: str
     gamma_trace: _containers.RepeatedScalarFieldContainer[int]
     measured_c: float
-    num_drafts_per_round: int
+    num_draft_sequences: int
     overlap: bool
     speculation_lanes: int
     num_pre_drafted: int
@@ -403,7 +403,7 @@ class RequestStats(_message.Message):
     draft_call_seconds: float
     verify_call_seconds: float
     wait_seconds: float
-    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_drafts_per_round: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_draft_sequences: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("delta", "stats")

@@ -46,8 +46,8 @@ class DraftServiceStub:
                 _registered_method=True)
         self.ProposeStream = channel.stream_stream(
                 '/specdec.v1.DraftService/ProposeStream',
-                request_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeCall.SerializeToString,
-                response_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeResult.FromString,
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeCallEnvelope.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeResultEnvelope.FromString,
                 _registered_method=True)
         self.EndSession = channel.unary_unary(
                 '/specdec.v1.DraftService/EndSession',
@@ -98,8 +98,8 @@ def add_DraftServiceServicer_to_server(servicer, server):
             ),
             'ProposeStream': grpc.stream_stream_rpc_method_handler(
                     servicer.ProposeStream,
-                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeCall.FromString,
-                    response_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeResult.SerializeToString,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.ProposeCallEnvelope.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.ProposeResultEnvelope.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
@@ -186,8 +186,8 @@ class DraftService:
             request_iterator,
             target,
             '/specdec.v1.DraftService/ProposeStream',
-            specdec_dot_v1_dot_specdec__pb2.ProposeCall.SerializeToString,
-            specdec_dot_v1_dot_specdec__pb2.ProposeResult.FromString,
+            specdec_dot_v1_dot_specdec__pb2.ProposeCallEnvelope.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.ProposeResultEnvelope.FromString,
             options,
             channel_credentials,
             insecure,
@@ -247,8 +247,8 @@ class TargetServiceStub:
                 _registered_method=True)
         self.VerifyStream = channel.stream_stream(
                 '/specdec.v1.TargetService/VerifyStream',
-                request_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyCall.SerializeToString,
-                response_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyResult.FromString,
+                request_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyCallEnvelope.SerializeToString,
+                response_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyResultEnvelope.FromString,
                 _registered_method=True)
         self.EndSession = channel.unary_unary(
                 '/specdec.v1.TargetService/EndSession',
@@ -299,8 +299,8 @@ def add_TargetServiceServicer_to_server(servicer, server):
             ),
             'VerifyStream': grpc.stream_stream_rpc_method_handler(
                     servicer.VerifyStream,
-                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyCall.FromString,
-                    response_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyResult.SerializeToString,
+                    request_deserializer=specdec_dot_v1_dot_specdec__pb2.VerifyCallEnvelope.FromString,
+                    response_serializer=specdec_dot_v1_dot_specdec__pb2.VerifyResultEnvelope.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
@@ -387,8 +387,8 @@ class TargetService:
             request_iterator,
             target,
             '/specdec.v1.TargetService/VerifyStream',
-            specdec_dot_v1_dot_specdec__pb2.VerifyCall.SerializeToString,
-            specdec_dot_v1_dot_specdec__pb2.VerifyResult.FromString,
+            specdec_dot_v1_dot_specdec__pb2.VerifyCallEnvelope.SerializeToString,
+            specdec_dot_v1_dot_specdec__pb2.VerifyResultEnvelope.FromString,
             options,
             channel_credentials,
             insecure,

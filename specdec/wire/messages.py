@@ -43,7 +43,8 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
                        new_tokens=list(message.new_tokens), gamma=message.gamma,
                        sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs,
                        confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs,
-                       num_drafts=message.num_drafts or 1, want_alternatives=message.want_alternatives)
+                       num_draft_sequences=message.num_draft_sequences or 1,
+                       want_alternatives=message.want_alternatives)
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
@@ -51,7 +52,7 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
                                 new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
                                 seed=call.seed, want_probs=call.want_probs,
                                 confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
-                                num_drafts=call.num_drafts, want_alternatives=call.want_alternatives)
+                                num_draft_sequences=call.num_draft_sequences, want_alternatives=call.want_alternatives)
     return without_settings(message, PROPOSE_SETTINGS) if call.settings_held else message
 
 
@@ -90,11 +91,12 @@ def statistics_from_pb(message: pb.Statistics) -> StatisticsSpec:
 
 def verify_call_from_pb(message: pb.VerifyRequest, vocab_size: int) -> VerifyCall:
     """Decode a verify request; the draft rows are checked here (shape, vocabulary, normalization)."""
-    gamma = len(message.draft_tokens) // (message.num_drafts or 1)
+    gamma = len(message.draft_tokens) // (message.num_draft_sequences or 1)
     return VerifyCall(session_id=message.session_id, round=message.round, keep_len=message.keep_len,
                       new_tokens=list(message.new_tokens), draft_tokens=list(message.draft_tokens),
                       sampling=sampling_from_pb(message.sampling), want_probs=message.want_probs,
-                      num_drafts=message.num_drafts or 1, statistics=statistics_from_pb(message.statistics),
+                      num_draft_sequences=message.num_draft_sequences or 1,
+                      statistics=statistics_from_pb(message.statistics),
                       uniforms=tuple(message.uniforms), decode_tokens=message.decode_tokens or 1,
                       draft_probs=_optional_top(message, "draft_probs", gamma, vocab_size, "INVALID_ARGUMENT"),
                       draft_raw_probs=_optional_top(message, "draft_raw_probs", gamma, vocab_size,
@@ -105,7 +107,8 @@ def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
     message = pb.VerifyRequest(session_id=call.session_id, round=call.round, keep_len=call.keep_len,
                                new_tokens=call.new_tokens, draft_tokens=call.draft_tokens,
                                sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
-                               num_drafts=call.num_drafts, statistics=statistics_to_pb(call.statistics),
+                               num_draft_sequences=call.num_draft_sequences,
+                               statistics=statistics_to_pb(call.statistics),
                                uniforms=call.uniforms, decode_tokens=call.decode_tokens)
     if call.settings_held:
         without_settings(message, VERIFY_SETTINGS)

@@ -79,7 +79,7 @@ def test_bench_writes_its_report(deployment, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "specdec.orchestrator.cli", "bench", "--address", deployment.address, "--prompts", "2",
          "--max-new-tokens", "8", "--gammas", "1", "3", "--gamma", "3", "--controllers", "cost", "--divergences", "tv",
-         "--thresholds", "0.3", "--epsilons", "0.1", "--num-drafts", "2", "--out", str(tmp_path)],
+         "--thresholds", "0.3", "--epsilons", "0.1", "--num-draft-sequences", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())

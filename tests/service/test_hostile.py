@@ -180,8 +180,8 @@ CLIENT_CASES = [
     Case("gamma 10**9", generate(gamma=10**9), INVALID, "gamma"),
     Case("max_new_tokens -1", generate(max_new_tokens=-1), INVALID, "max_new_tokens"),
     Case("max_new_tokens 2**31-1", generate(max_new_tokens=2**31 - 1), INVALID, "max_new_tokens"),
-    Case("num_drafts -1", generate(num_drafts=-1), INVALID, "num_drafts"),
-    Case("num_drafts 10**6", generate(num_drafts=10**6), INVALID, "num_drafts"),
+    Case("num_draft_sequences -1", generate(num_draft_sequences=-1), INVALID, "num_draft_sequences"),
+    Case("num_draft_sequences 10**6", generate(num_draft_sequences=10**6), INVALID, "num_draft_sequences"),
     Case("speculation_lanes -1", generate(speculation_lanes=-1), INVALID, "speculation_lanes"),
     Case("speculation_lanes 10**6", generate(speculation_lanes=10**6), INVALID, "speculation_lanes"),
     Case("seed negative", generate(seed=-1), INVALID, "seed"),
@@ -237,8 +237,8 @@ DRAFT_CASES = [
     Case("session_id not ASCII", propose(session_id="s\u00e9ance"), INVALID, "session_id"),
     Case("gamma -1", propose(gamma=-1), INVALID, "gamma"),
     Case("gamma 10**9", propose(gamma=10**9), INVALID, "gamma"),
-    Case("num_drafts -1", propose(num_drafts=-1), INVALID, "num_drafts"),
-    Case("num_drafts 10**6", propose(num_drafts=10**6), INVALID, "num_drafts"),
+    Case("num_draft_sequences -1", propose(num_draft_sequences=-1), INVALID, "num_draft_sequences"),
+    Case("num_draft_sequences 10**6", propose(num_draft_sequences=10**6), INVALID, "num_draft_sequences"),
     Case("held settings of an unknown session", propose(session_id="hostile-no-settings", settings_held=True),
          NOT_FOUND, "settings_held"),
     Case("temperature NaN", propose(sampling=pb.SamplingParams(temperature=math.nan)), INVALID,
@@ -281,8 +281,8 @@ TARGET_CASES = [
     Case("session_id with a NUL", verify(session_id="a\x00b"), INVALID, "session_id"),
     Case("token id past the vocabulary", out_of_vocabulary("target"), INVALID, "draft_tokens"),
     Case("10k draft tokens", verify(draft_tokens=[1] * 10_000), INVALID, "draft_tokens"),
-    Case("windows that do not split", verify(draft_tokens=[1, 2, 3], num_drafts=2), INVALID, "draft_tokens"),
-    Case("num_drafts 10**6", verify(num_drafts=10**6), INVALID, "num_drafts"),
+    Case("windows that do not split", verify(draft_tokens=[1, 2, 3], num_draft_sequences=2), INVALID, "draft_tokens"),
+    Case("num_draft_sequences 10**6", verify(num_draft_sequences=10**6), INVALID, "num_draft_sequences"),
     Case("held settings of an unknown session", verify(session_id="hostile-no-settings", settings_held=True),
          NOT_FOUND, "settings_held"),
     Case("decode_tokens -1", verify(draft_tokens=[], decode_tokens=-1), INVALID, "decode_tokens"),
@@ -309,7 +309,7 @@ TARGET_CASES = [
          INVALID, "draft_probs"),
     Case("draft rows that are no distribution", verify(draft_probs=pb.TopDistributions(
         rows=2, k=1, vocab_size=2048, indices=b"\0" * 8, values=b"\0" * 8)), INVALID, "draft_probs"),
-    Case("statistics over several windows", verify(draft_tokens=[1, 2], num_drafts=2, statistics=pb.Statistics(
+    Case("statistics over several windows", verify(draft_tokens=[1, 2], num_draft_sequences=2, statistics=pb.Statistics(
         entropy=True)), INVALID, "statistics"),
     Case("unknown session", verify(session_id="hostile-unknown", keep_len=2), NOT_FOUND, "session_id"),
     Case("a draft session", with_session("draft", "hostile-draft-only", verify(

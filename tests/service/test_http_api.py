@@ -237,7 +237,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_sessions(api, servers):
     ("/v1/completions", {"prompt": "x", "rule": "nope"}, "rule"),
     ("/v1/completions", {"prompt": "x", "gamma": 99}, "gamma"),
     ("/v1/completions", {"prompt": "x", "rule": "fsd", "rule_params": {"divergence": "l2"}}, "rule_params.divergence"),
-    ("/v1/completions", {"prompt": "x", "num_drafts": 2, "rule": "fsd"}, "num_drafts"),
+    ("/v1/completions", {"prompt": "x", "num_draft_sequences": 2, "rule": "fsd"}, "num_draft_sequences"),
     ("/v1/completions", {"prompt": "x", "seed": -1}, "seed"),
     ("/v1/completions", {"prompt": "x", "n": 0}, "n"),
     ("/v1/completions", {"prompt": "x", "max_tokens": "many"}, "max_tokens"),

@@ -85,8 +85,8 @@ BAD = [
     ({"gamma_controller": "psychic"}, "gamma_controller"),
     ({"gamma_controller": "gammatune", "controller_params": {"eta": 2.0}}, "controller_params.eta"),
     ({"gamma_controller": "cost", "controller_params": {"gamma_max": 999}}, "controller_params.gamma_max"),
-    ({"num_drafts": 100}, "num_drafts"),
-    ({"num_drafts": 2, "rule": "fsd"}, "num_drafts"),
+    ({"num_draft_sequences": 100}, "num_draft_sequences"),
+    ({"num_draft_sequences": 2, "rule": "fsd"}, "num_draft_sequences"),
 ]
 
 
@@ -129,11 +129,12 @@ def test_every_controller_reports_its_gamma_trace(client: Client, controller):
 
 
 def test_multi_draft_greedy_equals_the_targets_generate(client: Client, oracle: TargetOracle):
-    out = client.generate(PROMPTS[0], max_new_tokens=20, temperature=0.0, gamma=3, num_drafts=3, ignore_eos=True)
+    out = client.generate(PROMPTS[0], max_new_tokens=20, temperature=0.0, gamma=3, num_draft_sequences=3,
+                          ignore_eos=True)
     assert out.token_ids == oracle.hf_generate(PROMPTS[0], 20)
-    sampled = client.generate(PROMPTS[0], max_new_tokens=20, temperature=1.0, gamma=3, num_drafts=3, seed=5,
+    sampled = client.generate(PROMPTS[0], max_new_tokens=20, temperature=1.0, gamma=3, num_draft_sequences=3, seed=5,
                               ignore_eos=True)
-    assert sampled.stats["num_drafts_per_round"] == 3 and sampled.stats["output_tokens"] == 20
+    assert sampled.stats["num_draft_sequences"] == 3 and sampled.stats["output_tokens"] == 20
 
 
 def test_server_info(client: Client):
@@ -157,3 +158,11 @@ def test_concurrent_requests_are_batched_and_unchanged(client: Client, servers):
     loop = servers["loop"]
     health = [loop.run(servers[name].health()) for name in ("draft_actor", "target_actor")]
     assert all(h["largest_batch"] > 1 for h in health), health
+
+
+def test_the_clients_deprecated_num_drafts_still_sets_m_with_a_warning(client: Client):
+    with pytest.warns(FutureWarning, match="num_drafts is deprecated: it is now num_draft_sequences"):
+        out = client.generate(PROMPTS[0], max_new_tokens=8, temperature=0.0, gamma=3, num_drafts=2, ignore_eos=True)
+    assert out.stats["num_draft_sequences"] == 2
+    with pytest.raises(TypeError, match="num_drafs"):
+        client.generate(PROMPTS[0], max_new_tokens=8, num_drafs=2)

@@ -37,11 +37,11 @@ def make_pair(seed: int = 0):
 
 
 def run(proposer, scorer, rule, gamma: int, sampling: SamplingParams, seed: int, max_new_tokens: int = LENGTH,
-        prompt=(0,), stop=frozenset(), max_context: int = 64, num_drafts: int = 1, overlap: bool = False,
+        prompt=(0,), stop=frozenset(), max_context: int = 64, num_draft_sequences: int = 1, overlap: bool = False,
         lanes: int = 0):
     request = GenerationRequest(request_id=f"r{seed}", prompt_ids=list(prompt), max_new_tokens=max_new_tokens,
                                 sampling=sampling, seed=seed, max_context=max_context, stop_token_ids=stop,
-                                num_drafts=num_drafts, overlap=overlap, speculation_lanes=lanes)
+                                num_draft_sequences=num_draft_sequences, overlap=overlap, speculation_lanes=lanes)
     stats = RequestStats(request.request_id, rule.name, gamma, len(prompt))
 
     async def collect():
@@ -101,10 +101,11 @@ def test_sd_sequences_follow_the_warped_target(gamma, overlap, lanes, sampling):
     assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
 
 
-@pytest.mark.parametrize("gamma, num_drafts, sampling", every_warp((1, 3)) + plain_warp((3, 2)))
-def test_multi_draft_sd_sequences_follow_the_warped_target(gamma, num_drafts, sampling):
+@pytest.mark.parametrize("gamma, num_draft_sequences, sampling", every_warp((1, 3)) + plain_warp((3, 2)))
+def test_multi_draft_sd_sequences_follow_the_warped_target(gamma, num_draft_sequences, sampling):
     proposer, scorer, target = make_pair()
-    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed, num_drafts=num_drafts)[0])
+    samples = [tuple(run(proposer, scorer, make_rule("sd"), gamma, sampling, seed,
+                         num_draft_sequences=num_draft_sequences)[0])
                for seed in range(SAMPLES)]
     assert chi_square_pvalue(samples, sequence_probs(target.table, sampling)) > 1e-3
 
@@ -112,11 +113,11 @@ def test_multi_draft_sd_sequences_follow_the_warped_target(gamma, num_drafts, sa
 def test_more_drafts_mean_fewer_rejections():
     proposer, scorer, _ = make_pair()
     rates = []
-    for num_drafts in (1, 2, 4):
+    for num_draft_sequences in (1, 2, 4):
         accepted = drafted = 0
         for seed in range(300):
             _, stats = run(proposer, scorer, make_rule("sd"), 3, WARPS[0], seed, max_new_tokens=12,
-                           num_drafts=num_drafts)
+                           num_draft_sequences=num_draft_sequences)
             accepted, drafted = accepted + stats.num_accepted_tokens, drafted + stats.num_draft_tokens
         rates.append(accepted / drafted)
     assert rates[0] < rates[1] < rates[2]
@@ -137,13 +138,13 @@ def test_the_statistical_test_catches_a_lossy_rule():
     assert chi_square_pvalue(samples, sequence_probs(target.table, WARPS[0])) < 1e-6
 
 
-@pytest.mark.parametrize("gamma, num_drafts, overlap, lanes", [
+@pytest.mark.parametrize("gamma, num_draft_sequences, overlap, lanes", [
     (0, 1, False, 0), (1, 1, False, 0), (2, 1, False, 0), (5, 1, False, 0), (3, 3, False, 0), (1, 1, True, 0),
     (4, 1, True, 0), (4, 1, True, 2), (3, 1, True, 3)])
-def test_greedy_equals_target_only_greedy(gamma, num_drafts, overlap, lanes):
+def test_greedy_equals_target_only_greedy(gamma, num_draft_sequences, overlap, lanes):
     proposer, scorer, target = make_pair(seed=3)
     out, stats = run(proposer, scorer, make_rule("greedy"), gamma, SamplingParams(0.0), 0, max_new_tokens=20,
-                     num_drafts=num_drafts, overlap=overlap, lanes=lanes)
+                     num_draft_sequences=num_draft_sequences, overlap=overlap, lanes=lanes)
     expected, last = [], 0
     for _ in range(20):
         last = int(target.table[last].argmax())

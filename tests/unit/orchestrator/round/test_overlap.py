@@ -97,7 +97,7 @@ def test_serial_returns_the_verification_and_drafts_nothing_ahead() -> None:
         window = await first_window(drafts)
         answer = verification()
         strategy = Serial()
-        assert await strategy.score(verifying(answer), window, COMMITTED) is answer
+        assert await strategy.verify(verifying(answer), window, COMMITTED) is answer
         assert len(proposer.calls) == 1  # only the window's own draft call
         assert strategy.take(Acceptance(3, 9), 3) is None
         assert strategy.spent() == []
@@ -111,7 +111,7 @@ def test_draft_ahead_drafts_after_the_whole_window_while_the_verification_runs()
         drafts, stats = make_drafts(proposer)
         window = await first_window(drafts)
         strategy, answer, seen = DraftAhead(drafts, constant(2), stats), verification(), []
-        assert await strategy.score(verifying(answer, seen=seen, proposer=proposer), window, COMMITTED) is answer
+        assert await strategy.verify(verifying(answer, seen=seen, proposer=proposer), window, COMMITTED) is answer
         assert seen == [2]  # the draft call was made before the verification answered
         ahead_call = proposer.calls[1]
         assert (ahead_call.session_id, ahead_call.gamma) == ("r", 2)
@@ -137,7 +137,7 @@ def test_draft_ahead_without_lanes_has_no_window_after_a_rejection(num_accepted:
         drafts, stats = make_drafts(proposer)
         window = await first_window(drafts)
         strategy = DraftAhead(drafts, constant(2), stats)
-        await strategy.score(verifying(verification()), window, COMMITTED)
+        await strategy.verify(verifying(verification()), window, COMMITTED)
         assert strategy.take(Acceptance(num_accepted, next_token), 3) is None
         assert [p.draft_tokens for p in strategy.spent()] == [[7, 8]]  # drafted all the same: it cost its forwards
         assert stats.num_lane_hits == 0
@@ -168,7 +168,7 @@ def test_draft_ahead_hands_back_the_window_whose_premise_the_round_committed(
         drafts, stats = make_drafts(proposer, lanes=2)
         window = await first_window(drafts)
         strategy = DraftAhead(drafts, constant(2), stats)
-        await strategy.score(verifying(verification()), window, COMMITTED)
+        await strategy.verify(verifying(verification()), window, COMMITTED)
         premises = {call.session_id: call.new_tokens for call in proposer.calls[1:]}
         assert premises == {"r": [6], "r/lane1": [1, 2, 3, 54], "r/lane2": [1, 2, 3, 4, 55]}
 
@@ -193,7 +193,7 @@ def test_a_lane_proposes_only_as_many_premises_as_there_are_alternatives() -> No
         drafts, stats = make_drafts(proposer, lanes=3)
         window = await first_window(drafts, gamma=1)  # [4], one alternative (54): one lane has a premise
         strategy = DraftAhead(drafts, constant(2), stats)
-        await strategy.score(verifying(verification()), window, COMMITTED)
+        await strategy.verify(verifying(verification()), window, COMMITTED)
         assert sorted(call.session_id for call in proposer.calls[1:]) == ["r", "r/lane1"]  # spare lanes idle
         assert strategy.take(Acceptance(0, 54), 1) is not None
 
@@ -222,7 +222,7 @@ def test_a_draft_fault_during_the_verification_drops_that_window(
         proposer.failures[failing] = fault
         answer = verification()
         strategy = DraftAhead(drafts, constant(2), stats)
-        assert await strategy.score(verifying(answer), window, COMMITTED) is answer
+        assert await strategy.verify(verifying(answer), window, COMMITTED) is answer
         assert stats.num_draft_faults == faults
         ahead = strategy.take(acceptance, 3)
         assert (ahead.session.session_id if ahead else None) == taken
@@ -240,7 +240,7 @@ def test_any_other_draft_failure_fails_the_score(failing: str) -> None:
         proposer.failures[failing] = RuntimeError("a bug in the draft adapter")
         strategy = DraftAhead(drafts, constant(2), stats)
         with pytest.raises(RuntimeError, match="a bug in the draft adapter"):
-            await strategy.score(verifying(verification()), window, COMMITTED)
+            await strategy.verify(verifying(verification()), window, COMMITTED)
         assert stats.num_draft_faults == 0
 
     asyncio.run(body())
@@ -257,7 +257,7 @@ def test_a_failed_verification_fails_the_score_once_the_drafts_have_settled() ->
         window = await first_window(drafts)
         strategy = DraftAhead(drafts, constant(2), stats)
         with pytest.raises(ServiceDown, match="target down"):
-            await strategy.score(failing(), window, COMMITTED)
+            await strategy.verify(failing(), window, COMMITTED)
         assert len(proposer.finished) == len(proposer.calls) == 3  # no draft call is left running
 
     asyncio.run(body())
@@ -288,7 +288,7 @@ def test_draft_ahead_asks_gamma_for_each_premise_and_skips_a_zero(
             return gammas[length]
 
         strategy = DraftAhead(drafts, gamma_for, stats)
-        await strategy.score(verifying(verification()), window, COMMITTED)
+        await strategy.verify(verifying(verification()), window, COMMITTED)
         assert asked == [6, 4, 5]  # the lengths after the whole window, after [54] and after [4, 55]
         assert sorted(call.session_id for call in proposer.calls[1:]) == calls
         assert all(call.gamma == gammas[call.keep_len + len(call.new_tokens)] for call in proposer.calls[1:])
@@ -321,7 +321,7 @@ def test_draft_ahead_starts_nothing_without_a_window_or_a_draft(
         proposer.available = available
         answer = verification()
         strategy = DraftAhead(drafts, constant(2), stats)
-        assert await strategy.score(verifying(answer), make_window(drafts, window), COMMITTED) is answer
+        assert await strategy.verify(verifying(answer), make_window(drafts, window), COMMITTED) is answer
         assert len(proposer.calls) == 1
         assert strategy.take(Acceptance(3, 9), 3) is None
         assert strategy.spent() == []
@@ -344,8 +344,8 @@ def test_wait_seconds_counts_the_wait_for_the_draft_after_the_verify(draft_delay
         window = await first_window(drafts)
         proposer.delay = draft_delay
         strategy = DraftAhead(drafts, constant(2), stats)
-        scoring: Awaitable[Verification] = verifying(verification(), delay=verify_delay)
-        await strategy.score(scoring, window, COMMITTED)
+        verifying_call: Awaitable[Verification] = verifying(verification(), delay=verify_delay)
+        await strategy.verify(verifying_call, window, COMMITTED)
         assert at_least <= stats.wait_seconds < below
 
     asyncio.run(body())
@@ -358,12 +358,12 @@ def test_wait_seconds_add_up_over_rounds() -> None:
         window: Window | None = await first_window(drafts)
         proposer.delay = 0.05
         strategy = DraftAhead(drafts, constant(2), stats)
-        await strategy.score(verifying(verification(), delay=0.0), window, COMMITTED)
+        await strategy.verify(verifying(verification(), delay=0.0), window, COMMITTED)
         first = stats.wait_seconds
         window = strategy.take(Acceptance(3, 9), 3)
         assert window is not None
         committed = COMMITTED + [4, 5, 6]
-        await strategy.score(verifying(verification(), delay=0.0), window, committed)
+        await strategy.verify(verifying(verification(), delay=0.0), window, committed)
         assert first >= 0.04 and stats.wait_seconds >= first + 0.04
         ahead = strategy.take(Acceptance(1, 9), 2)
         assert ahead is None
@@ -373,14 +373,15 @@ def test_wait_seconds_add_up_over_rounds() -> None:
 
 
 @pytest.mark.parametrize(
-    "tokens, copies, expected",
+    "tokens, num_draft_sequences, expected",
     [
         pytest.param([4, 5, 6], 1, [[4, 5, 6]], id="one-window"),
         pytest.param([4, 5, 6, 7, 8, 9], 2, [[4, 5, 6], [7, 8, 9]], id="two-windows-sequence-major"),
         pytest.param([4, 5, 6, 7, 8, 9], 3, [[4, 5], [6, 7], [8, 9]], id="three-windows"),
     ],
 )
-def test_window_drafted_splits_the_copies(tokens: list[int], copies: int, expected: list[list[int]]) -> None:
+def test_window_drafted_splits_the_sequences(tokens: list[int], num_draft_sequences: int,
+                                             expected: list[list[int]]) -> None:
     drafts, _ = make_drafts(CountingProposer())
-    window = Window(3, Proposal(tokens, None, 0, 0.0), drafts.main, copies)
-    assert [window.drafted(index) for index in range(copies)] == expected
+    window = Window(3, Proposal(tokens, None, 0, 0.0), drafts.main, num_draft_sequences)
+    assert [window.drafted(index) for index in range(num_draft_sequences)] == expected

@@ -23,7 +23,7 @@ def test_a_completion_maps_onto_one_request_per_prompt_and_choice():
     plan = api.completion_plan(CompletionRequest(
         prompt=["a", "b"], n=2, max_tokens=7, temperature=0.5, top_p=0.9, top_k=-1, seed=10, stop="\n",
         rule="fsd", rule_params={"threshold": 0.3}, gamma=3, gamma_controller="heuristic",
-        controller_params={"gamma_max": 6}, num_drafts=1, overlap=True, ignore_eos=True))
+        controller_params={"gamma_max": 6}, num_draft_sequences=1, overlap=True, ignore_eos=True))
     assert [(c.prompt, c.seed) for c in plan.choices] == [("a", 10), ("a", 11), ("b", 10), ("b", 11)]
     first = plan.choices[0]
     assert (first.max_new_tokens, first.sampling.temperature, first.sampling.top_p, first.sampling.top_k) == \

@@ -17,7 +17,7 @@ SAMPLING = SamplingParams(0.5, top_k=5, top_p=0.75)  # exact in float32, as they
 
 def propose(round_index: int, held: bool) -> ProposeCall:
     return ProposeCall("s", round_index, 3 * round_index, [1, 2], 4, SAMPLING, seed=99, want_probs=True,
-                       confidence_threshold=0.25, want_raw_probs=True, num_drafts=1, settings_held=held)
+                       confidence_threshold=0.25, want_raw_probs=True, num_draft_sequences=1, settings_held=held)
 
 
 def test_later_calls_leave_the_settings_out_and_the_service_fills_them_in():
