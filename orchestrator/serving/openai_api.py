@@ -16,6 +16,7 @@ or Ray (`http_gateway.py` is the adapter).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from specdec.errors import InvalidField
 from specdec.orchestrator.controllers import ControllerParams
-from specdec.orchestrator.round.stats import RequestStats, acceptance_rate, mean_acceptance_length
+from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules import RuleParams
 from specdec.orchestrator.serving.core import GenerateParams
 from specdec.renamed import REQUEST_FIELDS as RENAMED_REQUEST_FIELDS
@@ -237,15 +238,12 @@ def usage(outputs: list[ChoiceOutput], n: int) -> dict:
 def spec_decode_stats(outputs: list[ChoiceOutput]) -> dict:
     """The speculative statistics of the choices' requests together, with vLLM's names and definitions."""
     stats = [o.stats for o in outputs if o.stats]
-    drafts, drafted, accepted = (sum(getattr(s, name) for s in stats) for name in
-                                 ("num_drafts", "num_draft_tokens", "num_accepted_tokens"))
-    per_pos = [sum(column) for column in _columns([s.num_accepted_tokens_per_pos for s in stats])]
-    first = stats[0] if stats else None
-    return {"rule": first.rule if first else "", "gamma": first.gamma if first else 0,
-            "gamma_controller": first.gamma_controller if first else "", "num_drafts": drafts,
-            "num_draft_tokens": drafted, "num_accepted_tokens": accepted, "num_accepted_tokens_per_pos": per_pos,
-            "acceptance_rate": acceptance_rate(accepted, drafted),
-            "mean_acceptance_length": mean_acceptance_length(accepted, drafts)}
+    total = dataclasses.replace(stats[0]) if stats else RequestStats("", "", 0, 0, gamma_controller="")
+    for other in stats[1:]:
+        total.merge(other)
+    names = ("rule", "gamma", "gamma_controller", "num_drafts", "num_draft_tokens", "num_accepted_tokens",
+             "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length")
+    return {name: getattr(total, name) for name in names}
 
 
 def error_body(message: str, kind: str, param: str | None, code: str | None) -> dict:
@@ -309,11 +307,6 @@ def _text(index: int, message: ChatMessage) -> str:
         raise InvalidField(f"messages[{index}].content", "only text parts ({\"type\": \"text\", \"text\": ...}) "
                                                          "are supported")
     return "".join(part["text"] for part in message.content)
-
-
-def _columns(rows: list[list[int]]) -> list[list[int]]:
-    width = max((len(row) for row in rows), default=0)
-    return [[row[i] for row in rows if i < len(row)] for i in range(width)]
 
 
 def _token_ids(output: ChoiceOutput, plan: Plan) -> dict:
