@@ -8,8 +8,25 @@ import contextlib
 import logging
 import os
 
+from specdec.renamed import REQUEST_FIELDS as RENAMED_REQUEST_FIELDS
+from specdec.renamed import current_names
+
 DEFAULT_ADDRESS = os.environ.get("SPECDEC_ADDRESS", "127.0.0.1:50051")
 DEFAULT_HTTP_ADDRESS = os.environ.get("SPECDEC_HTTP_ADDRESS", "http://127.0.0.1:8000")
+
+
+class RenamedOption(argparse.Action):
+    """An option's deprecated spelling (`--num-drafts`): sets the option it was renamed to, with a FutureWarning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        old = option_string.lstrip("-").replace("-", "_")
+        setattr(namespace, self.dest, current_names({old: values}, RENAMED_REQUEST_FIELDS)[self.dest])
+
+
+def add_renamed_option(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
+    """`old`, hidden from the help, as the deprecated spelling of the option `new` (already added)."""
+    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=RenamedOption, help=argparse.SUPPRESS,
+                        **kwargs)
 
 
 def init_ray(address: str | None, quiet: bool) -> None:

@@ -65,6 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from specdec.config import ServeConfig
+    from specdec.orchestrator.serving.core import check_defaults
     from specdec.orchestrator.serving.launch import deploy
     from specdec.speculative_config import apply_speculative_config, parse_speculative_config
 
@@ -78,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config = config.with_overrides(http=http | {"enabled": True})
         if args.speculative_config:
             config = apply_speculative_config(config, parse_speculative_config(args.speculative_config))
+        check_defaults(config.defaults)  # before Ray starts: the names only the orchestrator knows
     except ValueError as exc:
         print(f"specdec serve: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from specdec.orchestrator.cli.common import DEFAULT_ADDRESS, connection, connection_args
+from specdec.orchestrator.cli.common import DEFAULT_ADDRESS, add_renamed_option, connection, connection_args
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     generate.add_argument("--epsilon", type=float, help="opt / uno: over-acceptance; typical: probability floor")
     generate.add_argument("--delta", type=float, help="typical: entropy factor")
     generate.add_argument("--gamma-controller", help="fixed, heuristic, gammatune, gammatune+ or cost")
-    generate.add_argument("--num-draft-sequences", "--num-drafts", type=int, default=0,
-                          help="M, draft sequences per round (sd and greedy); --num-drafts is its deprecated spelling")
+    generate.add_argument("--num-draft-sequences", type=int, default=0,
+                          help="M, draft sequences per round (sd and greedy; --num-drafts: its deprecated spelling)")
+    add_renamed_option(generate, "--num-drafts", "--num-draft-sequences", type=int)
     generate.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
                           help="draft the next window while the target verifies (default: server's)")
     generate.add_argument("--speculation-lanes", type=int,

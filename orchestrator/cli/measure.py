@@ -10,6 +10,7 @@ import sys
 from specdec.orchestrator.cli.common import (
     DEFAULT_ADDRESS,
     DEFAULT_HTTP_ADDRESS,
+    add_renamed_option,
     connection,
     connection_args,
     local_deployment,
@@ -53,8 +54,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="fsd thresholds T to sweep")
     bench.add_argument("--epsilons", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4],
                        help="opt / uno over-acceptance values to sweep")
-    bench.add_argument("--num-draft-sequences", "--num-drafts", type=int, nargs="+", default=[2],
-                       help="multi-draft M values (M > 1); --num-drafts is its deprecated spelling")
+    bench.add_argument("--num-draft-sequences", type=int, nargs="+", default=[2],
+                       help="multi-draft M values (M > 1; --num-drafts: its deprecated spelling)")
+    add_renamed_option(bench, "--num-drafts", "--num-draft-sequences", type=int, nargs="+")
     bench.add_argument("--seed", type=int, default=0, help="seed of prompts and requests")
     bench.add_argument("--concurrency", type=int, nargs="+",
                        help="measure aggregate tokens/s at these numbers of concurrent streams instead of the rule "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -77,18 +78,21 @@ def run_load(client: Client, prompts: list[CodePrompt], modes: list[BenchConfig]
         for mode in modes:
             progress.update(task, description=f"{mode.label} x {concurrency} streams")
             row = LoadRow(mode, concurrency, BenchRow(mode))
+            adding = threading.Lock()  # the streams' threads add to one row
 
-            def stream(index: int, mode: BenchConfig = mode, row: LoadRow = row, count: int = count) -> None:
+            def stream(index: int, mode: BenchConfig = mode, row: LoadRow = row, count: int = count,
+                       adding: threading.Lock = adding) -> None:
                 for k in range(count):
                     prompt = prompts[(index * count + k) % len(prompts)]
                     out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                           gamma=mode.gamma, gamma_controller=mode.controller, overlap=mode.overlap,
                                           speculation_lanes=mode.speculation_lanes, seed=seed + index * 1000 + k,
                                           ignore_eos=True)
-                    row.totals.add(out.stats, out.token_ids)
                     trace = out.stats["gamma_trace"]
-                    if trace:
-                        row.settled_gammas.append(statistics.mean(trace[len(trace) // 2:]))
+                    with adding:
+                        row.totals.add(out.stats, out.token_ids)
+                        if trace:
+                            row.settled_gammas.append(statistics.mean(trace[len(trace) // 2:]))
 
             started = time.perf_counter()
             with ThreadPoolExecutor(concurrency) as pool:

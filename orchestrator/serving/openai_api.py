@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from specdec.errors import InvalidField
 from specdec.orchestrator.controllers import ControllerParams
@@ -57,12 +57,6 @@ class _Request(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _current_names(cls, data: Any) -> Any:
-        """Old spellings of specdec's fields (`num_drafts`) become their names now, with a warning."""
-        return current_names(data, RENAMED_REQUEST_FIELDS) if isinstance(data, dict) else data
-
     model: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
@@ -81,6 +75,7 @@ class _Request(BaseModel):
     gamma_controller: str | None = None
     controller_params: dict[str, Any] | None = None
     num_draft_sequences: int | None = None
+    num_drafts: int | None = None  # the deprecated spelling of num_draft_sequences (specdec/renamed.py)
     overlap: bool | None = None
     speculation_lanes: int | None = None
     ignore_eos: bool = False
@@ -273,11 +268,12 @@ def _plan(request: _Request, prompts: list[str], max_tokens: int | None, max_tok
                               top_k=max(0, request.top_k or 0), top_p=1.0 if request.top_p is None else request.top_p)
     rule_params = _dataclass("rule_params", RuleParams, request.rule_params)
     controller_params = _dataclass("controller_params", ControllerParams, request.controller_params)
+    num_draft_sequences = _num_draft_sequences(request)
     choices = [GenerateParams(prompt=prompt, max_new_tokens=max_tokens, sampling=sampling, rule=request.rule,
                               gamma=request.gamma, seed=None if request.seed is None else request.seed + j,
                               ignore_eos=request.ignore_eos, rule_params=rule_params,
                               gamma_controller=request.gamma_controller, controller_params=controller_params,
-                              num_draft_sequences=request.num_draft_sequences, overlap=request.overlap,
+                              num_draft_sequences=num_draft_sequences, overlap=request.overlap,
                               speculation_lanes=request.speculation_lanes)
                for prompt in prompts for j in range(request.n)]
     return Plan(prompts, choices, request.n, stops, request.stream,
@@ -307,6 +303,13 @@ def _text(index: int, message: ChatMessage) -> str:
         raise InvalidField(f"messages[{index}].content", "only text parts ({\"type\": \"text\", \"text\": ...}) "
                                                          "are supported")
     return "".join(part["text"] for part in message.content)
+
+
+def _num_draft_sequences(request: _Request) -> int | None:
+    """M from `num_draft_sequences`, or from its deprecated spelling `num_drafts` (with a FutureWarning)."""
+    given = {name: getattr(request, name) for name in ("num_drafts", "num_draft_sequences")
+             if getattr(request, name) is not None}
+    return current_names(given, RENAMED_REQUEST_FIELDS).get("num_draft_sequences")
 
 
 def _token_ids(output: ChoiceOutput, plan: Plan) -> dict:

@@ -88,7 +88,7 @@ def test_bench_writes_its_report(deployment, tmp_path):
                       "sd gamma=3 overlapped, 2 lanes", "sd cost", "fsd tv T=0.3",
                       "opt eps=0.1",
                       "uno eps=0.1", "typical", "sd M=2"]
-    assert all(row["tokens"] == 16 for row in report["rows"])
+    assert all(row["output_tokens"] == 16 for row in report["rows"])
     assert report["rows"][0]["speedup"] == 1.0 and report["findings"]["best_fixed"].startswith("sd gamma=")
     for name in ("bench.csv", "speed_quality.png", "controllers.png", "gamma_trace.png"):
         assert (tmp_path / name).stat().st_size > 0

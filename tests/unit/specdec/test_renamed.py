@@ -35,9 +35,16 @@ def test_a_job_line_with_the_old_spelling_sets_m():
 
 
 def test_an_http_body_with_the_old_spelling_sets_m():
+    body = CompletionRequest.model_validate({"prompt": "def f():", "num_drafts": 2})
     with pytest.warns(FutureWarning):
-        body = CompletionRequest.model_validate({"prompt": "def f():", "num_drafts": 2})
-    assert completion_plan(body).choices[0].num_draft_sequences == 2
+        assert completion_plan(body).choices[0].num_draft_sequences == 2
+
+
+def test_an_http_body_with_both_spellings_is_refused_naming_the_new_one():
+    body = CompletionRequest.model_validate({"prompt": "def f():", "num_drafts": 2, "num_draft_sequences": 3})
+    with pytest.raises(InvalidField) as refused:
+        completion_plan(body)
+    assert refused.value.field == "num_draft_sequences"
 
 
 def test_the_serve_configs_old_key_still_sets_the_limit():

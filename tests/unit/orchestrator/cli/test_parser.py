@@ -34,3 +34,12 @@ def test_a_bad_value_names_the_option(capsys):
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["generate", "x", "--temperature", "warm"])
     assert exited.value.code == 2 and "--temperature" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["generate", "x", "--num-drafts", "3"], 3),
+    (["bench", "--num-drafts", "2", "4"], [2, 4]),
+])
+def test_the_deprecated_num_drafts_option_sets_m_with_a_warning(argv, expected):
+    with pytest.warns(FutureWarning, match="num_drafts is deprecated: it is now num_draft_sequences"):
+        assert build_parser().parse_args(argv).num_draft_sequences == expected
