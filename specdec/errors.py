@@ -31,8 +31,8 @@ class SessionError(ValueError):
 
 
 class ModelServiceError(Exception):
-    """A model service could not serve a call. The service adapter's propose and verify calls raise only
-    these (never a raw gRPC error), and every front door answers them as UNAVAILABLE with `summary`."""
+    """A model service could not serve a call. The service adapter raises only these and SessionLost (never a
+    raw gRPC error), and every front door answers them as UNAVAILABLE with `summary`."""
 
     @property
     def summary(self) -> str:

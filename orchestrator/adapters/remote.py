@@ -122,6 +122,16 @@ class CallStream:
             self._stream = None
 
 
+def project_error(address: str, method: str, exc: grpc.aio.AioRpcError) -> Exception:
+    """The project's error for a failed call, the one place a gRPC status becomes one: NOT_FOUND a lost
+    session, UNAVAILABLE or DEADLINE_EXCEEDED a service that is down, any other status a failed call."""
+    if exc.code() == grpc.StatusCode.NOT_FOUND:
+        return SessionLost(f"{address}: {exc.details()}")
+    if exc.code() in DOWN_CODES:
+        return ServiceDown(f"{address}: {method}: {exc.code().name}: {exc.details()}")
+    return ServiceFailed(address, exc.code().name, exc.details())
+
+
 def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
@@ -159,15 +169,22 @@ class _RemoteService:
         return self._recovering is None
 
     async def info(self) -> ModelInfo:
-        return messages.info_from_pb(await self.stub.GetInfo(pb.GetInfoRequest(), timeout=self._limits.timeout_s))
+        try:
+            response = await self.stub.GetInfo(pb.GetInfoRequest(), timeout=self._limits.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise project_error(self.address, "GetInfo", exc) from exc
+        return messages.info_from_pb(response)
 
     async def end_session(self, session_id: str) -> None:
         if self.available:  # a service being recovered has lost its sessions, or will expire them
             running = self._in_flight.get(session_id)
             if running:
                 await asyncio.wait(set(running), timeout=END_SESSION_TIMEOUT_S)
-            await self.stub.EndSession(pb.EndSessionRequest(session_id=session_id),
-                                       timeout=min(END_SESSION_TIMEOUT_S, self._limits.timeout_s))
+            try:
+                await self.stub.EndSession(pb.EndSessionRequest(session_id=session_id),
+                                           timeout=min(END_SESSION_TIMEOUT_S, self._limits.timeout_s))
+            except grpc.aio.AioRpcError as exc:
+                raise project_error(self.address, "EndSession", exc) from exc
 
     async def recovered(self) -> None:
         """Wait for the recovery under way, if any; raises ServiceDown if the service did not come back."""
@@ -183,16 +200,14 @@ class _RemoteService:
             response = await asyncio.shield(self._track(request.session_id, self._calls.call(
                 request, self.call_type, self._limits.timeout_s)))
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise SessionLost(f"{self.address}: {exc.details()}") from exc
-            if exc.code() not in DOWN_CODES:
-                raise ServiceFailed(self.address, exc.code().name, exc.details()) from exc
-            self.failures += 1
-            if self._recovering is None:
-                log.warning("%s: %s failed (%s); recovering", self.address, method, exc.code().name)
-                self._recovering = asyncio.get_running_loop().create_task(self._recover())
-                self._recovering.add_done_callback(lambda task: task.cancelled() or task.exception())
-            raise ServiceDown(f"{self.address}: {method}: {exc.code().name}: {exc.details()}") from exc
+            error = project_error(self.address, method, exc)
+            if isinstance(error, ServiceDown):
+                self.failures += 1
+                if self._recovering is None:
+                    log.warning("%s: %s failed (%s); recovering", self.address, method, exc.code().name)
+                    self._recovering = asyncio.get_running_loop().create_task(self._recover())
+                    self._recovering.add_done_callback(lambda task: task.cancelled() or task.exception())
+            raise error from exc
         if self._on_call is not None:
             self._on_call(method, time.perf_counter() - started, response.compute_seconds)
         return response
