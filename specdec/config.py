@@ -7,6 +7,7 @@ the key. `demo:target` and `demo:draft` name the project's own demo pair shipped
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,17 @@ class ModelConfig:
     device: str = "auto"
     max_batch: int = 16  # calls of different sessions batched into one forward, at most
     forward: str = "auto"  # auto: the runtime's lean forward for Llama-family models; transformers: never
+    # GPUs each replica of this model reserves: None lets placement.accelerator decide; a fraction below 1
+    # shares one GPU (and caps the service's share of its memory); a whole number above 1 spans GPUs.
+    num_gpus: float | None = None
+    num_cpus: int | None = None  # CPUs each replica reserves (and torch threads); None: placement.cpus_per_service
 
 
 @dataclass(frozen=True)
 class PlacementConfig:
     strategy: str = "PACK"  # PACK: one node if it fits; STRICT_SPREAD: draft and target on different nodes
-    accelerator: str = "auto"  # auto: one GPU per service when the cluster has GPUs, else CPUs
-    cpus_per_service: int = 1  # CPUs per service (and torch threads) on CPU placement
+    accelerator: str = "auto"  # auto: the fastest layout the cluster's GPUs allow (orchestrator/serving/placement.py)
+    cpus_per_service: int = 1  # CPUs per service (and torch threads), unless its model sets num_cpus
     host: str = "127.0.0.1"  # services bind here; 0.0.0.0 for multi-node clusters
     draft_replicas: int = 1  # draft services
     target_replicas: int = 1  # target services; target i pairs with draft i mod draft_replicas
@@ -131,6 +136,13 @@ class ServeConfig:
         for side, model in (("draft", self.draft), ("target", self.target)):
             if model.forward not in FORWARDS:
                 raise ValueError(f"{side}.forward: must be one of {FORWARDS}, got {model.forward!r}")
+            gpus = model.num_gpus
+            if gpus is not None and not (isinstance(gpus, int | float) and math.isfinite(gpus) and gpus >= 0):
+                raise ValueError(f"{side}.num_gpus: must be a number >= 0 (or unset), got {gpus!r}")
+            if gpus is not None and gpus > 1 and gpus != int(gpus):
+                raise ValueError(f"{side}.num_gpus: above 1 a service spans whole GPUs, got {gpus}")
+            if model.num_cpus is not None and model.num_cpus < 1:
+                raise ValueError(f"{side}.num_cpus: must be >= 1 (or unset), got {model.num_cpus}")
         if self.placement.strategy not in STRATEGIES:
             raise ValueError(f"placement.strategy: must be one of {STRATEGIES}, got {self.placement.strategy!r}")
         if self.placement.accelerator not in ACCELERATORS:

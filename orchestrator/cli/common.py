@@ -77,7 +77,7 @@ def local_deployment(config_path: str | None, console):
         deployment = deploy(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}))
     console.print(f"orchestrator at {deployment.address}; drafts at {', '.join(deployment.draft_addresses)}, "
                   f"targets at {', '.join(deployment.target_addresses)} "
-                  f"({'GPU' if deployment.use_gpu else 'CPU'}, one each)")
+                  f"({deployment.layout.describe()})")
     try:
         yield deployment.address
     finally:

@@ -89,11 +89,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     init_ray(args.address, quiet=False)
     deployment = deploy(config, detached=args.detach)
-    placement = "GPU" if deployment.use_gpu else "CPU"
-    for kind, addresses, model in (("draft ", deployment.draft_addresses, config.draft.model),
-                                   ("target", deployment.target_addresses, config.target.model)):
+    layout = deployment.layout
+    print(f"layout: {layout.describe()}")
+    for kind, addresses, model, gpus in (("draft ", deployment.draft_addresses, config.draft.model, layout.draft_gpus),
+                                         ("target", deployment.target_addresses, config.target.model,
+                                          layout.target_gpus)):
         for address in addresses:
-            print(f"{kind} service at {address} ({model}, {placement})")
+            print(f"{kind} service at {address} ({model}, {f'{gpus:g} GPU' if gpus else 'CPU'})")
     if deployment.http_address:
         print(f"OpenAI-compatible HTTP API at {deployment.http_address}/v1 (model {config.served_model_name})")
     print(f"orchestrator listening on {deployment.address}", flush=True)
@@ -139,10 +141,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         memory = f"{row['rss_bytes'] / 2**20:.0f} MiB" if row.get("rss_bytes") else ""
         table.add_row(row["name"], row["state"] if row.get("serving", True) else "STARTING", row.get("address", ""),
                       row.get("node_ip", ""), row.get("node_id", "")[:12], str(row.get("pid", "")),
-                      row.get("device", ""), row.get("forward", ""), memory, load,
+                      _device(row), row.get("forward", ""), memory, load,
                       _faults_summary(row.get("faults", {})))
     make_console().print(table)
     return 0
+
+
+def _device(row: dict) -> str:
+    """A service's device, with its share of GPUs and the GPU ids Ray gave it."""
+    device = row.get("device", "")
+    if row.get("gpus"):
+        device += f" ({row['gpus']:g} GPU, id {','.join(row.get('gpu_ids', [])) or '?'})"
+    return device
 
 
 def _faults_summary(faults: dict) -> str:

@@ -16,6 +16,7 @@ from specdec.config import ModelConfig, ServeConfig, resolve_model
 from specdec.net.rpc import RpcLimits
 from specdec.orchestrator.serving.actor import OrchestratorActor
 from specdec.orchestrator.serving.core import check_defaults
+from specdec.orchestrator.serving.placement import Layout, plan_layout
 from specdec.services.draft.servicer import DraftServiceActor
 from specdec.services.runtime.model import LoadSpec
 from specdec.services.target.servicer import TargetServiceActor
@@ -31,7 +32,7 @@ class Deployment:
     address: str  # the orchestrator's gRPC address, what clients dial
     draft_addresses: list[str]
     target_addresses: list[str]
-    use_gpu: bool
+    layout: Layout  # where the services run, and why
     orchestrator: ray.actor.ActorHandle
     drafts: list[ray.actor.ActorHandle]
     targets: list[ray.actor.ActorHandle]
@@ -44,36 +45,32 @@ class Deployment:
         remove_placement_group(self.placement_group)
 
 
-def wants_gpu(config: ServeConfig) -> bool:
-    services = config.placement.draft_replicas + config.placement.target_replicas
-    if config.placement.accelerator == "auto":
-        return ray.cluster_resources().get("GPU", 0) >= services
-    return config.placement.accelerator == "gpu"
-
-
 def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
     """Place and start the drafts, the targets and the orchestrator; return once it serves. Needs ray.init()."""
     check_defaults(config.defaults)
-    use_gpu = wants_gpu(config)
-    cpus = config.placement.cpus_per_service
-    bundle = ({"CPU": cpus, "GPU": 1} if use_gpu else {"CPU": cpus}) | config.placement.resources
-    kinds = [(DraftServiceActor, config.draft, f"draft-{i}") for i in range(config.placement.draft_replicas)]
-    kinds += [(TargetServiceActor, config.target, f"target-{i}") for i in range(config.placement.target_replicas)]
+    layout = plan_layout(config, ray.cluster_resources().get("GPU", 0))
+    kinds = [(DraftServiceActor, config.draft, f"draft-{i}", layout.draft_gpus, layout.draft_cpus)
+             for i in range(config.placement.draft_replicas)]
+    kinds += [(TargetServiceActor, config.target, f"target-{i}", layout.target_gpus, layout.target_cpus)
+              for i in range(config.placement.target_replicas)]
+    bundles = [{"CPU": cpus} | ({"GPU": gpus} if gpus else {}) | config.placement.resources
+               for _, _, _, gpus, cpus in kinds]
     lifetime = "detached" if detached else None
-    group = placement_group([bundle] * len(kinds), strategy=config.placement.strategy, lifetime=lifetime,
+    group = placement_group(bundles, strategy=config.placement.strategy, lifetime=lifetime,
                             name=f"{config.orchestrator.name}-placement")
     ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
     if not ready:
         remove_placement_group(group)
-        raise RuntimeError(f"placement: could not reserve {len(kinds)} bundles of {bundle} with strategy "
-                           f"{config.placement.strategy} within {PLACEMENT_TIMEOUT_S:.0f}s; cluster has "
+        raise RuntimeError(f"placement: could not reserve the bundles {bundles} ({layout.describe()}) with "
+                           f"strategy {config.placement.strategy} within {PLACEMENT_TIMEOUT_S:.0f}s; cluster has "
                            f"{ray.cluster_resources()}")
     limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
     started: list[ray.actor.ActorHandle] = []
     try:
-        for index, (actor_class, model, role) in enumerate(kinds):
+        for index, (actor_class, model, role, gpus, cpus) in enumerate(kinds):
             name = f"{config.orchestrator.name}-{role}"  # `specdec status` finds services by this prefix
-            started.append(_start_service(actor_class, model, config, group, index, use_gpu, limits, lifetime, name))
+            started.append(_start_service(actor_class, model, config, group, index, gpus, cpus, limits, lifetime,
+                                          name))
         addresses = ray.get([s.ready.remote() for s in started], timeout=START_TIMEOUT_S)
         drafts = config.placement.draft_replicas
         cfg = config.orchestrator
@@ -91,23 +88,22 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         remove_placement_group(group)
         raise
     log.info("drafts at %s, targets at %s, orchestrator at %s", addresses[:drafts], addresses[drafts:], address)
-    return Deployment(address, addresses[:drafts], addresses[drafts:], use_gpu, orchestrator, started[:drafts],
+    return Deployment(address, addresses[:drafts], addresses[drafts:], layout, orchestrator, started[:drafts],
                       started[drafts:-1], group, http_address)
 
 
 def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,
-                   use_gpu: bool, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
-    cpus = config.placement.cpus_per_service
+                   gpus: float, cpus: int, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
     spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward)
     restarts = config.placement.max_restarts
     return ray.remote(actor_class).options(
-        num_cpus=cpus, num_gpus=1 if use_gpu else 0, lifetime=lifetime, resources=dict(config.placement.resources),
+        num_cpus=cpus, num_gpus=gpus, lifetime=lifetime, resources=dict(config.placement.resources),
         name=name, namespace=config.orchestrator.namespace,
         # Ray restarts a crashed service; calls to it (ready, health) wait for the restart and then run.
         max_restarts=restarts, max_task_retries=-1 if restarts else 0,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
     ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch, config.limits.max_sessions,
-             config.limits.session_idle_s, config.tls)
+             config.limits.session_idle_s, config.tls, gpus)
 
 
 def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:

@@ -38,6 +38,13 @@ def where() -> dict:
     return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()} | process
 
 
+def gpu_ids() -> list[str]:
+    """The GPUs Ray assigned to this process (empty outside Ray or without GPUs)."""
+    if not ray.is_initialized():
+        return []
+    return [str(gpu) for gpu in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+
+
 def resident_bytes() -> int:
     """This process's resident set size (Linux /proc; 0 where that is missing)."""
     try:
@@ -54,9 +61,12 @@ class ModelServiceActor:
 
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
                  limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
-                 session_idle_s: float = 0.0, tls: TlsFiles | None = None):
+                 session_idle_s: float = 0.0, tls: TlsFiles | None = None, gpu_share: float = 0.0):
+        """`gpu_share`: the GPUs Ray gave this service; below 1, its share of one GPU's memory (the rest is
+        another service's), enforced where CUDA is available."""
         steady_allocator()  # before the model thread and the gRPC server start
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
+        self.gpu_share = gpu_share
         self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
         self.max_sessions = max_sessions  # 0: no limit; beyond it new sessions get RESOURCE_EXHAUSTED
         self.session_idle_s = session_idle_s  # > 0: sessions unused this long are ended (abandoned clients)
@@ -81,6 +91,7 @@ class ModelServiceActor:
         sizes = self.servicer.batcher.batch_sizes if self.servicer else []
         return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
                 "address": self._address, "device": str(self._lm.device) if self._lm else "",
+                "gpus": self.gpu_share, "gpu_ids": gpu_ids(),
                 "forward": self._lm.forward_kind if self._lm else "",
                 "sessions": len(self._lm.sessions) if self._lm else 0,
                 "expired_sessions": self._lm.expired if self._lm else 0,
@@ -89,6 +100,8 @@ class ModelServiceActor:
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
+        if 0 < self.gpu_share < 1 and torch.cuda.is_available():
+            torch.cuda.set_per_process_memory_fraction(self.gpu_share)
         loop = asyncio.get_running_loop()
         self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
 

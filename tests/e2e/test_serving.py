@@ -68,7 +68,7 @@ def test_bad_input_through_the_system(client: Client):
 def test_orchestrator_is_a_named_actor_with_placement(deployment):
     handle = find_orchestrator(ServeConfig())
     assert ray.get(handle.health.remote())["serving"]
-    assert not deployment.use_gpu  # this machine has no GPU: one CPU bundle each
+    assert deployment.layout.name == "cpu" and not deployment.layout.uses_gpus  # no GPU here: CPUs each
 
 
 def test_bench_writes_its_report(deployment, tmp_path):
