@@ -17,14 +17,6 @@ IDENTITY_FIELDS = ("request_id", "rule", "gamma", "gamma_controller", "num_draft
                    "speculation_lanes", "finish_reason")  # what a request is, not what it counted
 
 
-def acceptance_rate(num_accepted_tokens: int, num_draft_tokens: int) -> float:
-    return num_accepted_tokens / num_draft_tokens if num_draft_tokens else 0.0
-
-
-def mean_acceptance_length(num_accepted_tokens: int, num_drafts: int) -> float:
-    return 1.0 + num_accepted_tokens / num_drafts if num_drafts else 1.0
-
-
 @dataclass
 class RequestStats:
     request_id: str
@@ -104,11 +96,11 @@ class RequestStats:
 
     @property
     def acceptance_rate(self) -> float:
-        return acceptance_rate(self.num_accepted_tokens, self.num_draft_tokens)
+        return self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else 0.0
 
     @property
     def mean_acceptance_length(self) -> float:
-        return mean_acceptance_length(self.num_accepted_tokens, self.num_drafts)
+        return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
 
     @property
     def measured_c(self) -> float:
