@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 
@@ -39,6 +40,34 @@ def init_ray(address: str | None, quiet: bool) -> None:
                  log_to_driver=not quiet)
 
 
+LAUNCHERS = ("auto", "ray", "processes")
+
+
+def launcher_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="auto",
+                        help="ray: the services and the orchestrator as Ray actors; processes: as plain child "
+                             "processes on this machine, without Ray (see `specdec service`); auto (default): ray "
+                             "where it is installed, else processes")
+
+
+def resolved_launcher(launcher: str) -> str:
+    if launcher != "auto":
+        return launcher
+    return "ray" if importlib.util.find_spec("ray") is not None else "processes"
+
+
+def start_deployment(config, launcher: str, address: str | None = None, detached: bool = False, quiet: bool = True):
+    """The deployment of `config`, started by `launcher` (a `Deployment` on Ray, or a `ProcessDeployment`)."""
+    if resolved_launcher(launcher) == "processes":
+        from specdec.orchestrator.serving.processes import deploy_processes
+
+        return deploy_processes(config)
+    from specdec.orchestrator.serving.launch import deploy
+
+    init_ray(address, quiet)
+    return deploy(config, detached=detached)
+
+
 def connection(args: argparse.Namespace) -> dict:
     """Client keyword arguments for TLS and the bearer token (from --token or $SPECDEC_TOKEN)."""
     return {"tls_ca": args.tls_ca, "token": args.token or os.environ.get("SPECDEC_TOKEN") or None,
@@ -67,14 +96,15 @@ def make_console():
 
 
 @contextlib.contextmanager
-def local_deployment(config_path: str | None, console):
-    """A local Ray instance with the whole deployment on a free port; yields the orchestrator's address."""
+def local_deployment(config_path: str | None, console, launcher: str = "auto"):
+    """The whole deployment on this machine (a local Ray instance, or plain processes), the orchestrator on
+    a free port; yields its address."""
     from specdec.config import ServeConfig
-    from specdec.orchestrator.serving.launch import deploy
 
-    with console.status("starting Ray, the draft and target services and the orchestrator..."):
-        init_ray(None, quiet=True)
-        deployment = deploy(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}))
+    on = "Ray" if resolved_launcher(launcher) == "ray" else "plain processes"
+    with console.status(f"starting the draft and target services and the orchestrator on {on}..."):
+        deployment = start_deployment(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}),
+                                      launcher)
     console.print(f"orchestrator at {deployment.address}; drafts at {', '.join(deployment.draft_addresses)}, "
                   f"targets at {', '.join(deployment.target_addresses)} "
                   f"({deployment.layout.describe()})")

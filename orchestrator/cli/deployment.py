@@ -8,7 +8,15 @@ import signal
 import sys
 import threading
 
-from specdec.orchestrator.cli.common import DEFAULT_ADDRESS, connection_args, deployment_args, init_ray, make_console
+from specdec.orchestrator.cli.common import (
+    DEFAULT_ADDRESS,
+    connection_args,
+    deployment_args,
+    launcher_arg,
+    make_console,
+    resolved_launcher,
+    start_deployment,
+)
 from specdec.orchestrator.cli.jobs import job_call, print_job
 
 
@@ -31,6 +39,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             "keys specdec cannot honour are refused by name")
     serve.add_argument("--detach", action="store_true",
                        help="start detached actors on a running cluster and return at once (needs --address)")
+    launcher_arg(serve)
     serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", help="show the deployment's actors and their health, or one batch job",
@@ -66,7 +75,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from specdec.config import ServeConfig
     from specdec.orchestrator.serving.core import check_defaults
-    from specdec.orchestrator.serving.launch import deploy
     from specdec.speculative_config import apply_speculative_config, parse_speculative_config
 
     config = ServeConfig.load(args.config)
@@ -87,8 +95,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("specdec serve: --detach needs --address (a running cluster outlives this command; "
               "a local instance does not)", file=sys.stderr)
         return 2
-    init_ray(args.address, quiet=False)
-    deployment = deploy(config, detached=args.detach)
+    if resolved_launcher(args.launcher) == "processes" and (args.address or args.detach):
+        print("specdec serve: --address and --detach are for Ray; --launcher processes starts everything here, "
+              "for as long as this command runs", file=sys.stderr)
+        return 2
+    try:
+        deployment = start_deployment(config, args.launcher, args.address, args.detach, quiet=False)
+    except ValueError as exc:  # a layout the machine cannot hold, named by its field
+        print(f"specdec serve: {exc}", file=sys.stderr)
+        return 2
     layout = deployment.layout
     print(f"layout: {layout.describe()}")
     for kind, addresses, model, gpus in (("draft ", deployment.draft_addresses, config.draft.model, layout.draft_gpus),

@@ -1,6 +1,7 @@
 """The `specdec` command line: one module per command group, each parser beside its handler.
 
-deployment: serve, status, stop, certs; generate; jobs: submit, jobs, results, cancel; measure: demo, bench,
+deployment: serve, status, stop, certs; components (without Ray): service, orchestrator;
+generate; jobs: submit, jobs, results, cancel; measure: demo, bench,
 loadtest.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from specdec.orchestrator.cli import deployment, generate, jobs, measure
+from specdec.orchestrator.cli import components, deployment, generate, jobs, measure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="specdec", description="Distributed speculative decoding: a draft and a target model as gRPC services "
                                     "in Ray actors, and an orchestrator that runs the acceptance rule.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (deployment, generate, jobs, measure):
+    for group in (deployment, components, generate, jobs, measure):
         group.add_parsers(sub)
     return parser
 

@@ -13,6 +13,7 @@ from specdec.orchestrator.cli.common import (
     add_renamed_option,
     connection,
     connection_args,
+    launcher_arg,
     local_deployment,
     make_console,
 )
@@ -20,8 +21,9 @@ from specdec.orchestrator.cli.common import (
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="run everything locally on the demo pair and print a speed table",
-                          description="Start Ray and all services locally on the demo model pair, decode held-out "
-                                      "code prompts target-only and speculatively, and print tokens/s, speedup, "
+                          description="Start all services locally (on Ray, or as plain processes) on the demo "
+                                      "model pair, decode held-out code prompts target-only and speculatively, "
+                                      "and print tokens/s, speedup, "
                                       "acceptance rate, mean acceptance length and the measured cost ratio c.")
     demo.add_argument("--config", help="serve config YAML (default: the demo pair)")
     demo.add_argument("--prompts", type=int, default=8, help="number of held-out code prompts")
@@ -29,6 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--gamma", type=int, default=4, help="draft tokens per round for the speculative runs")
     demo.add_argument("--temperature", type=float, default=1.0,
                       help="sampling temperature of the sampled runs (greedy runs are always included)")
+    launcher_arg(demo)
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="sweep rules, thresholds, controllers and gamma; measure speed and quality",
@@ -72,6 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             "pair, greedy and T=1, with each round's time broken down and the serial ideal from "
                             "bare forwards; writes compare_hf.json and compare_hf.csv")
     bench.add_argument("--out", help="output folder (default: bench-results/<time>; bench-results with --compare-hf)")
+    launcher_arg(bench)
     bench.set_defaults(func=cmd_bench)
 
     loadtest = sub.add_parser(
@@ -122,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from specdec.orchestrator.measure.demo import render, run_demo
 
     console = make_console()
-    with local_deployment(args.config, console) as address:
+    with local_deployment(args.config, console, args.launcher) as address:
         render(run_demo(address, args.prompts, args.max_new_tokens, args.gamma, args.temperature, console), console)
     return 0
 
@@ -150,7 +154,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     prompts = code_prompts(args.prompts, seed=args.seed)
     out_dir = Path(args.out or f"bench-results/{time.strftime('%Y%m%d-%H%M%S')}")
     with contextlib.ExitStack() as stack:
-        address = args.address or stack.enter_context(local_deployment(args.config, console))
+        address = args.address or stack.enter_context(local_deployment(args.config, console, args.launcher))
         client = stack.enter_context(Client(address))
         target_model = args.target_model or resolve_model(client.server_info()["target"]["model"])
         scorer = TargetScorer(target_model)
@@ -182,7 +186,7 @@ def _bench_compare_hf(args: argparse.Namespace, console) -> int:
 
     prompts = code_prompts(args.prompts, seed=args.seed)
     with contextlib.ExitStack() as stack:
-        address = args.address or stack.enter_context(local_deployment(args.config, console))
+        address = args.address or stack.enter_context(local_deployment(args.config, console, args.launcher))
         client = stack.enter_context(Client(address))
         info = client.server_info()
         models = {side: resolve_model(info[side]["model"]) for side in ("target", "draft")}
@@ -219,7 +223,7 @@ def _bench_load(args: argparse.Namespace, console) -> int:
     prompts = code_prompts(max(args.prompts, max(args.concurrency)), seed=args.seed)
     out_dir = Path(args.out or f"bench-results/load-{time.strftime('%Y%m%d-%H%M%S')}")
     with contextlib.ExitStack() as stack:
-        address = args.address or stack.enter_context(local_deployment(args.config, console))
+        address = args.address or stack.enter_context(local_deployment(args.config, console, args.launcher))
         client = stack.enter_context(Client(address))
         with Progress(console=console, transient=True) as progress:
             rows = run_load(client, prompts, load_modes(args.gamma, args.speculation_lanes), args.concurrency,

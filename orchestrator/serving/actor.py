@@ -1,5 +1,6 @@
-"""The orchestrator as a Ray actor: connects to the draft and target services, checks that they can
-work together, and serves OrchestratorService over grpc.aio on the actor's event loop.
+"""The orchestrator as a Ray actor (or a plain process, `specdec orchestrator`): connects to the draft and
+target services, checks that they can work together, and serves OrchestratorService over grpc.aio on
+the actor's event loop.
 
 With several targets (and drafts), each target is paired with draft number (target index mod drafts),
 so several targets may share one draft; each request runs on the least-loaded pair. `ready()` returns
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import ray
 from transformers import AutoTokenizer
 
 from specdec.config import ServeConfig, resolve_model
@@ -37,7 +37,7 @@ from specdec.orchestrator.serving.core import Orchestrator, Route, check_pair
 from specdec.orchestrator.serving.http_gateway import HttpServer, create_app, serve_http
 from specdec.orchestrator.serving.metrics import OrchestratorMetrics
 from specdec.orchestrator.serving.servicer import OrchestratorServicer
-from specdec.services.runtime.service_actor import advertised_host, where
+from specdec.services.runtime.host import advertised_host, where
 from specdec.v1 import specdec_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "specdec.v1.OrchestratorService"
@@ -138,6 +138,20 @@ class OrchestratorActor:
         self._gauges = asyncio.get_running_loop().create_task(self._refresh_gauges())
         return self._address
 
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop serving: the APIs stop taking calls, those in flight get `grace_s`, the job workers stop (the
+        journal keeps their items for the next start)."""
+        if self._gauges is not None:
+            self._gauges.cancel()
+        if self._http is not None:
+            self._http.server.should_exit = True
+            await asyncio.wait([self._http.task], timeout=grace_s)
+        if self._server is not None:
+            await self._server.stop(grace_s)
+            self._server = None
+        if self._jobs is not None:
+            await self._jobs.close()
+
     async def _refresh_gauges(self) -> None:
         while True:
             await asyncio.sleep(GAUGE_REFRESH_S)
@@ -170,6 +184,8 @@ def recovery(actor, timeout_s: float) -> Recovery:
         return await actor.ready.remote()  # waits while Ray restarts it; a new incarnation binds a new port
 
     async def restart() -> None:
+        import ray  # only a deployment on Ray has actors to restart
+
         ray.kill(actor, no_restart=False)  # Ray starts it again (max_restarts)
 
     return Recovery(locate, restart, timeout_s)

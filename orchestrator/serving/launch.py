@@ -1,6 +1,6 @@
 """Start a deployment on a Ray cluster: draft and target service actors in one placement group, and
-the named orchestrator actor. Ray glue only: the one orchestrator module that imports the services (to
-start them); the services and the round know nothing of it.
+the named orchestrator actor. Ray glue only (`processes.py` starts the same parts without Ray); the
+services and the round know nothing of it.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from specdec.config import ModelConfig, ServeConfig, resolve_model
-from specdec.net.rpc import RpcLimits
+from specdec.config import ServeConfig
 from specdec.orchestrator.serving.actor import OrchestratorActor
+from specdec.orchestrator.serving.components import SERVICE_CLASSES, service_arguments
 from specdec.orchestrator.serving.core import check_defaults
 from specdec.orchestrator.serving.placement import Layout, plan_layout
-from specdec.services.draft.servicer import DraftServiceActor
-from specdec.services.runtime.model import LoadSpec
-from specdec.services.target.servicer import TargetServiceActor
 
 log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 120.0
@@ -49,12 +46,10 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
     """Place and start the drafts, the targets and the orchestrator; return once it serves. Needs ray.init()."""
     check_defaults(config.defaults)
     layout = plan_layout(config, ray.cluster_resources().get("GPU", 0))
-    kinds = [(DraftServiceActor, config.draft, f"draft-{i}", layout.draft_gpus, layout.draft_cpus)
-             for i in range(config.placement.draft_replicas)]
-    kinds += [(TargetServiceActor, config.target, f"target-{i}", layout.target_gpus, layout.target_cpus)
-              for i in range(config.placement.target_replicas)]
+    kinds = [("draft", i, layout.draft_gpus, layout.draft_cpus) for i in range(config.placement.draft_replicas)]
+    kinds += [("target", i, layout.target_gpus, layout.target_cpus) for i in range(config.placement.target_replicas)]
     bundles = [{"CPU": cpus} | ({"GPU": gpus} if gpus else {}) | config.placement.resources
-               for _, _, _, gpus, cpus in kinds]
+               for _, _, gpus, cpus in kinds]
     lifetime = "detached" if detached else None
     group = placement_group(bundles, strategy=config.placement.strategy, lifetime=lifetime,
                             name=f"{config.orchestrator.name}-placement")
@@ -64,13 +59,10 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         raise RuntimeError(f"placement: could not reserve the bundles {bundles} ({layout.describe()}) with "
                            f"strategy {config.placement.strategy} within {PLACEMENT_TIMEOUT_S:.0f}s; cluster has "
                            f"{ray.cluster_resources()}")
-    limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
     started: list[ray.actor.ActorHandle] = []
     try:
-        for index, (actor_class, model, role, gpus, cpus) in enumerate(kinds):
-            name = f"{config.orchestrator.name}-{role}"  # `specdec status` finds services by this prefix
-            started.append(_start_service(actor_class, model, config, group, index, gpus, cpus, limits, lifetime,
-                                          name))
+        for index, (role, replica, gpus, cpus) in enumerate(kinds):
+            started.append(_start_service(role, replica, config, group, index, gpus, cpus, lifetime))
         addresses = ray.get([s.ready.remote() for s in started], timeout=START_TIMEOUT_S)
         drafts = config.placement.draft_replicas
         cfg = config.orchestrator
@@ -92,18 +84,17 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
                       started[drafts:-1], group, http_address)
 
 
-def _start_service(actor_class: type, model: ModelConfig, config: ServeConfig, group: PlacementGroup, bundle: int,
-                   gpus: float, cpus: int, limits: RpcLimits, lifetime: str | None, name: str) -> ray.actor.ActorHandle:
-    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward)
+def _start_service(role: str, replica: int, config: ServeConfig, group: PlacementGroup, bundle: int, gpus: float,
+                   cpus: int, lifetime: str | None) -> ray.actor.ActorHandle:
     restarts = config.placement.max_restarts
-    return ray.remote(actor_class).options(
+    return ray.remote(SERVICE_CLASSES[role]).options(
         num_cpus=cpus, num_gpus=gpus, lifetime=lifetime, resources=dict(config.placement.resources),
-        name=name, namespace=config.orchestrator.namespace,
+        # `specdec status` finds services by this prefix
+        name=f"{config.orchestrator.name}-{role}-{replica}", namespace=config.orchestrator.namespace,
         # Ray restarts a crashed service; calls to it (ready, health) wait for the restart and then run.
         max_restarts=restarts, max_task_retries=-1 if restarts else 0,
         scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle),
-    ).remote(spec, config.placement.host, 0, cpus, limits, model.max_batch, config.limits.max_sessions,
-             config.limits.session_idle_s, config.tls, gpus)
+    ).remote(**service_arguments(config, role, cpus, gpus))
 
 
 def find_orchestrator(config: ServeConfig) -> ray.actor.ActorHandle:

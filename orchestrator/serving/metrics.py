@@ -2,7 +2,8 @@
 
 - Ray's: through `ray.util.metrics`, on each node's metrics endpoint with Ray's `ray_` prefix. Ray does
   not take `:` in names, so vLLM's `vllm:x` reads `ray_vllm_x` there, as vLLM's own metrics read when
-  vLLM runs on Ray. Outside a Ray worker these objects accept records and export nothing.
+  vLLM runs on Ray. Outside a Ray worker these objects accept records and export nothing; where Ray is
+  not installed (a plain-process orchestrator) there are none.
 - This process's: a prometheus_client registry of its own (one per orchestrator, so that several in one
   process do not collide), which the HTTP gateway serves at /metrics under the exact names.
 
@@ -22,7 +23,11 @@ lists and handed to both sinks when a request finishes or the lists pass `FLUSH_
 from __future__ import annotations
 
 import prometheus_client
-from ray.util import metrics as ray_metrics
+
+try:  # a plain-process orchestrator (`specdec orchestrator`) may run where Ray is not installed
+    from ray.util import metrics as ray_metrics
+except ImportError:
+    ray_metrics = None
 
 from specdec.orchestrator.round.stats import RequestStats
 
@@ -30,9 +35,8 @@ LATENCY_BOUNDARIES = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0
 MAX_TAGGED_POSITION = 16  # accepted-per-position counts beyond this go under the last position's tag
 FLUSH_EVERY = 512  # buffered call latencies handed to the sinks at once
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST  # of `exposition()`
-KINDS = {"counter": (ray_metrics.Counter, prometheus_client.Counter),
-         "gauge": (ray_metrics.Gauge, prometheus_client.Gauge),
-         "histogram": (ray_metrics.Histogram, prometheus_client.Histogram)}
+KINDS = {"counter": ("Counter", prometheus_client.Counter), "gauge": ("Gauge", prometheus_client.Gauge),
+         "histogram": ("Histogram", prometheus_client.Histogram)}
 
 
 class Series:
@@ -44,21 +48,25 @@ class Series:
         ray_class, local_class = KINDS[kind]
         self.kind, self.name = kind, name
         histogram = kind == "histogram"
-        self.ray = ray_class(name.replace(":", "_"), documentation, *([LATENCY_BOUNDARIES] if histogram else []),
-                             tag_keys=labels)
+        self.ray = getattr(ray_metrics, ray_class)(name.replace(":", "_"), documentation,
+                                                   *([LATENCY_BOUNDARIES] if histogram else []), tag_keys=labels) \
+            if ray_metrics else None
         self.local = local_class(name, documentation, labels, registry=registry,
                                  **({"buckets": LATENCY_BOUNDARIES} if histogram else {}))
 
     def inc(self, value: float, tags: dict[str, str] | None = None) -> None:
-        self.ray.inc(value, tags=tags)
+        if self.ray is not None:
+            self.ray.inc(value, tags=tags)
         self._local(tags).inc(value)
 
     def set(self, value: float, tags: dict[str, str] | None = None) -> None:
-        self.ray.set(value, tags=tags)
+        if self.ray is not None:
+            self.ray.set(value, tags=tags)
         self._local(tags).set(value)
 
     def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
-        self.ray.observe(value, tags=tags)
+        if self.ray is not None:
+            self.ray.observe(value, tags=tags)
         self._local(tags).observe(value)
 
     def _local(self, tags: dict[str, str] | None):

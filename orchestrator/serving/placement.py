@@ -92,3 +92,24 @@ def _as_configured(layout: Layout, config: ServeConfig, cluster_gpus: float) -> 
 
 def _cpus(model: ModelConfig, default: int) -> int:
     return model.num_cpus if model.num_cpus is not None else default
+
+
+def assign_gpus(services: list[tuple[str, float]], machine_gpus: int) -> list[list[int]]:
+    """The GPU indices each (field, share) service gets on one machine with `machine_gpus` GPUs, packed as
+    Ray packs bundles: whole shares take free GPUs of their own, largest first; a fraction goes to the first
+    GPU with room left. Raises InvalidField naming the service's field when it does not fit."""
+    room = [1.0] * machine_gpus
+    assigned: list[list[int]] = [[] for _ in services]
+    for index in sorted(range(len(services)), key=lambda i: -services[i][1]):
+        field, share = services[index]
+        if share >= 1:
+            free = [gpu for gpu in range(machine_gpus) if room[gpu] == 1.0][: int(share)]
+        else:
+            free = [gpu for gpu in range(machine_gpus) if room[gpu] >= share - 1e-9][:1] if share else []
+        if share and len(free) < max(1, int(share)):
+            raise InvalidField(field, f"{share:g} GPU(s) do not fit on this machine's {machine_gpus} GPU(s) beside "
+                                      f"the other services")
+        for gpu in free:
+            room[gpu] -= min(share, 1.0)
+        assigned[index] = free
+    return assigned

@@ -54,6 +54,7 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
 
 class DraftServiceActor(ModelServiceActor):
     service_name = "specdec.v1.DraftService"
+    role = "draft"
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> DraftServicer:
         servicer = DraftServicer(lm, executor, self.max_batch)

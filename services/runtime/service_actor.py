@@ -1,4 +1,4 @@
-"""Host a model service (draft or target) as a grpc.aio server inside a Ray actor.
+"""Host a model service (draft or target) as a grpc.aio server: inside a Ray actor, or as a plain process.
 
 The server runs as a tracked task on the actor's event loop; `ready()` waits for it and returns the
 address, re-raising a failed start (a model that would not load, a port that would not bind). Model
@@ -9,61 +9,31 @@ actor was given. This module knows nothing about what the service computes: subc
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-import ray
 import torch
 
 from specdec.memory import steady_allocator
 from specdec.net.rpc import RpcLimits, format_address, start_server
 from specdec.net.security import TlsFiles
-from specdec.services.runtime.model import CausalLM, LoadSpec
+from specdec.services.runtime.gpu_fit import check_fits_share
+from specdec.services.runtime.host import advertised_host, gpu_ids, where
+from specdec.services.runtime.model import DTYPES, CausalLM, LoadSpec
 from specdec.services.runtime.model_servicer import ModelServicerBase
-
-
-def advertised_host(bind_host: str) -> str:
-    """The host clients should dial: the node's IP when bound to every interface."""
-    if bind_host in ("0.0.0.0", "::", ""):
-        return ray.util.get_node_ip_address()
-    return bind_host
-
-
-def where() -> dict:
-    """The Ray node and process this code runs in (node id empty outside Ray), and its resident memory."""
-    process = {"pid": os.getpid(), "rss_bytes": resident_bytes()}
-    if not ray.is_initialized():
-        return {"node_id": "", "node_ip": "127.0.0.1"} | process
-    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()} | process
-
-
-def gpu_ids() -> list[str]:
-    """The GPUs Ray assigned to this process (empty outside Ray or without GPUs)."""
-    if not ray.is_initialized():
-        return []
-    return [str(gpu) for gpu in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
-
-
-def resident_bytes() -> int:
-    """This process's resident set size (Linux /proc; 0 where that is missing)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 class ModelServiceActor:
     """Base for the draft and target actors. Subclasses implement `register(server, lm, executor)`."""
 
     service_name = ""
+    role = ""  # "draft" or "target": the serve config's section for this service
 
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
                  limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
                  session_idle_s: float = 0.0, tls: TlsFiles | None = None, gpu_share: float = 0.0):
-        """`gpu_share`: the GPUs Ray gave this service; below 1, its share of one GPU's memory (the rest is
-        another service's), enforced where CUDA is available."""
+        """`gpu_share`: the GPUs this service was given; below 1, its share of one GPU's memory (the rest is
+        another service's), checked against the model before it loads and enforced where CUDA is available."""
         steady_allocator()  # before the model thread and the gRPC server start
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
         self.gpu_share = gpu_share
@@ -100,9 +70,11 @@ class ModelServiceActor:
 
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
-        if 0 < self.gpu_share < 1 and torch.cuda.is_available():
-            torch.cuda.set_per_process_memory_fraction(self.gpu_share)
         loop = asyncio.get_running_loop()
+        if 0 < self.gpu_share < 1 and torch.cuda.is_available() and self._spec.resolved_device().startswith("cuda"):
+            await loop.run_in_executor(self._executor, check_fits_share, self.role, self._spec.model,
+                                       DTYPES[self._spec.dtype], self.gpu_share, self.max_batch)
+            torch.cuda.set_per_process_memory_fraction(self.gpu_share)
         self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
 
         def register(server: grpc.aio.Server) -> None:
@@ -123,6 +95,15 @@ class ModelServiceActor:
             await asyncio.sleep(min(30.0, self.session_idle_s / 4))
             expired = await loop.run_in_executor(self._executor, self._lm.expire_idle, self.session_idle_s)
             self.servicer.forget(expired)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop serving: calls in flight get `grace_s` to finish; then the model thread ends."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+        if self._server is not None:
+            await self._server.stop(grace_s)
+            self._server = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError

@@ -65,6 +65,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
 
 class TargetServiceActor(ModelServiceActor):
     service_name = "specdec.v1.TargetService"
+    role = "target"
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> TargetServicer:
         servicer = TargetServicer(lm, executor, self.max_batch)

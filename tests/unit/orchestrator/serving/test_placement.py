@@ -7,7 +7,7 @@ import pytest
 
 from specdec.config import ServeConfig
 from specdec.errors import InvalidField
-from specdec.orchestrator.serving.placement import DRAFT_SHARE, TARGET_SHARE, plan_layout
+from specdec.orchestrator.serving.placement import DRAFT_SHARE, TARGET_SHARE, assign_gpus, plan_layout
 
 
 def config(accelerator: str = "auto", drafts: int = 1, targets: int = 1, draft: dict | None = None,
@@ -69,3 +69,21 @@ def test_a_layout_the_cluster_cannot_hold_is_refused_naming_the_field(served, cl
 def test_bad_gpu_and_cpu_counts_are_refused_by_the_config(model, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         config(target=model)
+
+
+@pytest.mark.parametrize("shares, machine_gpus, expected", [
+    ([("draft.num_gpus", 1.0), ("target.num_gpus", 1.0)], 2, [[0], [1]]),
+    ([("draft.num_gpus", 0.25), ("target.num_gpus", 0.75)], 1, [[0], [0]]),  # sharing GPU 0
+    ([("draft.num_gpus", 1.0), ("target.num_gpus", 4.0)], 5, [[4], [0, 1, 2, 3]]),  # a target spanning four
+    ([("draft.num_gpus", 0.25), ("draft.num_gpus", 0.25), ("target.num_gpus", 0.75), ("target.num_gpus", 0.75)], 2,
+     [[0], [1], [0], [1]]),
+    ([("draft.num_gpus", 0.0), ("target.num_gpus", 0.0)], 0, [[], []]),  # CPUs
+])
+def test_gpus_are_assigned_on_one_machine_as_ray_packs_them(shares, machine_gpus, expected):
+    assert assign_gpus(shares, machine_gpus) == expected
+
+
+def test_a_service_that_does_not_fit_beside_the_others_is_refused_naming_its_field():
+    with pytest.raises(InvalidField) as refused:
+        assign_gpus([("draft.num_gpus", 0.5), ("target.num_gpus", 1.0)], 1)  # the target takes the only GPU
+    assert refused.value.field == "draft.num_gpus"
