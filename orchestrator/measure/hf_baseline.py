@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig
 
+from specdec.services.runtime.kv_cache import cache_keyword
+
 SCHEDULES = ("constant", "heuristic")
 
 
@@ -170,7 +172,7 @@ def mean_prefill_seconds(model: torch.nn.Module, prompts: list[list[int]], repea
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            model(ids, cache=DynamicCache(), use_cache=True)
+            model(ids, use_cache=True, **{cache_keyword(model): DynamicCache()})
             times.append(time.perf_counter() - started)
         medians.append(statistics.median(times))
     return statistics.fmean(medians) if medians else 0.0

@@ -17,6 +17,7 @@ tokens, rounds or sampling.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -111,6 +112,12 @@ class Span:
     @property
     def rows(self) -> slice:
         return slice(self.first, self.first + self.slot.width)
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword a model's forward takes its Cache by: transformers 5.24 renamed `past_key_values` to
+    `cache`; earlier 5.x take `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class SlotForward(Cache):

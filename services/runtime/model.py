@@ -20,7 +20,6 @@ Not thread-safe: each service drives it from one worker thread.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from specdec.config import FORWARDS
 from specdec.errors import SessionError
-from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, grown_capacity
+from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, cache_keyword, grown_capacity
 from specdec.services.runtime.lean_forward import lean_forward
 from specdec.types import ModelInfo
 
@@ -137,8 +136,7 @@ class CausalLM:
         self.model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=DTYPES[spec.dtype],
                                                           attn_implementation=ATTENTION).to(self.device)
         self.model.eval()
-        # transformers 5.24 renamed past_key_values to cache; earlier 5.x take past_key_values.
-        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self._cache_arg = cache_keyword(self.model)
         self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device)
         self._lean, reason = lean_forward(self.model) if spec.forward == "auto" else (None, "forward: transformers")
         # which forward runs, and why not the lean one (`specdec status` shows it)

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
 from specdec.config import ServeConfig
-from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span
+from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, cache_keyword
 from specdec.services.runtime.lean_forward import LeanLlama, lean_forward, unsupported_reason
 from specdec.services.runtime.model import CausalLM, LoadSpec, kv_shape
 
@@ -58,7 +58,8 @@ def run(forward, slots: list[Slot], steps: list[list[list[int]]]) -> list[torch.
 def module_forward(model: torch.nn.Module):
     def forward(spans, ids, positions):
         cache = SlotForward(spans, ids.shape[1])
-        return model(input_ids=ids, position_ids=positions, use_cache=True, slot_forward=cache, cache=cache).logits
+        return model(input_ids=ids, position_ids=positions, use_cache=True, slot_forward=cache,
+                     **{cache_keyword(model): cache}).logits
     return forward
 
 
