@@ -78,6 +78,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     launcher_arg(bench)
     bench.set_defaults(func=cmd_bench)
 
+    curve = sub.add_parser("verify-curve", help="time the target's verify against the positions it scores (1-64)",
+                           description="Load models in this process as a target service would and time one "
+                                       "verify call (n positions after 128 cached tokens) for each n: the "
+                                       "device's cost curve, which decides the gamma that pays.")
+    curve.add_argument("--model", action="append", help="a model to measure (repeatable; default: demo:target)")
+    curve.add_argument("--random-llama-1b", action="store_true",
+                       help="also a Llama of about 1B parameters with random weights, built locally (no download)")
+    curve.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                       help="weights' dtype (default: bfloat16 on a GPU, float32 on CPUs)")
+    curve.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda, cuda:1, ...")
+    curve.add_argument("--positions",
+                       help="comma-separated numbers of positions (default: 1-8, 12, 16, 24, 32, 48, 64)")
+    curve.add_argument("--repeats", type=int, default=20, help="timed calls per point (median; default: 20)")
+    curve.add_argument("--json", help="also write the curves to this JSON file")
+    curve.set_defaults(func=cmd_verify_curve)
+
     loadtest = sub.add_parser(
         "loadtest", help="load-test a running orchestrator: latency and throughput at several loads",
         description="Send streaming requests to an orchestrator at fixed concurrency (closed loop) or at a request "
@@ -191,13 +207,13 @@ def _bench_compare_hf(args: argparse.Namespace, console) -> int:
         info = client.server_info()
         models = {side: resolve_model(info[side]["model"]) for side in ("target", "draft")}
         with console.status("loading the pair in this process and timing bare forwards..."):
-            pair = HFPair(models["target"], models["draft"])
+            pair = HFPair.from_services(info)
             bare = bare_forwards(pair, args.gamma, prompts=[p.prompt for p in prompts])
         with Progress(console=console, transient=True) as progress:
             comparison = run_compare(client, pair, prompts, args.gamma, args.max_new_tokens, args.seed, progress,
                                      bare)
     meta = {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "gamma": args.gamma, "seed": args.seed,
-            "address": address, **models}
+            "address": address, "device": str(pair.device), "dtype": info["target"].get("dtype", ""), **models}
     print_compare(comparison, console)
     for path in write_compare(comparison, meta, Path(args.out or "bench-results")):
         console.print(f"wrote {path}")
@@ -321,4 +337,54 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     meta = {key: value for key, value in vars(args).items() if key not in ("func", "token")} | {"address": address}
     for path in write_report(rows, meta, out_dir):
         console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_verify_curve(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from rich.table import Table
+
+    from specdec.config import resolve_model
+    from specdec.orchestrator.measure.verify_curve import LLAMA_1B, POSITIONS, curve_of, random_llama
+
+    try:
+        positions = tuple(sorted({int(part) for part in args.positions.split(",")})) if args.positions else POSITIONS
+    except ValueError:
+        positions = ()
+    if not positions or positions[0] < 1 or args.repeats < 1:
+        print("specdec verify-curve: --positions: comma-separated counts >= 1; --repeats: >= 1", file=sys.stderr)
+        return 2
+    cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    console = make_console()
+    curves = []
+    with tempfile.TemporaryDirectory(prefix="specdec-llama-") as folder:
+        models = [(name, resolve_model(name)) for name in (args.model or ["demo:target"])]
+        if args.random_llama_1b:
+            with console.status("building a random ~1B Llama..."):
+                models.append(("random Llama", random_llama(Path(folder), resolve_model("demo:target"), LLAMA_1B,
+                                                            dtype, "cuda" if cuda else "cpu")))
+        for label, model in models:
+            with console.status(f"timing {label}..."):
+                try:
+                    curves.append({"label": label} | curve_of(model, dtype, args.device, positions, args.repeats))
+                except ValueError as exc:
+                    print(f"specdec verify-curve: {exc}", file=sys.stderr)
+                    return 2
+    table = Table(title=f"verify time against positions ({dtype})")
+    table.add_column("positions", justify="right")
+    for curve in curves:
+        table.add_column(f"{curve['label']} ({curve['parameters'] / 1e6:.0f}M, {curve['device']}): ms (x 1 position)",
+                         justify="right")
+    for index, count in enumerate(positions):
+        table.add_row(str(count), *(f"{c['points'][index]['seconds'] * 1e3:.2f} ({c['points'][index]['relative']:.2f}x)"
+                                    for c in curves))
+    console.print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"dtype": dtype, "curves": curves}, indent=2))
+        console.print(f"wrote {args.json}")
     return 0

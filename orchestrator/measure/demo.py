@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from specdec.config import resolve_model
 from specdec.demo_pair.heldout import code_prompts
 from specdec.orchestrator.client.grpc_client import Client
 from specdec.orchestrator.measure.bench import BenchConfig, BenchRow, run_config, set_speedups
@@ -51,7 +50,7 @@ def run_demo(address: str, num_prompts: int, max_new_tokens: int, gamma: int, te
             set_speedups(pair, pair[0])
             rows += pair
         info = client.server_info()
-        hf_pair = HFPair(resolve_model(info["target"]["model"]), resolve_model(info["draft"]["model"]))
+        hf_pair = HFPair.from_services(info)
         assisted = [c for c in hf_configs(gamma) if c.assisted]
         for temp in temperatures:
             hf_rows += run_hf_configs(hf_pair, [p.prompt for p in prompts], assisted, max_new_tokens, temp, 1,

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig
 
+from specdec.config import resolve_model
 from specdec.services.runtime.kv_cache import cache_keyword
+from specdec.services.runtime.model import DTYPES
 
 SCHEDULES = ("constant", "heuristic")
 
@@ -62,12 +64,26 @@ def hf_configs(gamma: int) -> list[HFConfig]:
 
 
 class HFPair:
-    """The target and the draft loaded the plain way (float32, eval), end-of-text an ordinary token."""
+    """The target and the draft loaded the plain way (eval, on `device` in `dtype`), end-of-text an ordinary
+    token. `from_services` loads them as the running services hold them, so both systems run on the same
+    device (a GPU's, when the services have one) in the same precision."""
 
-    def __init__(self, target_path: str, draft_path: str):
+    def __init__(self, target_path: str, draft_path: str, device: str = "cpu", dtype: str = "float32"):
+        self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(target_path)
-        self.target = _load(target_path)
-        self.draft = _load(draft_path)
+        self.target = _load(target_path, self.device, DTYPES[dtype])
+        self.draft = _load(draft_path, self.device, DTYPES[dtype])
+
+    @classmethod
+    def from_services(cls, info: dict) -> HFPair:
+        """The pair of an orchestrator's `server_info()`: its target's device and dtype, if this process
+        has that device (else the CPU)."""
+        target = info["target"]
+        device = target.get("device") or "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+        return cls(resolve_model(target["model"]), resolve_model(info["draft"]["model"]), device,
+                   target.get("dtype") or "float32")
 
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -88,7 +104,7 @@ class HFPair:
                  seed: int) -> list[int]:
         """The new tokens of one generate() call: greedy at temperature 0, else sampled from the whole
         distribution (top_k=0, top_p=1) with `torch.manual_seed(seed)`."""
-        ids = torch.tensor([prompt_ids])
+        ids = torch.tensor([prompt_ids], device=self.device)
         sampled = temperature > 0
         generation = GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
                                       do_sample=sampled, temperature=temperature if sampled else None,
@@ -102,8 +118,8 @@ class HFPair:
         return out[0, ids.shape[1]:].tolist()
 
 
-def _load(path: str) -> torch.nn.Module:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+def _load(path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     model.config.eos_token_id = model.generation_config.eos_token_id = None
     return model
 
@@ -150,14 +166,16 @@ def median_forward_seconds(model: torch.nn.Module, cache_tokens: int, new_tokens
     back after each forward so that every repetition sees the same length."""
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
-    prefix = torch.randint(0, vocab, (1, cache_tokens), generator=generator)
-    step = torch.randint(0, vocab, (1, new_tokens), generator=generator)
+    prefix = torch.randint(0, vocab, (1, cache_tokens), generator=generator).to(model.device)
+    step = torch.randint(0, vocab, (1, new_tokens), generator=generator).to(model.device)
     cache = DynamicCache()
-    model(prefix, cache=cache, use_cache=True)
+    keyword = cache_keyword(model)
+    model(prefix, use_cache=True, **{keyword: cache})
     times = []
     for _ in range(repeats + 3):  # the first three warm up
         started = time.perf_counter()
-        model(step, cache=cache, use_cache=True)
+        model(step, use_cache=True, **{keyword: cache})
+        synchronize(model.device)
         times.append(time.perf_counter() - started)
         cache.crop(-new_tokens)
     return statistics.median(times[3:])
@@ -168,14 +186,21 @@ def mean_prefill_seconds(model: torch.nn.Module, prompts: list[list[int]], repea
     """Mean over the prompts of the median time of one forward of the whole prompt into a fresh cache."""
     medians = []
     for prompt_ids in prompts:
-        ids = torch.tensor([prompt_ids])
+        ids = torch.tensor([prompt_ids], device=model.device)
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             model(ids, use_cache=True, **{cache_keyword(model): DynamicCache()})
+            synchronize(model.device)
             times.append(time.perf_counter() - started)
         medians.append(statistics.median(times))
     return statistics.fmean(medians) if medians else 0.0
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a CUDA forward returns before it has run)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bare_forwards(pair: HFPair, gamma: int, cache_tokens: int = 100, repeats: int = 60,
