@@ -18,8 +18,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def pytest_collection_modifyitems(items):
     """Cluster tests first; every test under tests/e2e/ and tests/cluster/ carries the `e2e` mark, so that
-    `-m "not e2e"` runs the quick tier (unit and service tests)."""
+    `-m "not e2e"` runs the quick tier (unit and service tests); every test under tests/cuda/ carries the
+    `cuda` mark and is skipped, saying why, where torch sees no CUDA device."""
+    cuda = None
     for item in items:
         if "/tests/e2e/" in str(item.path) or "/tests/cluster/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+        if "/tests/cuda/" in str(item.path):
+            item.add_marker(pytest.mark.cuda)
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device (none here): scripts/gpu_check.sh "
+                                                        "runs these on a GPU machine"))
     items.sort(key=lambda item: 0 if "/tests/cluster/" in str(item.path) else 1)  # stable: keeps the rest in order

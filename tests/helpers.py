@@ -32,10 +32,10 @@ class BackgroundLoop:
 class TargetOracle:
     """The target model run the plain way: Hugging Face generate() and a naive argmax loop without cache."""
 
-    def __init__(self, model: str = "demo:target"):
+    def __init__(self, model: str = "demo:target", device: str = "cpu", dtype: torch.dtype = torch.float32):
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         # Like a request with ignore_eos: the end-of-text token is an ordinary token, never a stop.
         self.model.config.eos_token_id = self.model.generation_config.eos_token_id = None
 
@@ -44,7 +44,7 @@ class TargetOracle:
 
     @torch.inference_mode()
     def hf_generate(self, prompt: str, max_new_tokens: int) -> list[int]:
-        ids = torch.tensor([self.encode(prompt)])
+        ids = torch.tensor([self.encode(prompt)], device=self.model.device)
         config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
         return out[0, ids.shape[1]:].tolist()

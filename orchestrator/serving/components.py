@@ -20,9 +20,10 @@ def service_arguments(config: ServeConfig, role: str, cpus: int, gpus: float, ho
                       port: int = 0) -> dict:
     """The keyword arguments of the `role` ("draft" or "target") service's class: its model as the config
     says, on `cpus` CPUs (its torch threads) and `gpus` GPUs, bound to host:port (default: placement.host,
-    any free port)."""
+    any free port). A service of several whole GPUs spreads its model's layers over them."""
     model = getattr(config, role)
-    return {"spec": LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward),
+    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward, max(1, int(gpus)))
+    return {"spec": spec,
             "host": config.placement.host if host is None else host, "port": port, "threads": cpus,
             "limits": rpc_limits(config), "max_batch": model.max_batch, "max_sessions": config.limits.max_sessions,
             "session_idle_s": config.limits.session_idle_s, "tls": config.tls, "gpu_share": gpus}

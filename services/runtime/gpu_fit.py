@@ -37,13 +37,13 @@ def needed_bytes(weights: int, per_token: int, max_batch: int, max_context: int)
     return int((weights + cache) * HEADROOM)
 
 
-def check_fits_share(role: str, model: str, dtype: torch.dtype, share: float, max_batch: int) -> None:
-    """Refuse (InvalidField naming `<role>.num_gpus`) a model that cannot fit `share` of CUDA device 0."""
+def check_fits_share(model: str, dtype: torch.dtype, share: float, max_batch: int) -> None:
+    """Refuse (InvalidField naming `num_gpus`) a model that cannot fit `share` of CUDA device 0."""
     config = AutoConfig.from_pretrained(model)
     shape = kv_shape(config, dtype, torch.device("meta"))
     per_token = kv_bytes_per_token(shape.layers, shape.kv_heads, shape.head_dim, dtype)
     context = int(getattr(config, "max_position_embeddings", 0) or CACHE_TOKENS_PER_SESSION)
-    check_share(f"{role}.num_gpus", needed_bytes(weights_bytes(model, dtype), per_token, max_batch, context), share,
+    check_share("num_gpus", needed_bytes(weights_bytes(model, dtype), per_token, max_batch, context), share,
                 torch.cuda.get_device_properties(0).total_memory)
 
 

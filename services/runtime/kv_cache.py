@@ -1,7 +1,8 @@
 """Preallocated KV slots and the attention that reads them: the KV cache of the model runtime.
 
 A `Slot` holds the keys and values of `width` sequences of one length (a session has width 1; a fork of
-a session for M draft windows has width M) in one tensor [2, layers, width, kv_heads, capacity, head_dim].
+a session for M draft windows has width M) in one tensor [2, layers, width, kv_heads, capacity, head_dim]
+(one per device, for a model whose layers span several).
 Capacity grows in blocks, at least doubling, up to the model's context: a slot is allocated when its
 session first runs, not up front. Rolling back is setting `length`; nothing is freed or copied.
 
@@ -47,57 +48,83 @@ def causal_mask(past: int, count: int, device: torch.device) -> torch.Tensor | N
 
 def span_masks(spans: list[Span]) -> list[torch.Tensor | None]:
     """Each span's causal mask (`causal_mask`), on its slot's device."""
-    return [causal_mask(span.past, span.count, span.slot.kv.device) for span in spans]
+    return [causal_mask(span.past, span.count, span.slot.device) for span in spans]
 
 
 @dataclass(frozen=True)
 class KVShape:
-    """The per-token K/V geometry of a model."""
+    """The per-token K/V geometry of a model; `layer_devices` (one per layer) where a model spans devices,
+    each layer's keys and values kept on its own layer's device (empty: every layer on `device`)."""
 
     layers: int
     kv_heads: int
     head_dim: int
     dtype: torch.dtype
     device: torch.device
+    layer_devices: tuple[torch.device, ...] = ()
+
+    def device_groups(self) -> list[tuple[torch.device, int]]:
+        """Runs of consecutive layers on one device: (device, layers) in layer order."""
+        groups: list[tuple[torch.device, int]] = []
+        for device in self.layer_devices or (self.device,) * self.layers:
+            if groups and groups[-1][0] == device:
+                groups[-1] = (device, groups[-1][1] + 1)
+            else:
+                groups.append((device, 1))
+        return groups
 
 
 class Slot:
-    """Keys and values of `width` sequences sharing one length, preallocated to `capacity` positions."""
+    """Keys and values of `width` sequences sharing one length, preallocated to `capacity` positions: one
+    tensor [2, layers, width, kv_heads, capacity, head_dim] per run of layers on one device (`parts`; one
+    part unless the model spans devices)."""
 
     def __init__(self, shape: KVShape, width: int, capacity: int):
         self.shape, self.width, self.length = shape, width, 0
-        self.kv = torch.empty(2, shape.layers, width, shape.kv_heads, capacity, shape.head_dim, dtype=shape.dtype,
-                              device=shape.device)
+        self.parts = [torch.empty(2, layers, width, shape.kv_heads, capacity, shape.head_dim, dtype=shape.dtype,
+                                  device=device) for device, layers in shape.device_groups()]
+        # layer -> (its part, its index there)
+        self._where = [(part, local) for part, (_, layers) in enumerate(shape.device_groups())
+                       for local in range(layers)]
 
     @property
     def capacity(self) -> int:
-        return self.kv.shape[4]
+        return self.parts[0].shape[4]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the first layer's keys and values are (the model's input device)."""
+        return self.parts[0].device
 
     def reserve(self, needed: int, limit: int) -> None:
         """Make room for `needed` positions (growing by `grown_capacity`); the held positions are kept."""
         capacity = grown_capacity(needed, self.capacity, limit)
         if capacity == self.capacity:
             return
-        grown = self.kv.new_empty(*self.kv.shape[:4], capacity, self.kv.shape[5])
-        grown[:, :, :, :, : self.length] = self.kv[:, :, :, :, : self.length]
-        self.kv = grown
+        for index, part in enumerate(self.parts):
+            grown = part.new_empty(*part.shape[:4], capacity, part.shape[5])
+            grown[:, :, :, :, : self.length] = part[:, :, :, :, : self.length]
+            self.parts[index] = grown
 
     def copies(self, width: int, extra: int, limit: int) -> Slot:
         """A new slot of `width` copies of this one's (width-1) sequence, with room for `extra` more tokens."""
         fork = Slot(self.shape, width, grown_capacity(self.length + extra, 0, limit))
-        fork.kv[:, :, :, :, : self.length] = self.kv[:, :, :1, :, : self.length]
+        for copy, part in zip(fork.parts, self.parts, strict=True):
+            copy[:, :, :, :, : self.length] = part[:, :, :1, :, : self.length]
         fork.length = self.length
         return fork
 
     def write(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         """keys, values [width, kv_heads, n, head_dim] -> positions start..start + n of layer `layer`."""
+        part, local = self._where[layer]
         stop = start + keys.shape[2]
-        self.kv[0, layer, :, :, start:stop] = keys
-        self.kv[1, layer, :, :, start:stop] = values
+        self.parts[part][0, local, :, :, start:stop] = keys
+        self.parts[part][1, local, :, :, start:stop] = values
 
     def view(self, layer: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of positions 0..stop of layer `layer`, as views [width, kv_heads, stop, head_dim]."""
-        return self.kv[0, layer, :, :, :stop], self.kv[1, layer, :, :, :stop]
+        part, local = self._where[layer]
+        return self.parts[part][0, local, :, :, :stop], self.parts[part][1, local, :, :, :stop]
 
 
 @dataclass(frozen=True)
@@ -149,7 +176,10 @@ def write_spans(spans: list[Span], layer: int, keys: torch.Tensor, values: torch
 def attend_spans(spans: list[Span], masks: list[torch.Tensor | None], layer: int, query: torch.Tensor,
                  scaling: float | None, gqa: bool) -> torch.Tensor:
     """query [rows, heads, T, head_dim] -> output [rows, heads, T, head_dim]: each span attends over its own
-    slot (already holding this forward's keys and values) with its own causal mask; padding rows get 0."""
+    slot (already holding this forward's keys and values) with its own causal mask; padding rows get 0. A
+    mask made on the first layer's device follows the query to a later layer's (a model spanning devices)."""
+    if any(mask is not None and mask.device != query.device for mask in masks):
+        masks = [mask.to(query.device) if mask is not None else None for mask in masks]
     if len(spans) == 1 and spans[0].count == query.shape[2]:  # one slot, no padding: its output is the batch's
         keys, values = spans[0].slot.view(layer, spans[0].past + spans[0].count)
         return torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=masks[0],

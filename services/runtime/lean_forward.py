@@ -115,6 +115,8 @@ class LeanLlama:
         masks = span_masks(spans)
         heads = (rows, width, -1, self.head_dim)
         for index, layer in enumerate(self.layers):
+            if hidden.device != layer.input_norm.device:  # a model spanning devices: on to this layer's
+                hidden, cos, sin = (t.to(layer.input_norm.device) for t in (hidden, cos, sin))
             x = self._rms_norm(hidden, layer.input_norm)
             query = self._rotate(layer.q(x).view(heads).transpose(1, 2), cos, sin)
             keys = self._rotate(layer.k(x).view(heads).transpose(1, 2), cos, sin)
@@ -123,7 +125,7 @@ class LeanLlama:
             hidden = hidden + layer.o(attended.transpose(1, 2).reshape(rows, width, -1))
             x = self._rms_norm(hidden, layer.post_norm)
             hidden = hidden + layer.down(F.silu(layer.gate(x)) * layer.up(x))
-        return self.head(self._rms_norm(hidden, self.norm))
+        return self.head(self._rms_norm(hidden.to(self.norm.device), self.norm).to(self.head.weight.device))
 
 
 def lean_forward(model: torch.nn.Module) -> tuple[LeanLlama | None, str]:

@@ -29,7 +29,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from specdec.config import FORWARDS
-from specdec.errors import SessionError
+from specdec.errors import InvalidField, SessionError
 from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, cache_keyword, grown_capacity
 from specdec.services.runtime.lean_forward import lean_forward
 from specdec.types import ModelInfo
@@ -59,6 +59,11 @@ class SessionLM(Protocol):
     max_context: int
     device: torch.device
 
+    @property
+    def device_description(self) -> str:
+        """The device, or the devices a model spanning several runs on ("cuda:0, cuda:1")."""
+        return ", ".join(dict.fromkeys(map(str, self.kv_shape.layer_devices))) or str(self.device)
+
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None: ...
 
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
@@ -82,6 +87,7 @@ class LoadSpec:
     dtype: str = "float32"
     device: str = "auto"  # "auto": CUDA when this process sees a GPU, else CPU
     forward: str = "auto"  # "auto": the lean forward where the architecture allows it; "transformers": never
+    gpus: int = 1  # above 1: the model's layers spread over this many CUDA devices (0 .. gpus - 1)
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -115,11 +121,37 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
-def kv_shape(config: object, dtype: torch.dtype, device: torch.device) -> KVShape:
-    """The K/V geometry of a decoder config (Llama-style field names)."""
+def kv_shape(config: object, dtype: torch.dtype, device: torch.device,
+             devices: tuple[torch.device, ...] = ()) -> KVShape:
+    """The K/V geometry of a decoder config (Llama-style field names); `devices`: each layer's, for a model
+    spanning several."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    return KVShape(config.num_hidden_layers, kv_heads, head_dim, dtype, device)
+    return KVShape(config.num_hidden_layers, kv_heads, head_dim, dtype, device, devices)
+
+
+def load_model(spec: LoadSpec) -> torch.nn.Module:
+    """The model in eval mode: on its device, or with `spec.gpus` > 1 its layers balanced over CUDA devices
+    0 .. gpus - 1 (accelerate's device map; the GPUs this process was given are those it sees)."""
+    kwargs = {"dtype": DTYPES[spec.dtype], "attn_implementation": ATTENTION}
+    device = spec.resolved_device()
+    if spec.gpus <= 1:
+        return AutoModelForCausalLM.from_pretrained(spec.model, **kwargs).to(device).eval()
+    if not device.startswith("cuda") or torch.cuda.device_count() < spec.gpus:
+        raise InvalidField("num_gpus", f"spanning {spec.gpus} GPUs needs that many CUDA devices; this process "
+                                       f"sees {torch.cuda.device_count() if torch.cuda.is_available() else 0} "
+                                       f"(device {device})")
+    memory = {index: torch.cuda.get_device_properties(index).total_memory for index in range(spec.gpus)}
+    return AutoModelForCausalLM.from_pretrained(spec.model, device_map="auto", max_memory=memory, **kwargs).eval()
+
+
+def layer_devices(model: torch.nn.Module) -> tuple[torch.device, ...]:
+    """Each decoder layer's device where the model spans several; () where it is on one."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if not getattr(model, "hf_device_map", None) or layers is None:
+        return ()
+    devices = tuple(next(layer.parameters()).device for layer in layers)
+    return devices if len(set(devices)) > 1 else ()
 
 
 class CausalLM:
@@ -131,13 +163,11 @@ class CausalLM:
         if spec.forward not in FORWARDS:
             raise ValueError(f"forward: must be one of {FORWARDS}, got {spec.forward!r}")
         self.spec = spec
-        self.device = torch.device(spec.resolved_device())
         self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
-        self.model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=DTYPES[spec.dtype],
-                                                          attn_implementation=ATTENTION).to(self.device)
-        self.model.eval()
+        self.model = load_model(spec)
+        self.device = self.model.get_input_embeddings().weight.device  # where tokens go in; logits come out here
         self._cache_arg = cache_keyword(self.model)
-        self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device)
+        self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device, layer_devices(self.model))
         self._lean, reason = lean_forward(self.model) if spec.forward == "auto" else (None, "forward: transformers")
         # which forward runs, and why not the lean one (`specdec status` shows it)
         self.forward_kind = "lean" if self._lean else f"transformers ({reason})"
@@ -154,10 +184,15 @@ class CausalLM:
             vocab_size=self.vocab_size,
             max_context=self.max_context,
             tokenizer_fingerprint=tokenizer_fingerprint(self.tokenizer),
-            device=str(self.device),
+            device=self.device_description,
             dtype=self.spec.dtype,
             eos_token_id=-1 if self.tokenizer.eos_token_id is None else int(self.tokenizer.eos_token_id),
         )
+
+    @property
+    def device_description(self) -> str:
+        """The device, or the devices a model spanning several runs on ("cuda:0, cuda:1")."""
+        return ", ".join(dict.fromkeys(map(str, self.kv_shape.layer_devices))) or str(self.device)
 
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
         """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
@@ -237,7 +272,7 @@ class CausalLM:
                                 **{self._cache_arg: cache}).logits
         for span in spans:
             span.slot.length = span.past + span.count
-        return logits[:, :, : self.vocab_size].float()
+        return logits[:, :, : self.vocab_size].float().to(self.device)  # from the last layer's device
 
     @torch.inference_mode()
     def rows(self, session_ids: list[str]) -> Rows:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import torch
 
+from specdec.errors import InvalidField
 from specdec.memory import steady_allocator
 from specdec.net.rpc import RpcLimits, format_address, start_server
 from specdec.net.security import TlsFiles
@@ -60,7 +61,7 @@ class ModelServiceActor:
         """Answers from the event loop: proves it is not blocked."""
         sizes = self.servicer.batcher.batch_sizes if self.servicer else []
         return {"service": self.service_name, "serving": self._server is not None, "model": self._spec.model,
-                "address": self._address, "device": str(self._lm.device) if self._lm else "",
+                "address": self._address, "device": self._lm.device_description if self._lm else "",
                 "gpus": self.gpu_share, "gpu_ids": gpu_ids(),
                 "forward": self._lm.forward_kind if self._lm else "",
                 "sessions": len(self._lm.sessions) if self._lm else 0,
@@ -71,11 +72,14 @@ class ModelServiceActor:
     async def _serve(self) -> str:
         torch.set_num_threads(self._threads)
         loop = asyncio.get_running_loop()
-        if 0 < self.gpu_share < 1 and torch.cuda.is_available() and self._spec.resolved_device().startswith("cuda"):
-            await loop.run_in_executor(self._executor, check_fits_share, self.role, self._spec.model,
-                                       DTYPES[self._spec.dtype], self.gpu_share, self.max_batch)
-            torch.cuda.set_per_process_memory_fraction(self.gpu_share)
-        self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
+        try:
+            if 0 < self.gpu_share < 1 and torch.cuda.is_available() and self._spec.resolved_device().startswith("cuda"):
+                await loop.run_in_executor(self._executor, check_fits_share, self._spec.model,
+                                           DTYPES[self._spec.dtype], self.gpu_share, self.max_batch)
+                torch.cuda.set_per_process_memory_fraction(self.gpu_share)
+            self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
+        except InvalidField as exc:  # the GPUs it was given do not fit the model: name the config's field
+            raise exc.within(self.role) from None
 
         def register(server: grpc.aio.Server) -> None:
             self.servicer = self.register(server, lm, self._executor)

@@ -44,3 +44,32 @@ def test_the_causal_mask_sees_the_past_and_the_earlier_new_tokens():
     assert causal_mask(5, 1, torch.device("cpu")) is None
     mask = causal_mask(2, 3, torch.device("cpu"))
     assert mask.tolist() == [[True, True, True, False, False], [True, True, True, True, False], [True] * 5]
+
+
+# Two layers on "cpu" and two on "cpu:0": the same memory, but two devices as far as a slot can tell, so it
+# keeps one part per run of layers as it does for a model spanning GPUs.
+SPLIT = KVShape(layers=4, kv_heads=3, head_dim=4, dtype=torch.float32, device=torch.device("cpu"),
+                layer_devices=(torch.device("cpu"),) * 2 + (torch.device("cpu", 0),) * 2)
+
+
+def test_a_model_spanning_devices_keeps_a_part_per_run_of_layers():
+    assert SPLIT.device_groups() == [(torch.device("cpu"), 2), (torch.device("cpu", 0), 2)]
+    assert SHAPE.device_groups() == [(torch.device("cpu"), 2)]
+    assert len(Slot(SPLIT, width=1, capacity=8).parts) == 2
+
+
+def test_a_slot_in_parts_holds_writes_grows_and_copies_as_one_part_does():
+    whole = Slot(KVShape(4, 3, 4, torch.float32, torch.device("cpu")), width=1, capacity=4)
+    split = Slot(SPLIT, width=1, capacity=4)
+    for layer in range(4):
+        keys, values = torch.randn(1, 3, 3, 4), torch.randn(1, 3, 3, 4)
+        for slot in (whole, split):
+            slot.write(layer, 0, keys, values)
+            slot.length = 3
+    for slot in (whole, split):
+        slot.reserve(70, limit=512)
+    forks = [slot.copies(2, 1, 512) for slot in (whole, split)]
+    for layer in range(4):
+        for a, b in ((whole, split), tuple(forks)):
+            assert all(torch.equal(x, y) for x, y in zip(a.view(layer, 3), b.view(layer, 3), strict=True))
+    assert split.capacity == whole.capacity == 128 and forks[1].width == 2
