@@ -70,3 +70,11 @@ def random_llama(path: Path, vocab_size: int, seed: int = 0, logit_scale: float 
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="t0", unk_token="t0").save_pretrained(path)
     return str(path)
+
+
+def chisquare_pvalue(observed: list[float], expected: list[float]) -> float:
+    """Pearson's chi-square goodness-of-fit p-value (as scipy.stats.chisquare's, without scipy: the GPU
+    check machine has none): the statistic's upper tail under chi-square with len - 1 degrees of freedom."""
+    observed_t, expected_t = torch.tensor(observed, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
+    statistic = ((observed_t - expected_t) ** 2 / expected_t).sum()
+    return float(torch.special.gammaincc(torch.tensor((len(observed) - 1) / 2, dtype=torch.float64), statistic / 2))

@@ -128,6 +128,7 @@ def compare_records(comparison: Comparison) -> list[dict]:
             record |= {"num_rounds": row.num_rounds, "output_tokens": row.output_tokens,
                        "acceptance_rate": row.acceptance_rate,
                        "mean_acceptance_length": row.mean_acceptance_length,
+                       "wire_bytes_per_token": row.wire_bytes / max(1, row.output_tokens),
                        **{f"round_{k}": v for k, v in asdict(round_breakdown(row)).items()}}
         records.append(record)
     return records
