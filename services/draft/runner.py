@@ -31,6 +31,7 @@ from specdec.distributions.warps import warped_probs
 from specdec.errors import SessionError
 from specdec.services.runtime.batcher import run_calls
 from specdec.services.runtime.model import SessionLM
+from specdec.services.runtime.transfer import to_host
 from specdec.types import Proposal, ProposeCall, TopRows
 
 _MASK63 = (1 << 63) - 1
@@ -173,8 +174,8 @@ class DraftRunner:
         else:
             self._window(states, last, lambda active: self.lm.rows([state.call.session_id for state in active]))
         parts = [state.device_parts() for state in states]
-        ints = _read_back([part for state_ints, _ in parts for part in state_ints])
-        floats = _read_back([part for _, state_floats in parts for part in state_floats])
+        ints, floats = _read_back([part for state_ints, _ in parts for part in state_ints],
+                                  [part for _, state_floats in parts for part in state_floats])
         seconds = time.perf_counter() - started  # after the read-back: the device's time is in it
         proposals, int_at, float_at = [], 0, 0
         for state, (state_ints, state_floats) in zip(states, parts, strict=True):
@@ -203,6 +204,7 @@ class DraftRunner:
                               out.split([state.call.num_draft_sequences for state, _ in still]), strict=True))
 
 
-def _read_back(parts: list[torch.Tensor]) -> list:
-    """Flat device tensors of one dtype -> one Python list, in one read-back."""
-    return torch.cat(parts).tolist() if parts else []
+def _read_back(ints: list[torch.Tensor], floats: list[torch.Tensor]) -> tuple[list, list]:
+    """Flat device tensors of ints and of floats -> two Python lists, in one read-back."""
+    joined = [torch.cat(parts) if parts else torch.empty(0) for parts in (ints, floats)]
+    return tuple(tensor.tolist() for tensor in to_host(joined))

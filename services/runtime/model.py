@@ -32,6 +32,7 @@ from specdec.config import FORWARDS
 from specdec.errors import InvalidField, SessionError
 from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, cache_keyword, grown_capacity
 from specdec.services.runtime.lean_forward import lean_forward
+from specdec.services.runtime.transfer import to_device
 from specdec.types import ModelInfo
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -256,8 +257,8 @@ class CausalLM:
         return session.slot
 
     def _to_device(self, host: torch.Tensor) -> torch.Tensor:
-        """A host tensor onto the device without waiting for the device's queued work."""
-        return host.to(self.device, non_blocking=True)
+        """A host tensor onto the device without waiting for the device's queued work (pinned on CUDA)."""
+        return to_device(host, self.device)
 
     def _forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One forward: input_ids and positions [rows, T] on the device -> float32 logits [rows, T, vocab].

@@ -10,7 +10,8 @@ fork of its session's cache, and its session keeps only the committed tokens. A 
 may ask for a decoded run (`decode_tokens` > 1): the target feeds back its own token at each position (the
 candidate at the caller's uniform, or the argmax) and scores the next, all on the device, the run calls of
 a batch in lockstep, so a target-only request costs one call per run instead of one per token. Scores
-are computed on the model's device; the host reads the argmaxes of a whole batch back at once.
+are computed on the model's device; the host reads a whole batch's results (argmaxes, decoded tokens,
+statistics, rows) back at once, through pinned memory on CUDA.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from specdec.distributions.warps import warped_probs
 from specdec.errors import SessionError
 from specdec.services.runtime.batcher import run_calls
 from specdec.services.runtime.model import SessionLM
+from specdec.services.runtime.transfer import to_device, to_host
 from specdec.types import Verification, VerifyCall
 from specdec.wire.encoding import wire_precision
 
@@ -81,7 +83,7 @@ class TargetRunner:
         (every call still running in one forward), all on the device."""
         logits = [[rows] for rows in first]
         tokens: list[list[torch.Tensor]] = [[] for _ in calls]
-        uniforms = [torch.tensor(call.uniforms, dtype=torch.float64, device=self.lm.device)
+        uniforms = [to_device(torch.tensor(call.uniforms, dtype=torch.float64), self.lm.device)
                     if call.statistics.recover else None for call in calls]  # copied to the device once a run
         active, rows = list(range(len(calls))), None
         while active:
@@ -107,7 +109,7 @@ class TargetRunner:
         sequences = call.num_draft_sequences  # M
         gamma = len(call.draft_tokens) // sequences
         first = self.lm.extend_batch([(call.session_id, call.keep_len, call.new_tokens)])[0][-1:]  # position 0
-        windows = torch.tensor(call.draft_tokens).reshape(sequences, gamma).to(self.lm.device, non_blocking=True)
+        windows = to_device(torch.tensor(call.draft_tokens).reshape(sequences, gamma), self.lm.device)
         rest = self.lm.extend_rows(self.lm.fork(call.session_id, sequences), windows)  # [M, gamma, vocab]
         logits = torch.cat([first.expand(sequences, 1, -1), rest], 1).reshape(sequences * (gamma + 1), -1)
         return self._scores([call], [logits], started, sequences, len(call.new_tokens) + len(call.draft_tokens))[0]
@@ -115,20 +117,28 @@ class TargetRunner:
     def _scores(self, calls: list[VerifyCall], logits: list[torch.Tensor], started: float, batch_size: int,
                 batch_tokens: int, decoded: list[torch.Tensor | None] | None = None) -> list[Verification]:
         """Verifications from each call's logits [rows, vocab] on the device and its decoded run's tokens
-        (None: not a run); one read-back for every argmax and decoded token of the batch."""
+        (None: not a run): every argmax, decoded token, statistic and row of the batch read back at once."""
         decoded = decoded or [None] * len(calls)
-        parts = [rows.argmax(-1) for rows in logits] + [tokens for tokens in decoded if tokens is not None]
-        read = iter(torch.cat(parts).tolist())
+        flat = torch.cat([rows.argmax(-1) for rows in logits] + [tokens for tokens in decoded if tokens is not None])
+        windows = [statistics(call, rows) if tokens is None else None
+                   for call, rows, tokens in zip(calls, logits, decoded, strict=True)]
+        probs = [wire_precision(warped_probs(rows, call.sampling)) if call.want_probs else None
+                 for call, rows in zip(calls, logits, strict=True)]
+        host = iter(to_host([flat, *[part for window in windows if window is not None for part in window.parts()],
+                             *[rows for rows in probs if rows is not None]]))
+        read = iter(next(host).tolist())
         argmax = [[next(read) for _ in range(rows.shape[0])] for rows in logits]
         own = [[next(read) for _ in range(len(tokens))] if tokens is not None else [] for tokens in decoded]
-        computed = [(run_statistics(call, call_own) if tokens is not None else statistics(call, rows),
-                     wire_precision(warped_probs(rows, call.sampling)).cpu() if call.want_probs else None)
-                    for call, rows, tokens, call_own in zip(calls, logits, decoded, own, strict=True)]
+        windows = [WindowStatistics(*(next(host) for _ in window.parts())) if window is not None else None
+                   for window in windows]
+        probs = [next(host) if rows is not None else None for rows in probs]
         seconds = time.perf_counter() - started  # the statistics and rows are the target's work too
-        return [Verification(target_argmax=row_argmax, target_probs=probs, cache_len=self.lm.cache_len(call.session_id),
-                             compute_seconds=seconds, statistics=window, batch_size=batch_size,
-                             batch_tokens=batch_tokens, decoded_tokens=call_own)
-                for call, row_argmax, call_own, (window, probs) in zip(calls, argmax, own, computed, strict=True)]
+        return [Verification(target_argmax=row_argmax, target_probs=rows, cache_len=self.lm.cache_len(call.session_id),
+                             compute_seconds=seconds, batch_size=batch_size, batch_tokens=batch_tokens,
+                             statistics=run_statistics(call, call_own) if tokens is not None else window,
+                             decoded_tokens=call_own)
+                for call, row_argmax, call_own, tokens, window, rows in zip(calls, argmax, own, decoded, windows,
+                                                                           probs, strict=True)]
 
 
 def own_token(call: VerifyCall, logits: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
@@ -161,6 +171,6 @@ def statistics(call: VerifyCall, logits: torch.Tensor) -> WindowStatistics | Non
     if spec.divergence_on_raw and not call.sampling.is_identity:
         raw_target = torch.softmax(logits.float(), -1)
         raw_draft = call.draft_raw_probs.dense(device) if call.draft_raw_probs is not None else None
-    draft_tokens = torch.tensor(call.draft_tokens, dtype=torch.long, device=device)
-    uniforms = torch.tensor(call.uniforms, dtype=torch.float64, device=device)
+    draft_tokens = to_device(torch.tensor(call.draft_tokens, dtype=torch.long), device)
+    uniforms = to_device(torch.tensor(call.uniforms, dtype=torch.float64), device)
     return window_statistics(spec, target_probs, draft_tokens, uniforms, draft_rows, raw_target, raw_draft)

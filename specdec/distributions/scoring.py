@@ -63,6 +63,10 @@ class WindowStatistics:
     entropies: torch.Tensor  # [gamma] float32 (empty unless asked)
     divergences: torch.Tensor  # [gamma] float32 (empty unless asked)
 
+    def parts(self) -> list[torch.Tensor]:
+        """The fields in order: `WindowStatistics(*parts)` builds it again (from host copies, say)."""
+        return [self.target_token_probs, self.candidates, self.entropies, self.divergences]
+
 
 def residual_or_target(target_rows: torch.Tensor, draft_rows: torch.Tensor) -> torch.Tensor:
     """max(0, P - Q) per row, un-normalized; P itself for a row whose residual has no mass (P == Q up to
@@ -91,7 +95,7 @@ def window_statistics(spec: StatisticsSpec, target_probs: torch.Tensor, draft_to
 
     target_probs [gamma + 1, vocab] warped; draft_tokens [gamma]; uniforms [gamma + 1] (with `recover`);
     draft_probs [gamma, vocab] (with the residual or a warped divergence); the raw rows for a raw
-    divergence.
+    divergence. The statistics stay on target_probs' device: the caller reads a batch's back at once.
     """
     gamma = draft_tokens.shape[0]
     if target_probs.dim() != 2 or target_probs.shape[0] != gamma + 1:
@@ -119,5 +123,4 @@ def window_statistics(spec: StatisticsSpec, target_probs: torch.Tensor, draft_to
         if compared_draft is None:
             raise ValueError("draft_probs: a divergence needs the draft's distributions")
         divergences = divergence(spec.divergence, compared_target, compared_draft, spec.divergence_top_k)
-    return WindowStatistics(target_token_probs.float().cpu(), candidates.cpu(), entropies.float().cpu(),
-                            divergences.float().cpu())
+    return WindowStatistics(target_token_probs.float(), candidates, entropies.float(), divergences.float())

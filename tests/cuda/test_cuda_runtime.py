@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from specdec.config import ServeConfig, resolve_model
+from specdec.distributions.scoring import StatisticsSpec
 from specdec.errors import InvalidField
 from specdec.orchestrator.client.grpc_client import Client
 from specdec.orchestrator.serving.actor import OrchestratorActor
@@ -20,6 +21,7 @@ from specdec.services.draft.runner import DraftRunner
 from specdec.services.draft.servicer import DraftServiceActor
 from specdec.services.runtime.gpu_fit import check_fits_share
 from specdec.services.runtime.model import CausalLM, LoadSpec
+from specdec.services.runtime.transfer import to_device, to_host
 from specdec.services.target.runner import TargetRunner
 from specdec.services.target.servicer import TargetServiceActor
 from specdec.types import ProposeCall, SamplingParams, VerifyCall
@@ -143,3 +145,23 @@ def test_the_lean_forward_equals_the_module_forward_on_the_device(dtype):
     assert lean.forward_kind == "lean" and module.forward_kind.startswith("transformers")
     for keep_len, tokens in ((0, PROMPT), (len(PROMPT), [7, 11, 13, 2, 90]), (len(PROMPT) + 2, [4])):
         assert torch.equal(lean.extend("s", keep_len, tokens), module.extend("s", keep_len, tokens))
+
+
+def test_results_come_back_through_pinned_memory_with_one_wait():
+    on_device = [torch.arange(5, device="cuda"), torch.rand(3, 4, device="cuda"), torch.empty(0)]
+    host = to_host(on_device)
+    assert all(t.device.type == "cpu" for t in host) and host[0].is_pinned() and host[1].is_pinned()
+    assert torch.equal(host[0], on_device[0].cpu()) and torch.equal(host[1], on_device[1].cpu())
+    assert to_device(host[1], torch.device("cuda")).device.type == "cuda"
+
+
+def test_a_verify_with_statistics_waits_for_the_device_only_at_its_read_back(target, monkeypatch):
+    """Inside the verify, nothing but the one explicit wait of `to_host` may synchronize."""
+    runner = TargetRunner(target)
+    call = VerifyCall("stats", 1, 0, PROMPT, [7, 8, 9, 10], SamplingParams(temperature=0.8),
+                      statistics=StatisticsSpec(recover="target", entropy=True), uniforms=(0.5,) * 5)
+    runner.verify(call)  # the session's slot is allocated, the kernels loaded
+    with no_host_sync():
+        result = runner.verify(VerifyCall("stats", 2, len(PROMPT), [11], [7, 8, 9, 10], call.sampling,
+                                          statistics=call.statistics, uniforms=call.uniforms))
+    assert len(result.target_argmax) == 5 and result.statistics.candidates.shape == (5,)
