@@ -19,6 +19,7 @@ from specdec.renamed import CONFIG_KEYS, current_names
 
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
 FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.services.runtime.lean_forward`)
+COMPILE_MODES = ("off", "default", "reduce-overhead")  # draft.compile, target.compile (torch.compile, lean forward)
 STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
 ACCELERATORS = ("auto", "gpu", "cpu")
 
@@ -37,6 +38,7 @@ class ModelConfig:
     device: str = "auto"
     max_batch: int = 16  # calls of different sessions batched into one forward, at most
     forward: str = "auto"  # auto: the runtime's lean forward for Llama-family models; transformers: never
+    compile: str = "off"  # the lean forward's dense math through torch.compile: off | default | reduce-overhead
     # GPUs each replica of this model reserves: None lets placement.accelerator decide; a fraction below 1
     # shares one GPU (and caps the service's share of its memory); a whole number above 1 spans GPUs.
     num_gpus: float | None = None
@@ -136,6 +138,8 @@ class ServeConfig:
         for side, model in (("draft", self.draft), ("target", self.target)):
             if model.forward not in FORWARDS:
                 raise ValueError(f"{side}.forward: must be one of {FORWARDS}, got {model.forward!r}")
+            if model.compile not in COMPILE_MODES:
+                raise ValueError(f"{side}.compile: must be one of {COMPILE_MODES}, got {model.compile!r}")
             gpus = model.num_gpus
             if gpus is not None and not (isinstance(gpus, int | float) and math.isfinite(gpus) and gpus >= 0):
                 raise ValueError(f"{side}.num_gpus: must be a number >= 0 (or unset), got {gpus!r}")

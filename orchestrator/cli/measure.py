@@ -91,6 +91,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     curve.add_argument("--positions",
                        help="comma-separated numbers of positions (default: 1-8, 12, 16, 24, 32, 48, 64)")
     curve.add_argument("--repeats", type=int, default=20, help="timed calls per point (median; default: 20)")
+    curve.add_argument("--compile", default="off",
+                       help="comma-separated torch.compile modes of the lean forward to measure each model under: "
+                            "off, default, reduce-overhead (default: off)")
     curve.add_argument("--json", help="also write the curves to this JSON file")
     curve.set_defaults(func=cmd_verify_curve)
 
@@ -348,7 +351,7 @@ def cmd_verify_curve(args: argparse.Namespace) -> int:
     import torch
     from rich.table import Table
 
-    from specdec.config import resolve_model
+    from specdec.config import COMPILE_MODES, resolve_model
     from specdec.orchestrator.measure.verify_curve import LLAMA_1B, POSITIONS, curve_of, random_llama
 
     try:
@@ -357,6 +360,11 @@ def cmd_verify_curve(args: argparse.Namespace) -> int:
         positions = ()
     if not positions or positions[0] < 1 or args.repeats < 1:
         print("specdec verify-curve: --positions: comma-separated counts >= 1; --repeats: >= 1", file=sys.stderr)
+        return 2
+    modes = args.compile.split(",")
+    if not set(modes) <= set(COMPILE_MODES):
+        print(f"specdec verify-curve: --compile: each of {', '.join(COMPILE_MODES)}, got {args.compile}",
+              file=sys.stderr)
         return 2
     cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     dtype = args.dtype or ("bfloat16" if cuda else "float32")
@@ -368,10 +376,12 @@ def cmd_verify_curve(args: argparse.Namespace) -> int:
             with console.status("building a random ~1B Llama..."):
                 models.append(("random Llama", random_llama(Path(folder), resolve_model("demo:target"), LLAMA_1B,
                                                             dtype, "cuda" if cuda else "cpu")))
-        for label, model in models:
-            with console.status(f"timing {label}..."):
+        for (label, model), mode in ((entry, mode) for entry in models for mode in modes):
+            name = label if mode == "off" else f"{label}, compiled {mode}"
+            with console.status(f"timing {name}..."):
                 try:
-                    curves.append({"label": label} | curve_of(model, dtype, args.device, positions, args.repeats))
+                    curves.append({"label": name} | curve_of(model, dtype, args.device, positions, args.repeats,
+                                                             mode))
                 except ValueError as exc:
                     print(f"specdec verify-curve: {exc}", file=sys.stderr)
                     return 2

@@ -87,12 +87,14 @@ def parameter_count(lm: CausalLM) -> int:
     return sum(p.numel() for p in lm.model.parameters())
 
 
-def curve_of(model: str, dtype: str, device: str, positions: tuple[int, ...], repeats: int) -> dict:
-    """Load `model` as a service would and measure its curve; a JSON-ready record."""
-    lm = CausalLM(LoadSpec(model, dtype, device))
+def curve_of(model: str, dtype: str, device: str, positions: tuple[int, ...], repeats: int,
+             compile_mode: str = "off") -> dict:
+    """Load `model` as a service would (its lean forward compiled unless `compile_mode` is "off") and
+    measure its curve; a JSON-ready record."""
+    lm = CausalLM(LoadSpec(model, dtype, device, compile=compile_mode))
     points = verify_curve(lm, positions, repeats=repeats)
     record = {"model": model, "parameters": parameter_count(lm), "device": str(lm.device), "dtype": dtype,
-              "forward": lm.forward_kind, "points": [point.as_dict() for point in points]}
+              "compile": compile_mode, "forward": lm.forward_kind, "points": [point.as_dict() for point in points]}
     del lm
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         torch.cuda.empty_cache()

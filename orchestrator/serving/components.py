@@ -22,7 +22,8 @@ def service_arguments(config: ServeConfig, role: str, cpus: int, gpus: float, ho
     says, on `cpus` CPUs (its torch threads) and `gpus` GPUs, bound to host:port (default: placement.host,
     any free port). A service of several whole GPUs spreads its model's layers over them."""
     model = getattr(config, role)
-    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward, max(1, int(gpus)))
+    spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward, max(1, int(gpus)),
+                    model.compile)
     return {"spec": spec,
             "host": config.placement.host if host is None else host, "port": port, "threads": cpus,
             "limits": rpc_limits(config), "max_batch": model.max_batch, "max_sessions": config.limits.max_sessions,

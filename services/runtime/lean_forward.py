@@ -7,6 +7,12 @@ same operations as transformers' Llama, in the same order and dtypes, on the mod
 logits are equal to the module forward's (`tests/unit/test_lean_forward.py` checks it bit for bit), and
 writes keys and values straight into the slots (`kv_cache.write_spans`, `kv_cache.attend_spans`).
 
+With `compile` (the serve config's draft.compile / target.compile), each layer's dense math before and
+after its attention (norms, projections, rotary, MLP) runs through torch.compile: fused kernels, fewer
+launches, which is what bounds a small model's forward on a GPU; "reduce-overhead" also replays them as
+CUDA graphs. The attention over the slots stays eager. Compiled logits may differ from eager ones in
+the last bits (fused arithmetic); greedy output is then the compiled target's own.
+
 Only architectures whose decoder is exactly Llama's are run this way (`lean_forward` says why not for the
 others, which keep the module forward): RMSNorm, rotary embeddings with a fixed frequency table, SiLU-gated
 MLP, optional q/k/v/o and MLP biases, no sliding window.
@@ -70,11 +76,47 @@ def unsupported_reason(model: torch.nn.Module) -> str:
     return ""
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    x32 = x.to(torch.float32)
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def attention_inputs(hidden: torch.Tensor, norm: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tensor | None,
+                     k_weight: torch.Tensor, k_bias: torch.Tensor | None, v_weight: torch.Tensor,
+                     v_bias: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor, eps: float,
+                     head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One layer up to its attention: hidden [rows, T, hidden] -> query, keys, values [rows, heads, T, head_dim]
+    (rotated query and keys)."""
+    rows, width = hidden.shape[:2]
+    x = rms_norm(hidden, norm, eps)
+    query = rotate(F.linear(x, q_weight, q_bias).view(rows, width, -1, head_dim).transpose(1, 2), cos, sin)
+    keys = rotate(F.linear(x, k_weight, k_bias).view(rows, width, -1, head_dim).transpose(1, 2), cos, sin)
+    return query, keys, F.linear(x, v_weight, v_bias).view(rows, width, -1, head_dim).transpose(1, 2)
+
+
+def layer_output(hidden: torch.Tensor, attended: torch.Tensor, o_weight: torch.Tensor, o_bias: torch.Tensor | None,
+                 norm: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor | None,
+                 up_weight: torch.Tensor, up_bias: torch.Tensor | None, down_weight: torch.Tensor,
+                 down_bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """One layer after its attention: the output projection and residual, then the MLP and residual."""
+    rows, width = hidden.shape[:2]
+    hidden = hidden + F.linear(attended.transpose(1, 2).reshape(rows, width, -1), o_weight, o_bias)
+    x = rms_norm(hidden, norm, eps)
+    return hidden + F.linear(F.silu(F.linear(x, gate_weight, gate_bias)) * F.linear(x, up_weight, up_bias),
+                             down_weight, down_bias)
+
+
 class LeanLlama:
     """The forward of a Llama-family causal LM over slot spans: input_ids, positions [rows, T] ->
     logits [rows, T, output vocab] in the model's dtype, each span's keys and values written to its slot."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, compile_mode: str = "off"):
         config, decoder = model.config, model.model
         self.embed = decoder.embed_tokens.weight
         self.norm = decoder.norm.weight
@@ -90,11 +132,13 @@ class LeanLlama:
                              _linear(layer.self_attn.o_proj), layer.post_attention_layernorm.weight,
                              _linear(layer.mlp.gate_proj), _linear(layer.mlp.up_proj), _linear(layer.mlp.down_proj))
                        for layer in decoder.layers]
-
-    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        x32 = x.to(torch.float32)
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * x32.to(x.dtype)
+        # The dense math of a layer, before and after its attention: one function for every layer (the
+        # weights are arguments), compiled once for all of them when asked (`compile_mode`).
+        self._attention_inputs, self._layer_output = attention_inputs, layer_output
+        if compile_mode != "off":
+            options = {"dynamic": True} | ({} if compile_mode == "default" else {"mode": compile_mode})
+            self._attention_inputs = torch.compile(attention_inputs, **options)
+            self._layer_output = torch.compile(layer_output, **options)
 
     def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [rows, 1, T, head_dim] for positions [rows, T]."""
@@ -103,32 +147,27 @@ class LeanLlama:
         cos, sin = angles.cos() * self.rope_scaling, angles.sin() * self.rope_scaling
         return cos.to(dtype)[:, None], sin.to(dtype)[:, None]
 
-    @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
     def __call__(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        rows, width = input_ids.shape
         hidden = F.embedding(input_ids, self.embed)
         cos, sin = self._rotary(positions, hidden.dtype)
         masks = span_masks(spans)
-        heads = (rows, width, -1, self.head_dim)
         for index, layer in enumerate(self.layers):
             if hidden.device != layer.input_norm.device:  # a model spanning devices: on to this layer's
                 hidden, cos, sin = (t.to(layer.input_norm.device) for t in (hidden, cos, sin))
-            x = self._rms_norm(hidden, layer.input_norm)
-            query = self._rotate(layer.q(x).view(heads).transpose(1, 2), cos, sin)
-            keys = self._rotate(layer.k(x).view(heads).transpose(1, 2), cos, sin)
-            write_spans(spans, index, keys, layer.v(x).view(heads).transpose(1, 2))
+            query, keys, values = self._attention_inputs(
+                hidden, layer.input_norm, layer.q.weight, layer.q.bias, layer.k.weight, layer.k.bias, layer.v.weight,
+                layer.v.bias, cos, sin, self.eps, self.head_dim)
+            write_spans(spans, index, keys, values)
             attended = attend_spans(spans, masks, index, query, self.scaling, self.gqa)
-            hidden = hidden + layer.o(attended.transpose(1, 2).reshape(rows, width, -1))
-            x = self._rms_norm(hidden, layer.post_norm)
-            hidden = hidden + layer.down(F.silu(layer.gate(x)) * layer.up(x))
-        return self.head(self._rms_norm(hidden.to(self.norm.device), self.norm).to(self.head.weight.device))
+            hidden = self._layer_output(hidden, attended, layer.o.weight, layer.o.bias, layer.post_norm,
+                                        layer.gate.weight, layer.gate.bias, layer.up.weight, layer.up.bias,
+                                        layer.down.weight, layer.down.bias, self.eps)
+        normed = rms_norm(hidden.to(self.norm.device), self.norm, self.eps)
+        return self.head(normed.to(self.head.weight.device))
 
 
-def lean_forward(model: torch.nn.Module) -> tuple[LeanLlama | None, str]:
-    """The lean forward of `model`, or None and why it keeps the module forward."""
+def lean_forward(model: torch.nn.Module, compile_mode: str = "off") -> tuple[LeanLlama | None, str]:
+    """The lean forward of `model` (its layers' dense math compiled unless `compile_mode` is "off"), or None
+    and why it keeps the module forward."""
     reason = unsupported_reason(model)
-    return (None, reason) if reason else (LeanLlama(model), "")
+    return (None, reason) if reason else (LeanLlama(model, compile_mode), "")

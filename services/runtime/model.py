@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from specdec.config import FORWARDS
+from specdec.config import COMPILE_MODES, FORWARDS
 from specdec.errors import InvalidField, SessionError
 from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, cache_keyword, grown_capacity
 from specdec.services.runtime.lean_forward import lean_forward
@@ -89,6 +89,7 @@ class LoadSpec:
     device: str = "auto"  # "auto": CUDA when this process sees a GPU, else CPU
     forward: str = "auto"  # "auto": the lean forward where the architecture allows it; "transformers": never
     gpus: int = 1  # above 1: the model's layers spread over this many CUDA devices (0 .. gpus - 1)
+    compile: str = "off"  # torch.compile of the lean forward's dense math: off | default | reduce-overhead
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -169,9 +170,13 @@ class CausalLM:
         self.device = self.model.get_input_embeddings().weight.device  # where tokens go in; logits come out here
         self._cache_arg = cache_keyword(self.model)
         self.kv_shape = kv_shape(self.model.config, self.model.dtype, self.device, layer_devices(self.model))
-        self._lean, reason = lean_forward(self.model) if spec.forward == "auto" else (None, "forward: transformers")
+        if spec.compile not in COMPILE_MODES:
+            raise ValueError(f"compile: must be one of {COMPILE_MODES}, got {spec.compile!r}")
+        self._lean, reason = (lean_forward(self.model, spec.compile) if spec.forward == "auto"
+                              else (None, "forward: transformers"))
         # which forward runs, and why not the lean one (`specdec status` shows it)
-        self.forward_kind = "lean" if self._lean else f"transformers ({reason})"
+        compiled = f", compiled: {spec.compile}" if spec.compile != "off" else ""
+        self.forward_kind = f"lean{compiled}" if self._lean else f"transformers ({reason})"
         # Distributions cover the tokenizer's ids only: some checkpoints pad the output layer.
         self.vocab_size = len(self.tokenizer)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)

@@ -165,3 +165,14 @@ def test_a_verify_with_statistics_waits_for_the_device_only_at_its_read_back(tar
         result = runner.verify(VerifyCall("stats", 2, len(PROMPT), [11], [7, 8, 9, 10], call.sampling,
                                           statistics=call.statistics, uniforms=call.uniforms))
     assert len(result.target_argmax) == 5 and result.statistics.candidates.shape == (5,)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_the_compiled_lean_forward_matches_eager_on_the_device(mode):
+    eager = CausalLM(LoadSpec(resolve_model("demo:target"), "float32", "cuda"))
+    compiled = CausalLM(LoadSpec(resolve_model("demo:target"), "float32", "cuda", compile=mode))
+    assert compiled.forward_kind == f"lean, compiled: {mode}"
+    for keep_len, tokens in ((0, PROMPT), (len(PROMPT), [7, 11, 13, 2, 90]), (len(PROMPT) + 2, [4]),
+                             (len(PROMPT) + 3, [5]), (len(PROMPT) + 4, [6, 7, 8])):
+        assert torch.allclose(compiled.extend("s", keep_len, tokens), eager.extend("s", keep_len, tokens),
+                              atol=2e-3, rtol=2e-3)

@@ -121,3 +121,21 @@ def test_an_unknown_forward_is_refused_naming_the_field():
         CausalLM(LoadSpec("unused", forward="fast"))
     with pytest.raises(ValueError, match="target.forward: must be one of"):
         ServeConfig.from_dict({"target": {"model": "demo:target", "forward": "fast"}})
+
+
+def test_the_compiled_lean_forward_matches_the_eager_one():
+    """torch.compile of each layer's dense math (one compiled function for every layer): the same logits up
+    to fused arithmetic's last bits, through windows of several widths and batches (dynamic shapes)."""
+    model = build(CONFIGS["llama"]())
+    eager_slots, compiled_slots = slots_for(model, [0, 0]), slots_for(model, [0, 0])
+    eager = run(LeanLlama(model), eager_slots, STEPS)
+    compiled = run(LeanLlama(model, compile_mode="default"), compiled_slots, STEPS)
+    for step, tokens in enumerate(STEPS):
+        for row, row_tokens in enumerate(tokens):
+            assert torch.allclose(compiled[step][row, : len(row_tokens)], eager[step][row, : len(row_tokens)],
+                                  atol=1e-4, rtol=1e-4), (step, row)
+
+
+def test_a_bad_compile_mode_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match=r"target\.compile"):
+        ServeConfig.from_dict({"target": {"model": "demo:target", "compile": "fast"}})
