@@ -23,5 +23,5 @@ else
     || pip install -q "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 fi
 
-pip install -q -e ".[dev]"
+pip install -q -e ".[dev,ray]"
 echo "setup: done; the specdec command is .venv/bin/specdec"

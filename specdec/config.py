@@ -19,6 +19,7 @@ from specdec.renamed import CONFIG_KEYS, current_names
 
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
 FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.services.runtime.lean_forward`)
+DTYPE_NAMES = ("float32", "float16", "bfloat16")  # draft.dtype, target.dtype
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # draft.compile, target.compile (torch.compile, lean forward)
 STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
 ACCELERATORS = ("auto", "gpu", "cpu")
@@ -138,6 +139,8 @@ class ServeConfig:
         for side, model in (("draft", self.draft), ("target", self.target)):
             if model.forward not in FORWARDS:
                 raise ValueError(f"{side}.forward: must be one of {FORWARDS}, got {model.forward!r}")
+            if model.dtype not in DTYPE_NAMES:
+                raise ValueError(f"{side}.dtype: must be one of {DTYPE_NAMES}, got {model.dtype!r}")
             if model.compile not in COMPILE_MODES:
                 raise ValueError(f"{side}.compile: must be one of {COMPILE_MODES}, got {model.compile!r}")
             gpus = model.num_gpus

@@ -62,6 +62,9 @@ def start_deployment(config, launcher: str, address: str | None = None, detached
         from specdec.orchestrator.serving.processes import deploy_processes
 
         return deploy_processes(config)
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("--launcher ray: Ray is not installed here (pip install 'specdec[ray]'), or use "
+                         "--launcher processes")
     from specdec.orchestrator.serving.launch import deploy
 
     init_ray(address, quiet)

@@ -50,10 +50,13 @@ def cmd_service(args: argparse.Namespace) -> int:
 
     config = ServeConfig.load(args.config)
     model = getattr(config, args.role)
-    cpus = args.cpus or model.num_cpus or config.placement.cpus_per_service
+    cpus = args.cpus if args.cpus is not None else (model.num_cpus or config.placement.cpus_per_service)
     gpus = args.gpu_share if args.gpu_share is not None else (model.num_gpus or 0.0)
-    if cpus < 1 or gpus < 0:
-        print("specdec service: --cpus must be >= 1 and --gpu-share >= 0", file=sys.stderr)
+    if cpus < 1:
+        print(f"specdec service: --cpus: must be >= 1, got {cpus}", file=sys.stderr)
+        return 2
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        print(f"specdec service: --gpu-share: a fraction of one GPU, or whole GPUs, got {gpus:g}", file=sys.stderr)
         return 2
     service = SERVICE_CLASSES[args.role](**service_arguments(config, args.role, cpus, gpus, args.host, args.port))
 
@@ -70,6 +73,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 def cmd_orchestrator(args: argparse.Namespace) -> int:
     from specdec.config import ServeConfig
+    from specdec.errors import ModelServiceError
     from specdec.orchestrator.serving.actor import OrchestratorActor
     from specdec.orchestrator.serving.core import check_defaults
     from specdec.orchestrator.serving.processes import (
@@ -102,5 +106,9 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
 
         await serve_until_signalled(start, orchestrator.stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except (ValueError, ModelServiceError) as exc:  # services that cannot work together, or are not there
+        print(f"specdec orchestrator: {exc}", file=sys.stderr)
+        return 1
     return 0

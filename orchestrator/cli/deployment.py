@@ -75,6 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from specdec.config import ServeConfig
     from specdec.orchestrator.serving.core import check_defaults
+    from specdec.orchestrator.serving.processes import ChildFailed
     from specdec.speculative_config import apply_speculative_config, parse_speculative_config
 
     config = ServeConfig.load(args.config)
@@ -104,6 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a layout the machine cannot hold, named by its field
         print(f"specdec serve: {exc}", file=sys.stderr)
         return 2
+    except ChildFailed as exc:  # a plain-process service that refused to start (its log's end says why)
+        print(f"specdec serve: {exc}", file=sys.stderr)
+        return 1
     layout = deployment.layout
     print(f"layout: {layout.describe()}")
     for kind, addresses, model, gpus in (("draft ", deployment.draft_addresses, config.draft.model, layout.draft_gpus),
@@ -118,9 +122,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    watch = getattr(deployment, "exited", lambda: [])  # plain processes: say when a child dies (Ray restarts its own)
     try:
         print("serving; press Ctrl-C to stop", flush=True)
-        stop.wait()
+        while not stop.wait(1.0):
+            for line in watch():
+                print(f"specdec serve: {line}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass
     deployment.stop()
@@ -132,6 +139,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.job:
         return job_call(args, "status", lambda client: print_job(client.job(args.job), args.json))
+    if resolved_launcher("auto") != "ray":
+        print("specdec status: lists a deployment on Ray, which is not installed here; a deployment of plain "
+              "processes prints its layout and addresses when it starts, and each of its servers answers the "
+              "standard gRPC health service", file=sys.stderr)
+        return 2
     import ray
     from rich.table import Table
 

@@ -55,6 +55,10 @@ async def serve_until_signalled(start: Callable[[], Awaitable[list[str]]], stop:
         await stop()
 
 
+class ChildFailed(RuntimeError):
+    """A component that exited, or stayed silent, while starting; the message ends with its log's end."""
+
+
 @dataclass
 class ProcessDeployment:
     """A deployment started by `deploy_processes`: the same addresses as a Ray deployment's, and its children."""
@@ -63,14 +67,26 @@ class ProcessDeployment:
     draft_addresses: list[str]
     target_addresses: list[str]
     layout: Layout
-    processes: list[subprocess.Popen]
+    children: list[Child]
     folder: Path  # the config the children read, and their logs
     http_address: str = ""
 
+    def exited(self) -> list[str]:
+        """A line for each child that has exited since the last call (a crashed service, say), naming its log."""
+        lines = []
+        for child in self.children:
+            if child.process.poll() is not None and not child.reported:
+                child.reported = True
+                lines.append(f"{child.describe()} exited with {child.process.returncode}; its log: {child.log}")
+        return lines
+
     def stop(self) -> None:
-        """Stop the orchestrator, then the services (SIGTERM, then SIGKILL past STOP_TIMEOUT_S)."""
-        stop_processes(self.processes)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Stop the orchestrator, then the services (SIGTERM, then SIGKILL past STOP_TIMEOUT_S). The logs are
+        kept when a child had exited by itself before (its log says why), else removed."""
+        crashed = [child for child in self.children if child.process.poll() not in (None, 0)]
+        stop_processes([child.process for child in self.children])
+        if not crashed:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def deploy_processes(config: ServeConfig, machine_gpus: int | None = None) -> ProcessDeployment:
@@ -103,12 +119,11 @@ def deploy_processes(config: ServeConfig, machine_gpus: int | None = None) -> Pr
         address = orchestrator.announced(ORCHESTRATOR_ANNOUNCEMENT)
     except BaseException:
         stop_processes([child.process for child in children])
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a failed start's log end is in the ChildFailed message
         raise
     http = next((line[len(HTTP_ANNOUNCEMENT):].split("/v1")[0] for line in orchestrator.lines
                  if line.startswith(HTTP_ANNOUNCEMENT)), "")
-    return ProcessDeployment(address, addresses[:drafts], addresses[drafts:], layout,
-                             [child.process for child in children], folder, http)
+    return ProcessDeployment(address, addresses[:drafts], addresses[drafts:], layout, children, folder, http)
 
 
 class Child:
@@ -117,11 +132,12 @@ class Child:
 
     def __init__(self, arguments: list[str], log: Path, gpu_ids: list[int]):
         self.log = log
-        env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_ids)), "PYTHONUNBUFFERED": "1"}
+        env = os.environ | {"CUDA_VISIBLE_DEVICES": visible_devices(gpu_ids), "PYTHONUNBUFFERED": "1"}
         with open(log, "wb") as stderr:
             self.process = subprocess.Popen([sys.executable, "-m", "specdec.orchestrator.cli", *arguments], env=env,
                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
         self.lines: list[str] = []
+        self.reported = False  # its exit has been reported (`ProcessDeployment.exited`)
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -137,10 +153,10 @@ class Child:
             try:
                 line = self._lines.get(timeout=timeout_s)
             except queue.Empty:
-                raise RuntimeError(f"{self.describe()} did not start within {timeout_s:.0f}s; "
+                raise ChildFailed(f"{self.describe()} did not start within {timeout_s:.0f}s; "
                                    f"{self._log_tail()}") from None
             if line is None:
-                raise RuntimeError(f"{self.describe()} exited with {self.process.wait()} while starting; "
+                raise ChildFailed(f"{self.describe()} exited with {self.process.wait()} while starting; "
                                    f"{self._log_tail()}")
             self.lines.append(line)
             if line.startswith(prefix):
@@ -152,6 +168,16 @@ class Child:
     def _log_tail(self, lines: int = 15) -> str:
         text = self.log.read_text(errors="replace").strip().splitlines()[-lines:]
         return f"the end of its log ({self.log}):\n" + "\n".join(text) if text else "its log is empty"
+
+
+def visible_devices(gpu_ids: list[int]) -> str:
+    """CUDA_VISIBLE_DEVICES for a child given GPUs `gpu_ids` as this process numbers them: the devices this
+    process sees itself (its own CUDA_VISIBLE_DEVICES), so that a deployment confined to GPUs 2 and 3
+    stays on them; "" (no GPU) for a service on CPUs."""
+    own = [device.strip() for device in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if device.strip()]
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        return ",".join(map(str, gpu_ids))
+    return ",".join(own[index] for index in gpu_ids)
 
 
 def stop_processes(processes: list[subprocess.Popen]) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from specdec.config import ServeConfig
 from specdec.orchestrator.client.grpc_client import Client
-from specdec.orchestrator.serving.processes import deploy_processes
+from specdec.orchestrator.serving.processes import ChildFailed, deploy_processes
 from tests.helpers import TargetOracle
 
 PROMPT = "def fibonacci(n):\n"
@@ -93,5 +93,31 @@ def test_sigterm_stops_serve_and_its_children(served):
 
 def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path):
     config = ServeConfig.from_dict({"draft": {"model": str(tmp_path / "no-such-model")}})
-    with pytest.raises(RuntimeError, match=r"(?s)specdec service draft.*exited.*no-such-model"):
+    with pytest.raises(ChildFailed, match=r"(?s)specdec service draft.*exited.*no-such-model"):
         deploy_processes(config, machine_gpus=0)
+
+
+def test_an_orchestrator_without_its_services_says_so_and_exits(without_ray):
+    out = subprocess.run([sys.executable, "-m", "specdec.orchestrator.cli", "orchestrator", "--draft", "127.0.0.1:9",
+                          "--target", "127.0.0.1:9", "--port", "0"], env=without_ray, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    assert "specdec orchestrator: 127.0.0.1:9: GetInfo: UNAVAILABLE" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_service_that_dies_while_serving_is_reported_and_its_log_kept(tmp_path):
+    deployment = deploy_processes(ServeConfig.from_dict({"orchestrator": {"port": 0},
+                                                         "jobs": {"journal_path": str(tmp_path / "j.sqlite")}}),
+                                  machine_gpus=0)
+    try:
+        assert deployment.exited() == []
+        draft = deployment.children[0]
+        draft.process.kill()
+        draft.process.wait(30)
+        assert deployment.exited() == [f"`specdec service draft` exited with -9; its log: {draft.log}"]
+        assert deployment.exited() == []  # once
+        with Client(deployment.address, timeout_s=120) as client:  # the orchestrator goes on, target-only
+            assert len(client.generate(PROMPT, max_new_tokens=4, temperature=0.0, ignore_eos=True).token_ids) == 4
+    finally:
+        deployment.stop()
+    assert draft.log.exists()  # kept: it says why the service ended

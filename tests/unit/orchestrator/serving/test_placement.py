@@ -87,3 +87,4 @@ def test_a_service_that_does_not_fit_beside_the_others_is_refused_naming_its_fie
     with pytest.raises(InvalidField) as refused:
         assign_gpus([("draft.num_gpus", 0.5), ("target.num_gpus", 1.0)], 1)  # the target takes the only GPU
     assert refused.value.field == "draft.num_gpus"
+
