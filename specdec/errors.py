@@ -15,6 +15,9 @@ class InvalidField(ValueError):
         super().__init__(f"{field_name}: {reason}")
         self.field, self.reason, self.code = field_name, reason, code
 
+    def __reduce__(self):  # pickled with its fields (a refusal raised in a Ray actor reaches the driver whole)
+        return type(self), (self.field, self.reason, self.code)
+
     def within(self, parent: str) -> InvalidField:
         """The same error with its field named inside `parent`: `seed` within `requests[3]` is `requests[3].seed`."""
         return InvalidField(f"{parent}.{self.field}", self.reason, self.code)
@@ -28,6 +31,9 @@ class SessionError(ValueError):
     def __init__(self, field_name: str, reason: str, code: str = "FAILED_PRECONDITION"):
         super().__init__(f"{field_name}: {reason}")
         self.field, self.reason, self.code = field_name, reason, code
+
+    def __reduce__(self):
+        return type(self), (self.field, self.reason, self.code)
 
 
 class ModelServiceError(Exception):
@@ -46,6 +52,9 @@ class ServiceFailed(ModelServiceError):
     def __init__(self, address: str, code: str, details: str):
         super().__init__(f"{address}: {code}: {details}")
         self.address, self.code, self.details = address, code, details
+
+    def __reduce__(self):
+        return type(self), (self.address, self.code, self.details)
 
     @property
     def summary(self) -> str:
