@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import torch
@@ -78,3 +79,20 @@ def chisquare_pvalue(observed: list[float], expected: list[float]) -> float:
     observed_t, expected_t = torch.tensor(observed, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
     statistic = ((observed_t - expected_t) ** 2 / expected_t).sum()
     return float(torch.special.gammaincc(torch.tensor((len(observed) - 1) / 2, dtype=torch.float64), statistic / 2))
+
+
+HOST_READS = ("tolist", "item", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__")
+
+
+def host_reads(run: Callable[[], list], monkeypatch) -> Counter:
+    """How often each way of reading a tensor back to the host ran during `run()` (a runner's batch), whose
+    results must hold no error."""
+    counts: Counter = Counter()
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+            patch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=original, **k: counts.update([_n])
+                          or _o(self, *a, **k))
+        results = run()
+    assert not [result for result in results if isinstance(result, Exception)]
+    return counts

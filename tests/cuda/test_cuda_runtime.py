@@ -55,29 +55,28 @@ def target(dtype) -> CausalLM:
     return CausalLM(LoadSpec(resolve_model("demo:target"), dtype, "cuda"))
 
 
-@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9, top_k=50)])
-def test_a_draft_window_never_waits_for_the_device(draft, sampling, monkeypatch):
-    runner = DraftRunner(draft)
-    window = runner._window
+def watch(runner: object, method: str, monkeypatch) -> None:
+    """Make the runner's `method` raise on any wait for the device (`no_host_sync`)."""
+    original = getattr(runner, method)
 
     def watched(*args, **kwargs):
         with no_host_sync():
-            return window(*args, **kwargs)
+            return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_window", watched)
+    monkeypatch.setattr(runner, method, watched)
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9, top_k=50)])
+def test_a_draft_window_never_waits_for_the_device(draft, sampling, monkeypatch):
+    runner = DraftRunner(draft)
+    watch(runner, "_window", monkeypatch)
     proposal = runner.propose(ProposeCall("window", 1, 0, PROMPT, 8, sampling, seed=3, want_probs=True))
     assert len(proposal.draft_tokens) == 8
 
 
 def test_a_decoded_run_never_waits_for_the_device(target, monkeypatch):
     runner = TargetRunner(target)
-    decode = runner._decode
-
-    def watched(*args, **kwargs):
-        with no_host_sync():
-            return decode(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "_decode", watched)
+    watch(runner, "_decode", monkeypatch)
     result = runner.verify(VerifyCall("run", 1, 0, PROMPT, [], SamplingParams(temperature=0.0), decode_tokens=16))
     assert len(result.decoded_tokens) == 16
 

@@ -4,8 +4,6 @@ windows repeat, and sessions drafting in lockstep draft what each drafts alone."
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 
@@ -13,9 +11,9 @@ from specdec.config import resolve_model
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.types import ProposeCall, SamplingParams
+from tests.helpers import host_reads
 
 PROMPTS = {"a": [5, 17, 99, 250, 3, 41], "b": [8, 9, 10, 11]}
-READS = ("tolist", "item", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__")
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +26,15 @@ def calls(gamma: int, round_index: int = 1, **fields) -> list[ProposeCall]:
                         seed=7, want_probs=True, **fields) for sid, prompt in PROMPTS.items()]
 
 
-def host_reads(runner: DraftRunner, batch: list[ProposeCall], monkeypatch: pytest.MonkeyPatch) -> Counter:
-    """How often each way of reading a tensor back to the host ran while the batch was proposed."""
-    counts: Counter = Counter()
-    with monkeypatch.context() as patch:
-        for name in READS:
-            original = getattr(torch.Tensor, name)
-            patch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=original, **k: counts.update([_n])
-                          or _o(self, *a, **k))
-        results = runner.propose_batch(batch)
-    assert not [result for result in results if isinstance(result, Exception)]
-    return counts
-
-
 def test_a_window_reads_back_once_whatever_its_length(runner: DraftRunner, monkeypatch: pytest.MonkeyPatch):
-    short, long = host_reads(runner, calls(2), monkeypatch), host_reads(runner, calls(8), monkeypatch)
+    short = host_reads(lambda: runner.propose_batch(calls(2)), monkeypatch)
+    long = host_reads(lambda: runner.propose_batch(calls(8)), monkeypatch)
     assert short == long and short["tolist"] == 2 == sum(short.values())  # the ints, then the floats
 
 
 def test_the_confidence_early_stop_reads_back_per_token(runner: DraftRunner, monkeypatch: pytest.MonkeyPatch):
-    short = host_reads(runner, calls(2, confidence_threshold=1e-9), monkeypatch)
-    long = host_reads(runner, calls(8, confidence_threshold=1e-9), monkeypatch)
+    short = host_reads(lambda: runner.propose_batch(calls(2, confidence_threshold=1e-9)), monkeypatch)
+    long = host_reads(lambda: runner.propose_batch(calls(8, confidence_threshold=1e-9)), monkeypatch)
     assert sum(long.values()) > sum(short.values())
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import torch
 
 from specdec.config import resolve_model
 from specdec.distributions.scoring import StatisticsSpec
 from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.services.target.runner import TargetRunner
 from specdec.types import SamplingParams, VerifyCall
-from tests.unit.services.draft.test_runner import READS
+from tests.helpers import host_reads
 
 PROMPT = [5, 17, 99, 250, 3, 41]
 STATISTICS = StatisticsSpec(recover="target", entropy=True)
@@ -24,26 +23,14 @@ def runner() -> TargetRunner:
     return TargetRunner(CausalLM(LoadSpec(resolve_model("demo:target"))))
 
 
-def host_reads(runner: TargetRunner, calls: list[VerifyCall], monkeypatch: pytest.MonkeyPatch) -> Counter:
-    counts: Counter = Counter()
-    with monkeypatch.context() as patch:
-        for name in READS:
-            original = getattr(torch.Tensor, name)
-            patch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _o=original, **k: counts.update([_n])
-                          or _o(self, *a, **k))
-        results = runner.verify_batch(calls)
-    assert not [result for result in results if isinstance(result, Exception)]
-    return counts
-
-
 def window(session: str, gamma: int, **fields) -> VerifyCall:
     return VerifyCall(session, 1, 0, PROMPT, list(range(7, 7 + gamma)), SamplingParams(temperature=0.8),
                       statistics=STATISTICS, uniforms=tuple(0.5 for _ in range(gamma + 1)), **fields)
 
 
 def test_a_batch_reads_back_once_with_its_statistics_and_rows(runner, monkeypatch):
-    short = host_reads(runner, [window("a", 1), window("b", 2)], monkeypatch)
-    long = host_reads(runner, [window("a", 8), window("b", 6, want_probs=True)], monkeypatch)
+    short = host_reads(lambda: runner.verify_batch([window("a", 1), window("b", 2)]), monkeypatch)
+    long = host_reads(lambda: runner.verify_batch([window("a", 8), window("b", 6, want_probs=True)]), monkeypatch)
     assert short == long == Counter(tolist=1)  # the argmaxes; the rest arrives as host tensors
 
 
