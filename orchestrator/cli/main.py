@@ -2,7 +2,7 @@
 
 deployment: serve, status, stop, certs; components (without Ray): service, orchestrator;
 generate; jobs: submit, jobs, results, cancel; measure: demo, bench,
-loadtest.
+loadtest, verify-curve; training: distill.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from specdec.orchestrator.cli import components, deployment, generate, jobs, measure
+from specdec.orchestrator.cli import components, deployment, generate, jobs, measure, training
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="specdec", description="Distributed speculative decoding: a draft and a target model as gRPC services "
                                     "in Ray actors, and an orchestrator that runs the acceptance rule.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (deployment, components, generate, jobs, measure):
+    for group in (deployment, components, generate, jobs, measure, training):
         group.add_parsers(sub)
     return parser
 

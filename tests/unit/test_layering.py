@@ -11,7 +11,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"specdec": "specdec", "specdec.orchestrator": "orchestrator", "specdec.services": "services",
-           "specdec.demo_pair": "demo_pair"}
+           "specdec.training": "training", "specdec.demo_pair": "demo_pair"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -35,8 +35,9 @@ def imports_below(module: str, package: str) -> bool:
 
 
 @pytest.mark.parametrize("folder, forbidden", [
-    ("specdec", ("specdec.orchestrator", "specdec.services")),
-    ("services", ("specdec.orchestrator",)),
+    ("specdec", ("specdec.orchestrator", "specdec.services", "specdec.training")),
+    ("services", ("specdec.orchestrator", "specdec.training")),
+    ("training", ("specdec.orchestrator",)),
 ])
 def test_a_layer_imports_nothing_above_it(folder, forbidden):
     offending = [f"{path.relative_to(ROOT)} imports {module}"

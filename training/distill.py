@@ -1,0 +1,207 @@
+"""Distil a standalone draft from a target: the target's next-token distributions as soft labels.
+
+The loss is `kl_weight` x KL(target || draft) plus (1 - kl_weight) x cross-entropy on the corpus's own
+next token, over windows of `seq_len` tokens; with `on_policy` > 0 that share of the batches is text the
+target samples itself (at temperature 1) after a corpus prefix, the text a draft meets when it serves.
+AdamW with a warm-up and a cosine decay to a tenth of `lr`, clipped gradients. The run stops at `steps`
+or after `minutes`, whichever comes first; every `checkpoint_every` steps (and at the end) it saves the
+draft, the optimizer and its place to `<out>/checkpoint.pt`, and `resume` continues from there. At the
+end it measures the held-out figures (`evaluation.py`) and both models' bare forward, saves the draft
+(a Hugging Face checkpoint with the target's tokenizer) in `out`, and writes its model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from specdec.errors import InvalidField
+from specdec.training.corpus import encode, read_corpus, windows
+from specdec.training.evaluation import evaluate, forward_ms
+from specdec.training.model_card import write_model_card
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    target: str  # a checkpoint folder or hub id
+    out: str
+    init: str = ""  # a draft to start from; "": a new Llama of `layers` x `width`
+    corpus: str = "demo"
+    layers: int = 2
+    width: int = 128
+    heads: int = 2
+    seq_len: int = 256
+    batch_size: int = 16
+    lr: float = 1e-3
+    steps: int = 0  # 0: only `minutes` bounds the run
+    minutes: float = 0.0  # 0: only `steps` bounds it
+    kl_weight: float = 0.8
+    on_policy: float = 0.0
+    checkpoint_every: int = 50
+    eval_batches: int = 8
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise InvalidField naming the first field out of range."""
+        rules = [("target", bool(self.target), "is required"), ("out", bool(self.out), "is required"),
+                 ("layers", self.layers >= 1, "must be >= 1"), ("width", self.width >= 8, "must be >= 8"),
+                 ("heads", self.heads >= 1 and self.width % self.heads == 0, "must be >= 1 and divide width"),
+                 ("seq_len", self.seq_len >= 8, "must be >= 8"), ("batch_size", self.batch_size >= 1, "must be >= 1"),
+                 ("lr", 0 < self.lr < 1, "must be in (0, 1)"), ("steps", self.steps >= 0, "must be >= 0"),
+                 ("minutes", self.minutes >= 0, "must be >= 0"),
+                 ("steps", self.steps > 0 or self.minutes > 0, "set steps or minutes (or both)"),
+                 ("kl_weight", 0 <= self.kl_weight <= 1, "must be in [0, 1]"),
+                 ("on_policy", 0 <= self.on_policy <= 1, "must be in [0, 1]"),
+                 ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
+                 ("eval_batches", self.eval_batches >= 1, "must be >= 1")]
+        for name, ok, reason in rules:
+            if not ok:
+                raise InvalidField(name, f"{reason}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Progress:
+    """Where a run is: what the checkpoint holds besides the weights."""
+
+    step: int = 0
+    seconds: float = 0.0  # of training, over every run that resumed it
+    losses: list[float] = field(default_factory=list)  # the mean loss of every `checkpoint_every` steps
+    runs: int = 0
+
+
+def distill_loss(draft_logits: torch.Tensor, target_logits: torch.Tensor, labels: torch.Tensor,
+                 kl_weight: float) -> torch.Tensor:
+    """kl_weight x KL(target || draft) + (1 - kl_weight) x cross-entropy on the labels, per token."""
+    vocab = draft_logits.shape[-1]
+    draft_logp = F.log_softmax(draft_logits.reshape(-1, vocab).float(), -1)
+    target_logp = F.log_softmax(target_logits.reshape(-1, vocab).float(), -1)
+    kl = F.kl_div(draft_logp, target_logp, log_target=True, reduction="batchmean")
+    return kl_weight * kl + (1 - kl_weight) * F.nll_loss(draft_logp, labels.reshape(-1))
+
+
+def learning_rate(fraction: float, peak: float, warmup: float = 0.03) -> float:
+    if fraction < warmup:
+        return peak * max(fraction, 1e-3) / warmup
+    progress = min(1.0, (fraction - warmup) / (1 - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def new_draft(target: torch.nn.Module, spec: DistillSpec) -> LlamaForCausalLM:
+    """A Llama of spec.layers x spec.width over the target's vocabulary, context and special tokens."""
+    config = target.config
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=spec.width, intermediate_size=3 * spec.width,
+        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
+        max_position_embeddings=config.max_position_embeddings, tie_word_embeddings=True,
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id))
+
+
+@torch.inference_mode()
+def on_policy_block(target: torch.nn.Module, block: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The block's first half followed by the target's own sampled continuation (temperature 1)."""
+    prefix = block[:, : block.shape[1] // 2]
+    out = target.generate(prefix, attention_mask=torch.ones_like(prefix), do_sample=True, temperature=1.0, top_k=0,
+                          top_p=1.0, min_new_tokens=block.shape[1] - prefix.shape[1],
+                          max_new_tokens=block.shape[1] - prefix.shape[1], pad_token_id=0)
+    return out[:, : block.shape[1]]
+
+
+def distill(spec: DistillSpec, resume: bool = False,
+            on_step: Callable[[int, int, float, float], None] = lambda step, total, loss, seconds: None) -> dict:
+    """Run (or resume) a distillation; return the figures the model card shows. `on_step(step, steps or 0,
+    loss, seconds)` after each step."""
+    spec.check()
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(spec.target)
+    target = AutoModelForCausalLM.from_pretrained(spec.target, dtype=torch.float32).eval()
+    target.requires_grad_(False)
+    train_texts, heldout_texts = read_corpus(spec.corpus)
+    train_tokens, heldout_tokens = encode(tokenizer, train_texts), encode(tokenizer, heldout_texts)
+    draft = (AutoModelForCausalLM.from_pretrained(spec.init, dtype=torch.float32) if spec.init
+             else new_draft(target, spec))
+    if draft.config.vocab_size != target.config.vocab_size:
+        raise InvalidField("init", f"{spec.init} has {draft.config.vocab_size} tokens, the target "
+                                   f"{target.config.vocab_size}: a draft must share the target's vocabulary")
+    optimizer = torch.optim.AdamW(draft.parameters(), lr=spec.lr, weight_decay=0.01)
+    progress = Progress()
+    checkpoint = out / CHECKPOINT
+    if resume and checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        draft.load_state_dict(saved["draft"])
+        optimizer.load_state_dict(saved["optimizer"])
+        progress = Progress(**saved["progress"])
+    progress.runs += 1
+    rng = random.Random(spec.seed * 1_000_003 + progress.step)  # a resumed run draws new windows
+    generator = torch.Generator().manual_seed(spec.seed + progress.step)
+    draft.train()
+    started, window_losses = time.monotonic(), []
+    budget_s = 60 * spec.minutes
+    while True:
+        elapsed = time.monotonic() - started
+        if (spec.steps and progress.step >= spec.steps) or (budget_s and elapsed >= budget_s):
+            break
+        fraction = progress.step / spec.steps if spec.steps else elapsed / budget_s
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(fraction, spec.lr)
+        block = windows(train_tokens, spec.seq_len, spec.batch_size, rng)
+        if spec.on_policy and rng.random() < spec.on_policy:
+            block = on_policy_block(target, block, generator)
+        inputs, labels = block[:, :-1], block[:, 1:]
+        with torch.no_grad():
+            target_logits = target(inputs).logits
+        loss = distill_loss(draft(inputs).logits, target_logits, labels, spec.kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
+        optimizer.step()
+        progress.step += 1
+        window_losses.append(loss.item())
+        on_step(progress.step, spec.steps, window_losses[-1], progress.seconds + time.monotonic() - started)
+        if progress.step % spec.checkpoint_every == 0:
+            progress.losses.append(float(np.mean(window_losses)))
+            window_losses = []
+            save_checkpoint(checkpoint, draft, optimizer, progress, time.monotonic() - started)
+    if window_losses:
+        progress.losses.append(float(np.mean(window_losses)))
+    save_checkpoint(checkpoint, draft, optimizer, progress, time.monotonic() - started)
+    progress.seconds += time.monotonic() - started
+    return finish(spec, target, draft, tokenizer, heldout_tokens, progress, len(train_tokens))
+
+
+def save_checkpoint(path: Path, draft: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
+                    run_seconds: float) -> None:
+    """The draft, the optimizer and the progress (with this run's seconds so far), written atomically."""
+    state = asdict(progress) | {"seconds": progress.seconds + run_seconds}
+    partial = path.with_suffix(".partial")
+    torch.save({"draft": draft.state_dict(), "optimizer": optimizer.state_dict(), "progress": state}, partial)
+    partial.replace(path)
+
+
+def finish(spec: DistillSpec, target: torch.nn.Module, draft: torch.nn.Module, tokenizer, heldout: np.ndarray,
+           progress: Progress, train_tokens: int) -> dict:
+    """Held-out figures, bare forwards, the saved draft and its model card."""
+    draft.eval()
+    figures = evaluate(target, draft, heldout, min(spec.seq_len, len(heldout) - 2), spec.eval_batches)
+    figures |= {"target_forward_ms": forward_ms(target), "draft_forward_ms": forward_ms(draft),
+                "draft_parameters": sum(p.numel() for p in draft.parameters()),
+                "steps": progress.step, "runs": progress.runs, "training_seconds": progress.seconds,
+                "train_tokens": train_tokens, "heldout_tokens": len(heldout), "losses": progress.losses}
+    out = Path(spec.out)
+    draft.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "distill.json").write_text(json.dumps({"spec": asdict(spec), "figures": figures}, indent=2))
+    write_model_card(out / "MODEL_CARD.md", spec, figures)
+    return figures
