@@ -36,6 +36,9 @@ from specdec.wire import messages
 
 log = logging.getLogger(__name__)
 DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# INTERNAL with one of these details is gRPC's transport failing (a peer killed mid-stream resets it), not
+# the service answering with an error: the service is down.
+BROKEN_TRANSPORT = ("Internal error from Core", "RST_STREAM")
 PROBE_TIMEOUT_S = 5.0  # a service that listens but does not answer GetInfo within this is hung
 END_SESSION_TIMEOUT_S = 5.0
 RETRY_PAUSE_S = 0.5
@@ -124,10 +127,12 @@ class CallStream:
 
 def project_error(address: str, method: str, exc: grpc.aio.AioRpcError) -> Exception:
     """The project's error for a failed call, the one place a gRPC status becomes one: NOT_FOUND a lost
-    session, UNAVAILABLE or DEADLINE_EXCEEDED a service that is down, any other status a failed call."""
+    session, UNAVAILABLE or DEADLINE_EXCEEDED (or a broken transport) a service that is down, any other
+    status a failed call."""
     if exc.code() == grpc.StatusCode.NOT_FOUND:
         return SessionLost(f"{address}: {exc.details()}")
-    if exc.code() in DOWN_CODES:
+    broken = exc.code() == grpc.StatusCode.INTERNAL and any(text in (exc.details() or "") for text in BROKEN_TRANSPORT)
+    if exc.code() in DOWN_CODES or broken:
         return ServiceDown(f"{address}: {method}: {exc.code().name}: {exc.details()}")
     return ServiceFailed(address, exc.code().name, exc.details())
 

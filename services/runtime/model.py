@@ -137,9 +137,9 @@ def load_model(spec: LoadSpec) -> torch.nn.Module:
     0 .. gpus - 1 (accelerate's device map; the GPUs this process was given are those it sees)."""
     kwargs = {"dtype": DTYPES[spec.dtype], "attn_implementation": ATTENTION}
     device = spec.resolved_device()
-    if spec.gpus <= 1:
+    if spec.gpus <= 1 or not device.startswith("cuda"):  # (GPUs held, the model on the CPU as configured)
         return AutoModelForCausalLM.from_pretrained(spec.model, **kwargs).to(device).eval()
-    if not device.startswith("cuda") or torch.cuda.device_count() < spec.gpus:
+    if torch.cuda.device_count() < spec.gpus:
         raise InvalidField("num_gpus", f"spanning {spec.gpus} GPUs needs that many CUDA devices; this process "
                                        f"sees {torch.cuda.device_count() if torch.cuda.is_available() else 0} "
                                        f"(device {device})")

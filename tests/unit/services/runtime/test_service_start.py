@@ -16,7 +16,7 @@ from tests.helpers import BackgroundLoop
 def test_a_target_spanning_more_gpus_than_it_sees_is_refused_naming_the_field():
     loop = BackgroundLoop()
     try:
-        service = TargetServiceActor(LoadSpec(resolve_model("demo:target"), gpus=2))
+        service = TargetServiceActor(LoadSpec(resolve_model("demo:target"), device="cuda", gpus=2))
         with pytest.raises(InvalidField) as refused:
             loop.run(service.ready())
         assert refused.value.field == "target.num_gpus" and "spanning 2 GPUs" in refused.value.reason
