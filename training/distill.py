@@ -108,7 +108,7 @@ def new_draft(target: torch.nn.Module, spec: DistillSpec) -> LlamaForCausalLM:
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id))
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference mode: the block is the draft's input in a step that trains it
 def on_policy_block(target: torch.nn.Module, block: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The block's first half followed by the target's own sampled continuation (temperature 1)."""
     prefix = block[:, : block.shape[1] // 2]

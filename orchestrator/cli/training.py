@@ -36,6 +36,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          help="share of batches on the target's own sampled text (default 0)")
     distill.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
     distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     distill.set_defaults(func=cmd_distill)
 
 
@@ -53,6 +54,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
                        lr=args.lr, steps=args.steps, minutes=args.minutes, kl_weight=args.kl_weight,
                        on_policy=args.on_policy, checkpoint_every=args.checkpoint_every, seed=args.seed)
     console = make_console()
+    if args.threads < 0:
+        print("specdec distill: --threads: must be >= 0", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         spec.check()
         with Progress(TextColumn("distilling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

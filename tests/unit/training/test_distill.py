@@ -117,6 +117,11 @@ def test_a_run_checkpoints_resumes_and_its_draft_loads_and_serves(tmp_path, corp
     assert decode(4, "speculative") == decode(0, "target-only")  # greedy: the target's own output
 
 
+def test_on_policy_batches_are_the_targets_own_samples_after_a_corpus_prefix(tmp_path, corpus):
+    figures = distill(tiny(corpus, tmp_path / "on-policy", steps=2, on_policy=1.0))
+    assert figures["steps"] == 2 and len(figures["losses"]) == 1
+
+
 def test_mean_acceptance_length_counts_the_bonus_token():
     assert mean_acceptance_length(0.0, 4) == 1.0 and mean_acceptance_length(1.0, 4) == 5.0
     assert mean_acceptance_length(0.5, 4) == pytest.approx(1.9375)
