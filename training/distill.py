@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from specdec.errors import InvalidField
 from specdec.training.corpus import encode, read_corpus, windows
-from specdec.training.evaluation import evaluate, forward_ms
+from specdec.training.evaluation import evaluate, forward_ms, greedy_acceptance_length
 from specdec.training.model_card import write_model_card
 
 CHECKPOINT = "checkpoint.pt"
@@ -190,11 +190,21 @@ def save_checkpoint(path: Path, draft: torch.nn.Module, optimizer: torch.optim.O
     partial.replace(path)
 
 
+def heldout_prompts(tokens: np.ndarray, count: int, length: int = 64, seed: int = 99) -> list[list[int]]:
+    """`count` prompts of `length` held-out tokens from seeded places."""
+    rng = random.Random(seed)
+    length = min(length, len(tokens) // 2)
+    return [tokens[start:start + length].tolist()
+            for start in (rng.randrange(0, len(tokens) - length) for _ in range(count))]
+
+
 def finish(spec: DistillSpec, target: torch.nn.Module, draft: torch.nn.Module, tokenizer, heldout: np.ndarray,
            progress: Progress, train_tokens: int) -> dict:
     """Held-out figures, bare forwards, the saved draft and its model card."""
     draft.eval()
     figures = evaluate(target, draft, heldout, min(spec.seq_len, len(heldout) - 2), spec.eval_batches)
+    figures["measured_acceptance_length_greedy_gamma4"] = greedy_acceptance_length(
+        target, draft, heldout_prompts(heldout, spec.eval_batches), gamma=4)
     figures |= {"target_forward_ms": forward_ms(target), "draft_forward_ms": forward_ms(draft),
                 "draft_parameters": sum(p.numel() for p in draft.parameters()),
                 "steps": progress.step, "runs": progress.runs, "training_seconds": progress.seconds,

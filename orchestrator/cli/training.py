@@ -71,6 +71,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     except InvalidField as exc:
         print(f"specdec distill: {exc}", file=sys.stderr)
         return 2
+    console.print(f"held-out: mean acceptance length at gamma 4, greedy, measured "
+                  f"{figures['measured_acceptance_length_greedy_gamma4']:.2f}")
     console.print(f"held-out: greedy agreement {figures['greedy_agreement']:.3f}, acceptance at T=1 "
                   f"{figures['acceptance_t1']:.3f}, mean acceptance length at gamma 4 "
                   f"{figures['mean_acceptance_length_greedy_gamma4']:.2f} greedy / "

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from specdec.config import resolve_model
 from specdec.errors import InvalidField
@@ -22,7 +23,7 @@ from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.services.target.runner import TargetRunner
 from specdec.training.corpus import read_corpus
 from specdec.training.distill import DistillSpec, distill
-from specdec.training.evaluation import mean_acceptance_length
+from specdec.training.evaluation import greedy_acceptance_length, mean_acceptance_length
 from specdec.types import SamplingParams
 
 CODE = "def add(a, b):\n    return a + b\n\n\nclass Stack:\n    def push(self, item):\n        self.items.append(1)\n"
@@ -120,6 +121,14 @@ def test_a_run_checkpoints_resumes_and_its_draft_loads_and_serves(tmp_path, corp
 def test_on_policy_batches_are_the_targets_own_samples_after_a_corpus_prefix(tmp_path, corpus):
     figures = distill(tiny(corpus, tmp_path / "on-policy", steps=2, on_policy=1.0))
     assert figures["steps"] == 2 and len(figures["losses"]) == 1
+
+
+def test_a_draft_that_is_the_target_is_accepted_whole_every_round():
+    target = AutoModelForCausalLM.from_pretrained(resolve_model("demo:target")).eval()
+    prompts = [[5, 17, 99, 250, 3, 41], [8, 9, 10, 11]]
+    assert greedy_acceptance_length(target, target, prompts, gamma=4, new_tokens=20) == 5.0  # 20 = 4 rounds of 5
+    draft = AutoModelForCausalLM.from_pretrained(resolve_model("demo:draft")).eval()
+    assert 1.0 <= greedy_acceptance_length(target, draft, prompts, gamma=4, new_tokens=20) < 5.0
 
 
 def test_mean_acceptance_length_counts_the_bonus_token():
