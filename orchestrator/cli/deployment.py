@@ -170,7 +170,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                       row.get("node_ip", ""), row.get("node_id", "")[:12], str(row.get("pid", "")),
                       _device(row), row.get("forward", ""), memory, load,
                       _faults_summary(row.get("faults", {})))
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    for layout in {row["layout"] for row in rows if row.get("layout")}:
+        console.print(f"layout: {layout}")
     return 0
 
 

@@ -46,9 +46,11 @@ GAUGE_REFRESH_S = 1.0  # Ray drops a gauge not set again within two of its expor
 
 class OrchestratorActor:
     def __init__(self, config: ServeConfig, draft_addresses: list[str], target_addresses: list[str],
-                 draft_actors: list | None = None, target_actors: list | None = None):
+                 draft_actors: list | None = None, target_actors: list | None = None, layout: str = ""):
+        """`layout`: where the services were placed and why (`Layout.describe()`), for `specdec status`."""
         steady_allocator()  # before the gRPC server starts
         self._config = config
+        self._layout = layout
         self._limits = RpcLimits(config.limits.max_message_bytes, config.limits.rpc_timeout_s)
         self._drafts, self._targets = list(draft_addresses), list(target_addresses)
         self._draft_actors = draft_actors or [None] * len(self._drafts)
@@ -80,7 +82,7 @@ class OrchestratorActor:
     async def health(self) -> dict:
         o = self._orchestrator
         return {"service": SERVICE_NAME, "serving": self._server is not None, "address": self._address,
-                "http_address": self._http_address,
+                "http_address": self._http_address, "layout": self._layout,
                 "active_requests": o.active_requests if o else 0,
                 "routes": {r.name: r.active for r in o.routes} if o else {},
                 "faults": {service.address: {"available": service.available, "failures": service.failures,

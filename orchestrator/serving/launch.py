@@ -70,7 +70,8 @@ def deploy(config: ServeConfig, detached: bool = False) -> Deployment:
         orchestrator = ray.remote(OrchestratorActor).options(
             name=cfg.name, namespace=cfg.namespace, lifetime=lifetime, num_cpus=cfg.num_cpus,
             max_restarts=cfg.max_restarts, resources={HEAD_NODE_RESOURCE: 0.001},
-        ).remote(config, addresses[:drafts], addresses[drafts:], started[:drafts], started[drafts:])
+        ).remote(config, addresses[:drafts], addresses[drafts:], started[:drafts], started[drafts:],
+                 layout.describe())
         started.append(orchestrator)
         address = ray.get(orchestrator.ready.remote(), timeout=START_TIMEOUT_S)
         http_address = ray.get(orchestrator.http_address.remote(), timeout=START_TIMEOUT_S)

@@ -57,6 +57,7 @@ def test_each_service_gets_the_gpus_its_layout_says(gpu_cluster, target, layout_
         assert (set(draft["gpu_ids"]) == set(target_row["gpu_ids"])) == shared  # shared: the same GPU
         assert shared or not set(draft["gpu_ids"]) & set(target_row["gpu_ids"])  # else: disjoint GPUs
         assert draft["device"] == target_row["device"] == "cpu" and draft["serving"] and target_row["serving"]
+        assert ray.get(deployment.orchestrator.health.remote())["layout"] == deployment.layout.describe()
     finally:
         deployment.stop()
 
