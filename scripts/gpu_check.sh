@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The first thing to run on a GPU machine: about 8 minutes on one H200. Runs the CUDA tests and the
+# The first thing to run on a GPU machine: at most about 9 minutes on one H200 (each step has a time limit;
+# they add up to 540 s). Runs the CUDA tests and the
 # greedy-equality tests on the GPU, `specdec demo`, `specdec bench --compare-hf` with draft and target
 # sharing the GPU (plain processes: no Ray needed), and the verify-time curve of the demo target and of a
 # random ~1B Llama; then prints one summary and writes it to $OUT/gpu_check.json. Everything it runs
@@ -43,13 +44,13 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 SAMPLER=$!
 trap 'kill $SAMPLER 2>/dev/null' EXIT
 
-step tests 160 "$PY" -m pytest tests/cuda tests/service/test_lossless_through_services.py tests/unit/services \
+step tests 210 "$PY" -m pytest tests/cuda tests/service/test_lossless_through_services.py tests/unit/services \
   -q -rs -p no:cacheprovider --import-mode=append
-step demo 90 "$PY" -m specdec.orchestrator.cli demo --launcher processes --prompts 4 --max-new-tokens 64
-step bench 160 "$PY" -m specdec.orchestrator.cli bench --compare-hf --launcher processes --prompts 6 \
+step demo 70 "$PY" -m specdec.orchestrator.cli demo --launcher processes --prompts 4 --max-new-tokens 64
+step bench 150 "$PY" -m specdec.orchestrator.cli bench --compare-hf --launcher processes --prompts 6 \
   --max-new-tokens 64 --out "$OUT/bench"
 if [ "$CUDA" = 1 ]; then
-  step verify-curve 140 "$PY" -m specdec.orchestrator.cli verify-curve --random-llama-1b --compile off,reduce-overhead \
+  step verify-curve 110 "$PY" -m specdec.orchestrator.cli verify-curve --random-llama-1b --compile off,reduce-overhead \
     --json "$OUT/verify_curve.json"
 else
   step verify-curve 80 "$PY" -m specdec.orchestrator.cli verify-curve --repeats 5 --json "$OUT/verify_curve.json"

@@ -43,6 +43,18 @@ def wheel_name(path: Path) -> tuple[str, str]:
     return re.sub(r"[-_.]+", "-", name).lower(), version
 
 
+def fits_this_python(path: Path) -> bool:
+    """Whether a wheel's tags allow this interpreter: pure Python (py3), the stable ABI (abi3, from its
+    minimum version on) or this exact CPython (cpXY)."""
+    python_tag, abi_tag = path.name.removesuffix(".whl").split("-")[-3:-1]
+    ours = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    if abi_tag == "none":
+        return any(tag in ("py3", "py2.py3", ours) for tag in python_tag.split("."))
+    if abi_tag == "abi3":
+        return any(tag.startswith("cp3") and int(tag[3:]) <= sys.version_info.minor for tag in python_tag.split("."))
+    return abi_tag == ours
+
+
 def installed_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -53,6 +65,11 @@ def installed_version(name: str) -> str | None:
 def unpack_wheels(wheels: Path, into: Path) -> list[str]:
     """Unpack the wheels this Python needs into `into`; return what was unpacked ("name version")."""
     unpacked = []
+    wrong = [wheel.name for wheel in sorted(wheels.glob("*.whl")) if not fits_this_python(wheel)]
+    if wrong:
+        raise SystemExit(f"gpu_env: {', '.join(wrong)} are not for Python {sys.version_info.major}."
+                         f"{sys.version_info.minor}: make the wheels again with GPU_PYTHON_VERSION="
+                         f"{sys.version_info.major}.{sys.version_info.minor} scripts/prepare_gpu_wheels.sh")
     for wheel in sorted(wheels.glob("*.whl")):
         name, version = wheel_name(wheel)
         have = installed_version(name)

@@ -4,7 +4,8 @@ The loss is `kl_weight` x KL(target || draft) plus (1 - kl_weight) x cross-entro
 next token, over windows of `seq_len` tokens; with `on_policy` > 0 that share of the batches is text the
 target samples itself (at temperature 1) after a corpus prefix, the text a draft meets when it serves.
 AdamW with a warm-up and a cosine decay to a tenth of `lr`, clipped gradients. The run stops at `steps`
-or after `minutes`, whichever comes first; every `checkpoint_every` steps (and at the end) it saves the
+or after `minutes` (of this run: a resumed run has its own, and with `minutes` alone its own warm-up and
+decay), whichever comes first; every `checkpoint_every` steps (and at the end) it saves the
 draft, the optimizer and its place to `<out>/checkpoint.pt`, and `resume` continues from there. At the
 end it measures the held-out figures (`evaluation.py`) and both models' bare forward, saves the draft
 (a Hugging Face checkpoint with the target's tokenizer) in `out`, and writes its model card.
@@ -109,7 +110,7 @@ def new_draft(target: torch.nn.Module, spec: DistillSpec) -> LlamaForCausalLM:
 
 
 @torch.no_grad()  # not inference mode: the block is the draft's input in a step that trains it
-def on_policy_block(target: torch.nn.Module, block: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def on_policy_block(target: torch.nn.Module, block: torch.Tensor) -> torch.Tensor:
     """The block's first half followed by the target's own sampled continuation (temperature 1)."""
     prefix = block[:, : block.shape[1] // 2]
     out = target.generate(prefix, attention_mask=torch.ones_like(prefix), do_sample=True, temperature=1.0, top_k=0,
@@ -130,6 +131,7 @@ def distill(spec: DistillSpec, resume: bool = False,
     target.requires_grad_(False)
     train_texts, heldout_texts = read_corpus(spec.corpus)
     train_tokens, heldout_tokens = encode(tokenizer, train_texts), encode(tokenizer, heldout_texts)
+    torch.manual_seed(spec.seed)  # a new draft's initial weights
     draft = (AutoModelForCausalLM.from_pretrained(spec.init, dtype=torch.float32) if spec.init
              else new_draft(target, spec))
     if draft.config.vocab_size != target.config.vocab_size:
@@ -145,7 +147,7 @@ def distill(spec: DistillSpec, resume: bool = False,
         progress = Progress(**saved["progress"])
     progress.runs += 1
     rng = random.Random(spec.seed * 1_000_003 + progress.step)  # a resumed run draws new windows
-    generator = torch.Generator().manual_seed(spec.seed + progress.step)
+    torch.manual_seed(spec.seed + progress.step)  # the on-policy samples
     draft.train()
     started, window_losses = time.monotonic(), []
     budget_s = 60 * spec.minutes
@@ -158,7 +160,7 @@ def distill(spec: DistillSpec, resume: bool = False,
             group["lr"] = learning_rate(fraction, spec.lr)
         block = windows(train_tokens, spec.seq_len, spec.batch_size, rng)
         if spec.on_policy and rng.random() < spec.on_policy:
-            block = on_policy_block(target, block, generator)
+            block = on_policy_block(target, block)
         inputs, labels = block[:, :-1], block[:, 1:]
         with torch.no_grad():
             target_logits = target(inputs).logits

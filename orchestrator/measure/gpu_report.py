@@ -53,7 +53,9 @@ def sample(path: Path, interval_s: float = 0.5) -> None:
         for pid, mib in gpu_processes():
             role = role_of(command_line(pid))
             peaks[role] = max(peaks.get(role, 0), mib)
-        path.write_text(json.dumps(peaks))
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(peaks))
+        partial.replace(path)  # a kill mid-write leaves the last whole file
         time.sleep(interval_s)
 
 
@@ -106,15 +108,19 @@ def bench_figures(compare: dict) -> dict:
 
 def summarize(folder: Path) -> dict:
     def read(name: str) -> dict:
-        path = folder / name
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            return json.loads((folder / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
 
     curves = read("verify_curve.json").get("curves", [])
+    failed_curves = read("verify_curve.json").get("failed", [])
     return {"steps": steps(folder), "tests": tests_line(folder), "bench": bench_figures(read("bench/compare_hf.json")),
             "gpu_memory_mib": read("gpu-memory.json"),
             "verify_curve": [{"label": c["label"], "parameters": c["parameters"], "device": c["device"],
                               "ms": {p["positions"]: round(1e3 * p["seconds"], 3) for p in c["points"]}}
                              for c in curves],
+            "verify_curve_failed": failed_curves,
             "nvidia_smi": (folder / "nvidia-smi.txt").read_text().strip().splitlines()[:12]
             if (folder / "nvidia-smi.txt").exists() else []}
 
@@ -146,6 +152,8 @@ def render(summary: dict) -> str:
         points = ", ".join(f"{n}: {ms:.2f}" for n, ms in curve["ms"].items())
         lines.append(f"verify ms by positions, {curve['label']} ({curve['parameters'] / 1e6:.0f}M, {curve['device']}; "
                      f"1 position {one:.2f} ms): {points}")
+    lines += [f"verify curve {failure['label']}: FAILED {failure['error']}"
+              for failure in summary.get("verify_curve_failed", [])]
     return "\n".join(lines)
 
 

@@ -79,7 +79,7 @@ class HFPair:
         """The pair of an orchestrator's `server_info()`: its target's device and dtype, if this process
         has that device (else the CPU)."""
         target = info["target"]
-        device = target.get("device") or "cpu"
+        device = (target.get("device") or "cpu").split(",")[0].strip()  # a spanning target's first device
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
         return cls(resolve_model(target["model"]), resolve_model(info["draft"]["model"]), device,

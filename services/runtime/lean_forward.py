@@ -122,7 +122,7 @@ class LeanLlama:
         self.norm = decoder.norm.weight
         self.head = _linear(model.lm_head)
         self.eps = config.rms_norm_eps
-        self.inv_freq = decoder.rotary_emb.inv_freq
+        self.inv_freq = decoder.rotary_emb.inv_freq.to(self.embed.device)  # beside the positions
         self.rope_scaling = decoder.rotary_emb.attention_scaling
         attention = decoder.layers[0].self_attn
         self.head_dim, self.scaling = attention.head_dim, attention.scaling
@@ -139,6 +139,10 @@ class LeanLlama:
             options = {"dynamic": True} | ({} if compile_mode == "default" else {"mode": compile_mode})
             self._attention_inputs = torch.compile(attention_inputs, **options)
             self._layer_output = torch.compile(layer_output, **options)
+        if compile_mode == "reduce-overhead":  # a CUDA graph's outputs live in buffers its next replay (the next
+            # layer's call) overwrites: each call's outputs are copied out before the next
+            self._attention_inputs = _copied(self._attention_inputs)
+            self._layer_output = _copied(self._layer_output)
 
     def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [rows, 1, T, head_dim] for positions [rows, T]."""
@@ -164,6 +168,14 @@ class LeanLlama:
                                         layer.down.weight, layer.down.bias, self.eps)
         normed = rms_norm(hidden.to(self.norm.device), self.norm, self.eps)
         return self.head(normed.to(self.head.weight.device))
+
+
+def _copied(function):
+    """`function` with its tensor outputs cloned (a tuple of tensors, or one tensor)."""
+    def call(*args):
+        out = function(*args)
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+    return call
 
 
 def lean_forward(model: torch.nn.Module, compile_mode: str = "off") -> tuple[LeanLlama | None, str]:

@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 spec = importlib.util.spec_from_file_location("gpu_env", ROOT / "scripts" / "gpu_env.py")
 gpu_env = importlib.util.module_from_spec(spec)
@@ -30,6 +32,21 @@ def test_versions_compare_as_releases():
     assert gpu_env.version_key("2.0.0rc1") < gpu_env.version_key("2.0.0")
     assert gpu_env.wheel_name(Path("grpcio_health_checking-1.85.1-py3-none-any.whl")) == \
         ("grpcio-health-checking", "1.85.1")
+
+
+def test_a_wheel_fits_this_python_by_its_tags():
+    ours = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert gpu_env.fits_this_python(Path("fastapi-0.165.0-py3-none-any.whl"))
+    assert gpu_env.fits_this_python(Path(f"grpcio-1.85.3-{ours}-{ours}-manylinux2014_x86_64.whl"))
+    assert gpu_env.fits_this_python(Path("protobuf-7.36.2-cp310-abi3-manylinux2014_x86_64.whl"))
+    assert not gpu_env.fits_this_python(Path("grpcio-1.85.3-cp39-cp39-manylinux2014_x86_64.whl"))
+    assert not gpu_env.fits_this_python(Path("thing-1.0-cp399-abi3-manylinux2014_x86_64.whl"))
+
+
+def test_wheels_for_another_python_are_refused_saying_how_to_make_them(tmp_path):
+    (tmp_path / "grpcio-1.85.3-cp39-cp39-manylinux2014_x86_64.whl").write_bytes(b"")
+    with pytest.raises(SystemExit, match="GPU_PYTHON_VERSION"):
+        gpu_env.unpack_wheels(tmp_path, tmp_path / "env")
 
 
 def test_only_what_is_missing_or_older_is_unpacked(tmp_path):

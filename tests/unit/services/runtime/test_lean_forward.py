@@ -129,7 +129,7 @@ def test_the_compiled_lean_forward_matches_the_eager_one():
     model = build(CONFIGS["llama"]())
     eager_slots, compiled_slots = slots_for(model, [0, 0]), slots_for(model, [0, 0])
     eager = run(LeanLlama(model), eager_slots, STEPS)
-    compiled = run(LeanLlama(model, compile_mode="default"), compiled_slots, STEPS)
+    compiled = run(LeanLlama(model, compile_mode="reduce-overhead"), compiled_slots, STEPS)  # (graphs: CUDA only)
     for step, tokens in enumerate(STEPS):
         for row, row_tokens in enumerate(tokens):
             assert torch.allclose(compiled[step][row, : len(row_tokens)], eager[step][row, : len(row_tokens)],

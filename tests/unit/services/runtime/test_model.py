@@ -55,7 +55,7 @@ def test_a_session_the_model_does_not_hold_is_not_found_unless_started_afresh(lm
 def test_info_describes_the_model(lm: CausalLM):
     info = lm.info()
     assert info.vocab_size == len(lm.tokenizer) and info.eos_token_id == lm.tokenizer.eos_token_id
-    assert info.device == "cpu" and info.dtype == "float32" and len(info.tokenizer_fingerprint) == 16
+    assert info.device == str(lm.device) and info.dtype == "float32" and len(info.tokenizer_fingerprint) == 16
 
 
 def test_unknown_dtype_is_refused():
@@ -113,7 +113,7 @@ def test_a_session_slot_grows_in_blocks_as_it_is_used(lm: CausalLM):
 def test_rows_extend_like_sessions_one_at_a_time(lm: CausalLM):
     lm.extend("r0", 0, [5, 17, 99])
     lm.extend("r1", 0, [8, 9, 10, 11, 12])
-    step = lm.extend_rows(lm.rows(["r0", "r1"]), torch.tensor([[40], [41]]))[:, -1]
+    step = lm.extend_rows(lm.rows(["r0", "r1"]), torch.tensor([[40], [41]], device=lm.device))[:, -1]
     assert torch.allclose(step[0], lm.extend("solo-r0", 0, [5, 17, 99, 40])[-1], atol=1e-4)
     assert torch.allclose(step[1], lm.extend("solo-r1", 0, [8, 9, 10, 11, 12, 41])[-1], atol=1e-4)
     assert lm.cache_len("r0") == 4 and lm.cache_len("r1") == 6
@@ -124,7 +124,7 @@ def test_rows_extend_like_sessions_one_at_a_time(lm: CausalLM):
 def test_a_fork_extends_copies_and_leaves_its_session_alone(lm: CausalLM):
     prefix, windows = [5, 17, 99, 250], [[1, 2, 3], [7, 8, 9]]
     lm.extend("f", 0, prefix)
-    forked = lm.extend_rows(lm.fork("f", 2), torch.tensor(windows))
+    forked = lm.extend_rows(lm.fork("f", 2), torch.tensor(windows, device=lm.device))
     assert forked.shape == (2, 3, lm.vocab_size) and lm.cache_len("f") == len(prefix)
     for m, window in enumerate(windows):
         assert torch.allclose(forked[m], lm.extend(f"solo-f{m}", 0, prefix + window)[-3:], atol=1e-4)
