@@ -35,7 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     distill.add_argument("--on-policy", type=float, default=0.0,
                          help="share of batches on the target's own sampled text (default 0)")
     distill.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
-    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--seed", type=int, default=0,
+                         help="seed of the windows, a new draft and the on-policy samples (default 0)")
     distill.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     distill.set_defaults(func=cmd_distill)
 
