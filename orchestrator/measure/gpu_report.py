@@ -113,8 +113,8 @@ def summarize(folder: Path) -> dict:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    curves = read("verify_curve.json").get("curves", [])
-    failed_curves = read("verify_curve.json").get("failed", [])
+    verify_curves = read("verify_curve.json")
+    curves, failed_curves = verify_curves.get("curves", []), verify_curves.get("failed", [])
     return {"steps": steps(folder), "tests": tests_line(folder), "bench": bench_figures(read("bench/compare_hf.json")),
             "gpu_memory_mib": read("gpu-memory.json"),
             "verify_curve": [{"label": c["label"], "parameters": c["parameters"], "device": c["device"],
