@@ -20,6 +20,7 @@ from specdec.renamed import CONFIG_KEYS, current_names
 DEMO_PAIR_DIR = Path(__file__).resolve().parent.parent / "demo_pair"
 FORWARDS = ("auto", "transformers")  # draft.forward, target.forward (`specdec.services.runtime.lean_forward`)
 DTYPE_NAMES = ("float32", "float16", "bfloat16")  # draft.dtype, target.dtype
+DRAFT_KINDS = ("auto", "model", "head")  # draft.kind
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # draft.compile, target.compile (torch.compile, lean forward)
 STRATEGIES = ("PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD")
 ACCELERATORS = ("auto", "gpu", "cpu")
@@ -40,6 +41,9 @@ class ModelConfig:
     max_batch: int = 16  # calls of different sessions batched into one forward, at most
     forward: str = "auto"  # auto: the runtime's lean forward for Llama-family models; transformers: never
     compile: str = "off"  # the lean forward's dense math through torch.compile: off | default | reduce-overhead
+    # draft: "model" (a causal LM of its own), "head" (a feature head reading the target's hidden states,
+    # `specdec distill --kind head`), or "auto" (a head where the folder holds one)
+    kind: str = "auto"
     # GPUs each replica of this model reserves: None lets placement.accelerator decide; a fraction below 1
     # shares one GPU (and caps the service's share of its memory); a whole number above 1 spans GPUs.
     num_gpus: float | None = None
@@ -143,6 +147,9 @@ class ServeConfig:
                 raise ValueError(f"{side}.dtype: must be one of {DTYPE_NAMES}, got {model.dtype!r}")
             if model.compile not in COMPILE_MODES:
                 raise ValueError(f"{side}.compile: must be one of {COMPILE_MODES}, got {model.compile!r}")
+            kinds = DRAFT_KINDS if side == "draft" else ("auto", "model")
+            if model.kind not in kinds:
+                raise ValueError(f"{side}.kind: must be one of {kinds}, got {model.kind!r}")
             gpus = model.num_gpus
             if gpus is not None and not (isinstance(gpus, int | float) and math.isfinite(gpus) and gpus >= 0):
                 raise ValueError(f"{side}.num_gpus: must be a number >= 0 (or unset), got {gpus!r}")

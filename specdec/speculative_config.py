@@ -1,11 +1,13 @@
 """vLLM's `--speculative-config` JSON onto specdec's serve config, so that a vLLM command line carries over.
 
-Mapped keys: `method` (only `draft_model`, a separate small draft model, which is also what a `model`
-without a method means), `model` -> draft.model, `num_speculative_tokens` -> defaults.gamma,
-`disable_by_batch_size` -> defaults.disable_by_batch_size (requests without a gamma go target-only while
-that many are in flight), `acceptance_method` (vLLM v0's: `rejection_sampler` -> defaults.rule sd,
-`typical_acceptance_sampler` -> typical), `draft_tensor_parallel_size` (1 only: a draft runs on one
-device), `disable_logprobs` (true only: specdec returns no log-probabilities).
+Mapped keys: `method` (`draft_model`, a separate small draft model, which is also what a `model` without
+a method means, -> draft.kind model; `eagle` and `eagle3` -> draft.kind head, a specdec feature head made
+by `specdec distill --kind head`: EAGLE checkpoints in SafeAILab's format are not read), `model` ->
+draft.model, `num_speculative_tokens` -> defaults.gamma, `disable_by_batch_size` ->
+defaults.disable_by_batch_size (requests without a gamma go target-only while that many are in flight),
+`acceptance_method` (vLLM v0's: `rejection_sampler` -> defaults.rule sd, `typical_acceptance_sampler` ->
+typical), `draft_tensor_parallel_size` (1 only: a draft runs on one device), `disable_logprobs` (true
+only: specdec returns no log-probabilities).
 
 Every other key is refused, naming it: those in `NOT_SUPPORTED` with the reason, unknown ones with the
 list of keys this takes. Pure: a dict in, a ServeConfig out.
@@ -34,6 +36,7 @@ NOT_SUPPORTED = {
     "disable_padded_drafter_batch": "batching is per service (draft.max_batch)",
     "draft_pipeline_parallel_size": "a draft runs on one device",
 }
+METHODS = {"draft_model": "model", "eagle": "head", "eagle3": "head"}  # -> draft.kind
 ACCEPTANCE_METHODS = {"rejection_sampler": "sd", "typical_acceptance_sampler": "typical"}
 
 
@@ -56,10 +59,10 @@ def apply_speculative_config(config: ServeConfig, values: dict[str, Any]) -> Ser
         if key not in MAPPED:
             raise ValueError(f"speculative_config.{key}: unknown key; specdec maps {', '.join(MAPPED)}")
     method = values.get("method", "draft_model")
-    if method != "draft_model":
-        raise ValueError(f"speculative_config.method: only draft_model (a separate draft model) is supported, "
-                         f"got {method!r}")
-    draft, defaults = {}, {}
+    if method not in METHODS:
+        raise ValueError(f"speculative_config.method: one of {', '.join(METHODS)} (a separate draft model, or a "
+                         f"specdec feature head for eagle and eagle3), got {method!r}")
+    draft, defaults = {"kind": METHODS[method]}, {}
     if "model" in values:
         draft["model"] = _typed(values, "model", str)
     if "num_speculative_tokens" in values:

@@ -65,6 +65,19 @@ class TopRows:
 
 
 @dataclass(frozen=True)
+class FeatureRows:
+    """The target's hidden states at consecutive positions, a feature head's input: row i is position
+    start + i, the outputs of the head's feature layers side by side, in float16 or bfloat16."""
+
+    start: int
+    values: torch.Tensor  # [rows, width]
+
+    @property
+    def stop(self) -> int:
+        return self.start + int(self.values.shape[0])
+
+
+@dataclass(frozen=True)
 class ProposeCall:
     """Ask the draft for `gamma` draft tokens after rolling back to `keep_len` and appending `new_tokens`."""
 
@@ -81,6 +94,9 @@ class ProposeCall:
     num_draft_sequences: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
     settings_held: bool = False  # the service holds this session's settings: they travel only once
     want_alternatives: bool = False  # each position's most likely other token (M = 1; speculation lanes)
+    # A feature head's input: the target's features at the position before each new token (from
+    # max(keep_len - 1, 0)); None for a draft model.
+    features: FeatureRows | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,7 @@ class VerifyCall:
     # statistics.recover), else its argmax.
     decode_tokens: int = 1
     settings_held: bool = False  # the service holds this session's sampling
+    feature_layers: tuple[int, ...] = ()  # return the hidden states after these layers (a feature head's input)
 
     @property
     def positions(self) -> int:
@@ -138,6 +155,7 @@ class Verification:
     batch_size: int = 1  # sessions scored in the same forward (the target's load)
     batch_tokens: int = 0  # tokens fed in that forward, over all its sessions
     decoded_tokens: list[int] = field(default_factory=list)  # a decoded run's tokens (the last not yet fed)
+    features: FeatureRows | None = None  # with feature_layers: a row per token fed, from keep_len
 
 
 @dataclass(frozen=True)
@@ -149,3 +167,7 @@ class ModelInfo:
     device: str
     dtype: str
     eos_token_id: int
+    draft_kind: str = "model"  # a draft's: "model" or "head"
+    feature_layers: tuple[int, ...] = ()  # a head's: the target layers it reads
+    target_fingerprint: str = ""  # a head's: the target it was trained for
+    model_fingerprint: str = ""  # the model's own (`services.head.checkpoint.model_fingerprint`)

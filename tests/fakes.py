@@ -50,6 +50,18 @@ class MarkovLM:
             results.append(self.table[torch.tensor(tokens)])
         return results
 
+    def extend_batch_features(self, items: list[tuple[str, int, list[int]]],
+                              layers: tuple[int, ...]) -> tuple[list[torch.Tensor], list[None]]:
+        if layers:
+            raise ValueError("a Markov chain has no layers to take features from")
+        return self.extend_batch(items), [None] * len(items)
+
+    def extend_rows_features(self, rows: list[list[int]], tokens: torch.Tensor,
+                             layers: tuple[int, ...]) -> tuple[torch.Tensor, None]:
+        if layers:
+            raise ValueError("a Markov chain has no layers to take features from")
+        return self.extend_rows(rows, tokens), None
+
     def rows(self, session_ids: list[str]) -> list[list[int]]:
         return [self.sessions[session_id] for session_id in session_ids]
 

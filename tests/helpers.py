@@ -96,3 +96,16 @@ def host_reads(run: Callable[[], list], monkeypatch) -> Counter:
         results = run()
     assert not [result for result in results if isinstance(result, Exception)]
     return counts
+
+
+def random_head(path: Path, target: str = "demo:target", layers: tuple[int, ...] = (1, 4, 7), seed: int = 0) -> str:
+    """Save an untrained feature head for `target` under `path`; return the path. Its drafts are seldom
+    accepted, which is all a test of exactness or of the session mechanics needs."""
+    from specdec.services.head.checkpoint import save_head
+    from specdec.services.head.model import FeatureHead
+    from specdec.training.head_distill import head_config_for
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(target), dtype=torch.float32)
+    torch.manual_seed(seed)
+    save_head(FeatureHead(head_config_for(model, target, layers)), path)
+    return str(path)

@@ -3,10 +3,8 @@
 The loss is `kl_weight` x KL(target || draft) plus (1 - kl_weight) x cross-entropy on the corpus's own
 next token, over windows of `seq_len` tokens; with `on_policy` > 0 that share of the batches is text the
 target samples itself (at temperature 1) after a corpus prefix, the text a draft meets when it serves.
-AdamW with a warm-up and a cosine decay to a tenth of `lr`, clipped gradients. The run stops at `steps`
-or after `minutes` (of this run: a resumed run has its own, and with `minutes` alone its own warm-up and
-decay), whichever comes first; every `checkpoint_every` steps (and at the end) it saves the
-draft, the optimizer and its place to `<out>/checkpoint.pt`, and `resume` continues from there. At the
+The loop, its schedule and its checkpoints (`<out>/checkpoint.pt`, which `resume` continues from) are
+`loop.py`'s. At the
 end it measures the held-out figures (`evaluation.py`) and both models' bare forward, saves the draft
 (a Hugging Face checkpoint with the target's tokenizer) in `out`, and writes its model card.
 """
@@ -14,11 +12,9 @@ end it measures the held-out figures (`evaluation.py`) and both models' bare for
 from __future__ import annotations
 
 import json
-import math
 import random
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +25,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from specdec.errors import InvalidField
 from specdec.training.corpus import encode, read_corpus, windows
 from specdec.training.evaluation import evaluate, forward_ms, greedy_acceptance_length
+from specdec.training.loop import Budget, Progress, train
 from specdec.training.model_card import write_model_card
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -72,16 +67,6 @@ class DistillSpec:
                 raise InvalidField(name, f"{reason}, got {getattr(self, name)!r}")
 
 
-@dataclass
-class Progress:
-    """Where a run is: what the checkpoint holds besides the weights."""
-
-    step: int = 0
-    seconds: float = 0.0  # of training, over every run that resumed it
-    losses: list[float] = field(default_factory=list)  # the mean loss of every `checkpoint_every` steps
-    runs: int = 0
-
-
 def distill_loss(draft_logits: torch.Tensor, target_logits: torch.Tensor, labels: torch.Tensor,
                  kl_weight: float) -> torch.Tensor:
     """kl_weight x KL(target || draft) + (1 - kl_weight) x cross-entropy on the labels, per token."""
@@ -90,13 +75,6 @@ def distill_loss(draft_logits: torch.Tensor, target_logits: torch.Tensor, labels
     target_logp = F.log_softmax(target_logits.reshape(-1, vocab).float(), -1)
     kl = F.kl_div(draft_logp, target_logp, log_target=True, reduction="batchmean")
     return kl_weight * kl + (1 - kl_weight) * F.nll_loss(draft_logp, labels.reshape(-1))
-
-
-def learning_rate(fraction: float, peak: float, warmup: float = 0.03) -> float:
-    if fraction < warmup:
-        return peak * max(fraction, 1e-3) / warmup
-    progress = min(1.0, (fraction - warmup) / (1 - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def new_draft(target: torch.nn.Module, spec: DistillSpec) -> LlamaForCausalLM:
@@ -137,59 +115,19 @@ def distill(spec: DistillSpec, resume: bool = False,
     if draft.config.vocab_size != target.config.vocab_size:
         raise InvalidField("init", f"{spec.init} has {draft.config.vocab_size} tokens, the target "
                                    f"{target.config.vocab_size}: a draft must share the target's vocabulary")
-    optimizer = torch.optim.AdamW(draft.parameters(), lr=spec.lr, weight_decay=0.01)
-    progress = Progress()
-    checkpoint = out / CHECKPOINT
-    if resume and checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
-        draft.load_state_dict(saved["draft"])
-        optimizer.load_state_dict(saved["optimizer"])
-        progress = Progress(**saved["progress"])
-    progress.runs += 1
-    rng = random.Random(spec.seed * 1_000_003 + progress.step)  # a resumed run draws new windows
-    torch.manual_seed(spec.seed + progress.step)  # the on-policy samples
-    draft.train()
-    started, window_losses = time.monotonic(), []
-    budget_s = 60 * spec.minutes
-    while True:
-        elapsed = time.monotonic() - started
-        if (spec.steps and progress.step >= spec.steps) or (budget_s and elapsed >= budget_s):
-            break
-        fraction = progress.step / spec.steps if spec.steps else elapsed / budget_s
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(fraction, spec.lr)
+
+    def loss_of(rng: random.Random) -> torch.Tensor:
         block = windows(train_tokens, spec.seq_len, spec.batch_size, rng)
         if spec.on_policy and rng.random() < spec.on_policy:
             block = on_policy_block(target, block)
         inputs, labels = block[:, :-1], block[:, 1:]
         with torch.no_grad():
             target_logits = target(inputs).logits
-        loss = distill_loss(draft(inputs).logits, target_logits, labels, spec.kl_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
-        optimizer.step()
-        progress.step += 1
-        window_losses.append(loss.item())
-        on_step(progress.step, spec.steps, window_losses[-1], progress.seconds + time.monotonic() - started)
-        if progress.step % spec.checkpoint_every == 0:
-            progress.losses.append(float(np.mean(window_losses)))
-            window_losses = []
-            save_checkpoint(checkpoint, draft, optimizer, progress, time.monotonic() - started)
-    if window_losses:
-        progress.losses.append(float(np.mean(window_losses)))
-    save_checkpoint(checkpoint, draft, optimizer, progress, time.monotonic() - started)
-    progress.seconds += time.monotonic() - started
+        return distill_loss(draft(inputs).logits, target_logits, labels, spec.kl_weight)
+
+    progress = train(draft, loss_of, Budget(spec.steps, spec.minutes, spec.lr, spec.checkpoint_every, spec.seed),
+                     out, resume, on_step)
     return finish(spec, target, draft, tokenizer, heldout_tokens, progress, len(train_tokens))
-
-
-def save_checkpoint(path: Path, draft: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
-                    run_seconds: float) -> None:
-    """The draft, the optimizer and the progress (with this run's seconds so far), written atomically."""
-    state = asdict(progress) | {"seconds": progress.seconds + run_seconds}
-    partial = path.with_suffix(".partial")
-    torch.save({"draft": draft.state_dict(), "optimizer": optimizer.state_dict(), "progress": state}, partial)
-    partial.replace(path)
 
 
 def heldout_prompts(tokens: np.ndarray, count: int, length: int = 64, seed: int = 99) -> list[list[int]]:

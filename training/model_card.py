@@ -37,3 +37,30 @@ def write_model_card(path: Path, spec, figures: dict) -> None:
         "Settings: " + ", ".join(f"{key}={value}" for key, value in asdict(spec).items()), "",
     ]
     path.write_text("\n".join(lines))
+
+
+def write_head_model_card(path: Path, spec, config, figures: dict) -> None:
+    f = figures
+    lines = [
+        "# Feature head", "",
+        f"A feature head for `{spec.target}` (fingerprint `{config.target_fingerprint}`), made by `specdec distill "
+        f"--kind head`: it reads the target's hidden states after decoder layers {list(config.feature_layers)} "
+        f"and drafts with one decoder layer and the target's own embedding and LM head "
+        f"(docs/feature-heads.md). Trained on the corpus `{spec.corpus}`.", "",
+        "| held-out figure | value |", "|---|---|",
+        f"| mean acceptance length at gamma 4, greedy (speculative decoding replayed on {spec.eval_prompts} "
+        f"held-out prompts, 48 tokens each) | {f['acceptance_length_greedy_gamma4']:.2f} |",
+        f"| mean acceptance length at gamma 4, T=1 (the same, `sd`'s rule) | {f['acceptance_length_t1_gamma4']:.2f} |",
+        f"| one-token forward, 1 thread, 128-token cache: target / head (ms) | "
+        f"{f['target_forward_ms']:.2f} / {f['head_forward_ms']:.2f} |",
+        f"| head parameters (its own; the target's embedding and LM head are borrowed) | "
+        f"{f['head_parameters'] / 1e6:.2f}M |", "",
+        f"Training: {f['steps']} steps of {spec.batch_size} x {spec.seq_len} tokens in "
+        f"{f['training_seconds'] / 60:.1f} minutes over {f['runs']} run(s); {f['train_tokens']:,} training and "
+        f"{f['heldout_tokens']:,} held-out tokens; {spec.ttt_steps} training-time-test steps weighted "
+        f"{spec.step_decay:g}^k, each KL(target || head) + {spec.feature_weight:g} x SmoothL1 on the regressed "
+        f"feature; AdamW, peak learning rate {spec.lr:g}, warm-up and cosine decay.", "",
+        "Mean loss by checkpoint interval: " + ", ".join(f"{loss:.3f}" for loss in f["losses"]), "",
+        "Settings: " + ", ".join(f"{key}={value}" for key, value in asdict(spec).items()), "",
+    ]
+    path.write_text("\n".join(lines))

@@ -30,6 +30,7 @@ import torch
 
 from specdec.distributions.scoring import WindowStatistics
 from specdec.orchestrator.controllers.base import GammaController, RoundStats
+from specdec.orchestrator.round.feature_store import FeatureStore
 from specdec.orchestrator.round.overlap import DraftAhead, Serial, Strategy, Window
 from specdec.orchestrator.round.sessions import (
     DRAFT_FAULTS,
@@ -59,6 +60,7 @@ class GenerationRequest:
     num_draft_sequences: int = 1  # M draft sequences per round (M > 1: rules that take several windows)
     overlap: bool = False  # draft window k+1 while window k is verified
     speculation_lanes: int = 0  # overlapped mode: rejection outcomes to pre-draft for, besides full acceptance
+    feature_layers: tuple[int, ...] = ()  # a feature-head draft's: the target's features it reads (one sequence)
 
 
 def lane_session_ids(request: GenerationRequest) -> list[str]:
@@ -77,11 +79,14 @@ class RoundLoop:
         overlap = request.overlap and request.num_draft_sequences == 1 and not controller.confidence_threshold
         settings = CallSettings(request.sampling, request.seed, rule.needs_probs, raw, rule.statistics,
                                 controller.confidence_threshold, request.num_draft_sequences,
-                                want_alternatives=overlap and request.speculation_lanes > 0)
+                                want_alternatives=overlap and request.speculation_lanes > 0,
+                                feature_layers=request.feature_layers)
         rounds = itertools.count()
-        self.drafts = DraftLanes([DraftSession(proposer, session_id, settings, rounds, stats)
+        # A feature head drafts from the target's features of the committed tokens.
+        self.features = FeatureStore() if request.feature_layers else None
+        self.drafts = DraftLanes([DraftSession(proposer, session_id, settings, rounds, stats, self.features)
                                   for session_id in lane_session_ids(request)])
-        self.target = TargetSession(scorer, request.request_id, settings, stats)
+        self.target = TargetSession(scorer, request.request_id, settings, stats, self.features)
         self.strategy: Strategy = DraftAhead(self.drafts, self.gamma_for, stats) if overlap else Serial()
 
     def gamma_for(self, length: int) -> int:
@@ -97,8 +102,9 @@ class RoundLoop:
         gamma = self.gamma_for(base)
         if gamma == 0 and ready is None:
             return await self.decoded_run(started), None
+        prefill = not self.drafts.main.can_draft(self.committed)  # a feature head waits for the target's features
         window = ready or await self.draft(gamma)
-        self.stats.num_target_only_rounds += window is None and gamma > 0
+        self.stats.num_target_only_rounds += window is None and gamma > 0 and not prefill
         self.stats.num_pre_drafted += ready is not None
         # 2. Verify the window with one target forward (the strategy may draft ahead meanwhile); the target
         # draws each position's candidate next token where these uniforms fall.
@@ -152,7 +158,7 @@ class RoundLoop:
     async def draft(self, gamma: int) -> Window | None:
         """A fresh window on the main draft session; None for a target-only round or while the draft is down."""
         session = self.drafts.main
-        if gamma <= 0 or not session.available:
+        if gamma <= 0 or not session.available or not session.can_draft(self.committed):
             return None
         started = time.perf_counter()
         try:
@@ -182,6 +188,8 @@ class RoundLoop:
         self.committed += emitted
         for session in (*self.drafts, self.target):
             session.cache.settle(self.committed)
+        if self.features is not None:  # the features of committed positions, the last one's not yet computed
+            self.features.truncate(len(self.committed) - 1)
         return emitted
 
     def record(self, size: int, num_accepted: int, spent: list[Proposal], verification: Verification,

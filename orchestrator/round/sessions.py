@@ -24,6 +24,7 @@ from typing import Protocol
 from specdec.distributions.scoring import StatisticsSpec
 from specdec.errors import ServiceDown, SessionLost
 from specdec.orchestrator.round.cache_view import CacheView
+from specdec.orchestrator.round.feature_store import FeatureStore
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
 
@@ -62,6 +63,7 @@ class CallSettings:
     confidence_threshold: float = 0.0
     num_draft_sequences: int = 1
     want_alternatives: bool = False  # the draft's most likely other tokens (speculation lanes' premises)
+    feature_layers: tuple[int, ...] = ()  # a feature-head draft's: the target layers whose features it reads
 
 
 class DraftSession:
@@ -69,15 +71,21 @@ class DraftSession:
     one call counter (`rounds`), which also seeds each call's sampler, so no two calls collide."""
 
     def __init__(self, proposer: Proposer, session_id: str, settings: CallSettings, rounds: Iterator[int],
-                 stats: RequestStats):
+                 stats: RequestStats, features: FeatureStore | None = None):
+        """`features`: a feature head's input, the target's features of the committed tokens."""
         self.proposer, self.session_id, self.settings = proposer, session_id, settings
-        self.rounds, self.stats = rounds, stats
+        self.rounds, self.stats, self.features = rounds, stats, features
         self.cache = CacheView()
         self.settings_sent = False  # the draft holds this session's settings
 
     @property
     def available(self) -> bool:
         return self.proposer.available
+
+    def can_draft(self, sequence: list[int]) -> bool:
+        """A draft model always can; a feature head once the target's features of every position but the
+        last are held (after the target's first forward over the prompt)."""
+        return self.features is None or (len(sequence) >= 2 and self.features.covers(len(sequence) - 1))
 
     async def propose(self, sequence: list[int], gamma: int) -> Proposal:
         """Draft `gamma` tokens after `sequence`. A session the draft lost is started again, once; ServiceDown
@@ -90,12 +98,16 @@ class DraftSession:
     async def _propose_once(self, sequence: list[int], gamma: int) -> Proposal:
         keep_len, new_tokens = self.cache.feed(sequence)
         settings = self.settings
+        features = None
+        if self.features is not None:  # the positions before each new token
+            features = self.features.rows(max(keep_len - 1, 0), len(sequence) - 1)
+            self.stats.feature_bytes += features.values.numel() * features.values.element_size()
         call = ProposeCall(
             session_id=self.session_id, round=next(self.rounds), keep_len=keep_len, new_tokens=new_tokens,
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
             confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
             num_draft_sequences=settings.num_draft_sequences, settings_held=self.settings_sent and keep_len > 0,
-            want_alternatives=settings.want_alternatives)
+            want_alternatives=settings.want_alternatives, features=features)
         try:
             proposal = await self.proposer.propose(call)
         except DRAFT_FAULTS as fault:
@@ -139,8 +151,11 @@ class TargetSession:
     """The request's target session. A target that went down is waited for and asked the same round again
     (calls are idempotent per round); one that lost the session gets the committed tokens from the start."""
 
-    def __init__(self, scorer: Scorer, session_id: str, settings: CallSettings, stats: RequestStats):
+    def __init__(self, scorer: Scorer, session_id: str, settings: CallSettings, stats: RequestStats,
+                 features: FeatureStore | None = None):
+        """`features`: where the target's features go, when the draft is a feature head."""
         self.scorer, self.session_id, self.settings, self.stats = scorer, session_id, settings, stats
+        self.features = features
         self.cache = CacheView()
         self.round = 0  # the round number of the next verify call
         self.settings_sent = False  # the target holds this session's settings
@@ -167,7 +182,8 @@ class TargetSession:
                 uniforms=uniforms if statistics.needs_uniforms else (),
                 draft_probs=proposal.draft_probs if forward else None,
                 draft_raw_probs=proposal.draft_raw_probs if forward and statistics.divergence_on_raw else None,
-                decode_tokens=decode if proposal is None else 1, settings_held=self.settings_sent and keep_len > 0)
+                decode_tokens=decode if proposal is None else 1, settings_held=self.settings_sent and keep_len > 0,
+                feature_layers=settings.feature_layers)
             try:
                 verification = await self.scorer.verify(call)
             except ServiceDown:
@@ -185,6 +201,10 @@ class TargetSession:
             self.settings_sent = True
             self.cache.fed(keep_len, new_tokens + draft_tokens + verification.decoded_tokens[:-1],
                            verification.cache_len)
+            if self.features is not None and verification.features is not None:
+                self.features.put(verification.features)
+                values = verification.features.values
+                self.stats.feature_bytes += values.numel() * values.element_size()
             return verification
         raise ServiceDown(f"target: no answer to a verify after {MAX_VERIFY_ATTEMPTS} attempts")
 

@@ -38,6 +38,7 @@ class RequestStats:
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
     wire_bytes: int = 0
+    feature_bytes: int = 0  # a feature head's: the target's features received with verifies and sent with proposes
     seconds: float = 0.0
     gamma_trace: list[int] = field(default_factory=list)  # tokens drafted in each round
     speculation_lanes: int = 0

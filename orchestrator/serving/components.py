@@ -23,7 +23,7 @@ def service_arguments(config: ServeConfig, role: str, cpus: int, gpus: float, ho
     any free port). A service of several whole GPUs spreads its model's layers over them."""
     model = getattr(config, role)
     spec = LoadSpec(resolve_model(model.model), model.dtype, model.device, model.forward, max(1, int(gpus)),
-                    model.compile)
+                    model.compile, model.kind)
     return {"spec": spec,
             "host": config.placement.host if host is None else host, "port": port, "threads": cpus,
             "limits": rpc_limits(config), "max_batch": model.max_batch, "max_sessions": config.limits.max_sessions,

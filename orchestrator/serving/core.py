@@ -86,6 +86,11 @@ def check_pair(draft_info: ModelInfo, target_info: ModelInfo) -> None:
             f"draft and target tokenizers do not match: draft {draft_info.model!r} (vocab {draft_info.vocab_size}, "
             f"fingerprint {draft_info.tokenizer_fingerprint}) vs target {target_info.model!r} (vocab "
             f"{target_info.vocab_size}, fingerprint {target_info.tokenizer_fingerprint})")
+    if draft_info.draft_kind == "head" and draft_info.target_fingerprint != target_info.model_fingerprint:
+        raise ValueError(
+            f"draft.model: the feature head {draft_info.model!r} belongs to a target with fingerprint "
+            f"{draft_info.target_fingerprint}, not to the target served, {target_info.model!r} (fingerprint "
+            f"{target_info.model_fingerprint})")
 
 
 def check_defaults(defaults: DefaultsConfig) -> None:
@@ -174,13 +179,21 @@ class Orchestrator:
         lanes = self.defaults.speculation_lanes if params.speculation_lanes is None else params.speculation_lanes
         check_range("speculation_lanes", lanes, 0, self.limits.max_speculation_lanes)
         overlap = self.defaults.overlap if params.overlap is None else params.overlap
+        head = self.draft_info.draft_kind == "head"
+        if head and overlap:
+            raise InvalidField("overlap", "not with a feature-head draft yet: the head drafts from the target's "
+                                          "features of the window being verified; set overlap false")
+        if head and num_draft_sequences > 1:
+            raise InvalidField("num_draft_sequences", "a feature-head draft proposes one sequence (the target "
+                                                      "returns features for one window)")
         eos = self.target_info.eos_token_id
         stops = frozenset() if params.ignore_eos or eos < 0 else frozenset({eos})
         request = GenerationRequest(request_id=uuid.uuid4().hex, prompt_ids=prompt_ids,
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
                                     max_context=self.max_context, stop_token_ids=stops,
                                     num_draft_sequences=num_draft_sequences,
-                                    overlap=overlap, speculation_lanes=lanes if overlap else 0)
+                                    overlap=overlap, speculation_lanes=lanes if overlap else 0,
+                                    feature_layers=self.draft_info.feature_layers if head else ())
         return PreparedRequest(request, rule, controller, controller_name, gamma)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:

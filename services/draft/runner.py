@@ -165,7 +165,7 @@ class DraftRunner:
         """Checked calls of distinct sessions, drafted in lockstep (or one call of M > 1 drafts over a fork)."""
         started = time.perf_counter()
         states = [_Drafting(call, self.lm.device, self.support) for call in calls]
-        logits = self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls])
+        logits = self._extend(calls)
         # every sequence of a call starts from its committed tokens
         last = [rows[-1:].expand(state.call.num_draft_sequences, -1)
                 for state, rows in zip(states, logits, strict=True)]
@@ -184,6 +184,11 @@ class DraftRunner:
                                             self.lm.vocab_size, self.lm.cache_len(state.call.session_id), seconds))
             int_at, float_at = int_at + int_size, float_at + float_size
         return proposals
+
+    def _extend(self, calls: list[ProposeCall]) -> list[torch.Tensor]:
+        """Each call's new tokens appended to its session: per call the logits at them [>= 1, vocab], the
+        last row the distribution of its first draft token."""
+        return self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls])
 
     def _window(self, states: list[_Drafting], last: list[torch.Tensor],
                 rows_for: Callable[[list[_Drafting]], object]) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import grpc
 
+from specdec.errors import InvalidField
 from specdec.net.rpc import abort_on_bad_input
 from specdec.services.draft.runner import DraftRunner
+from specdec.services.head.checkpoint import is_head
+from specdec.services.head.runner import HeadDraftRunner, check_head_features
+from specdec.services.head.session_lm import HeadLM
 from specdec.services.runtime.batcher import Batcher
-from specdec.services.runtime.model import CausalLM
+from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.services.runtime.model_servicer import ModelServicerBase
 from specdec.services.runtime.service_actor import ModelServiceActor
 from specdec.types import ProposeCall
@@ -25,9 +30,10 @@ MAX_DRAFT_SEQUENCES = 16
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
     settings_fields = PROPOSE_SETTINGS
-    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 16):
+    def __init__(self, lm: CausalLM | HeadLM, executor: ThreadPoolExecutor, max_batch: int = 16):
         super().__init__(lm, executor, max_batch)
-        self.batcher = Batcher(DraftRunner(lm).propose_batch, executor, max_batch)
+        runner = HeadDraftRunner(lm) if isinstance(lm, HeadLM) else DraftRunner(lm)
+        self.batcher = Batcher(runner.propose_batch, executor, max_batch)
 
     @abort_on_bad_input
     async def Propose(self, request: pb.ProposeRequest, context: grpc.aio.ServicerContext) -> pb.ProposeResponse:
@@ -45,6 +51,10 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         check_sampling(call.sampling, self._lm.vocab_size)
         check_fraction("confidence_threshold", call.confidence_threshold)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
+        if isinstance(self._lm, HeadLM):
+            check_head_features(call, self._lm.feature_width)
+        elif call.features is not None:
+            raise InvalidField("features", "this draft is a model of its own, not a feature head: it takes no features")
         self.settings.hold(request)
         return await self.rounds.answer(call.session_id, call.round, request, lambda: self._propose(call))
 
@@ -55,6 +65,14 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
 class DraftServiceActor(ModelServiceActor):
     service_name = "specdec.v1.DraftService"
     role = "draft"
+
+    def __init__(self, spec: LoadSpec, *args, **kwargs):
+        if spec.kind == "auto":  # a feature head where the draft's folder holds one
+            spec = replace(spec, kind="head" if is_head(spec.model) else "model")
+        super().__init__(spec, *args, **kwargs)
+
+    def load(self, spec: LoadSpec, max_sessions: int) -> CausalLM | HeadLM:
+        return HeadLM(spec, max_sessions) if spec.kind == "head" else CausalLM(spec, max_sessions)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> DraftServicer:
         servicer = DraftServicer(lm, executor, self.max_batch)

@@ -87,6 +87,15 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
+def rotary_tables(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: float,
+                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [rows, 1, T, head_dim] for positions [rows, T] and a fixed frequency table inv_freq [head_dim / 2]."""
+    freqs = positions[..., None].float() * inv_freq.float()
+    angles = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = angles.cos() * scaling, angles.sin() * scaling
+    return cos.to(dtype)[:, None], sin.to(dtype)[:, None]
+
+
 def attention_inputs(hidden: torch.Tensor, norm: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tensor | None,
                      k_weight: torch.Tensor, k_bias: torch.Tensor | None, v_weight: torch.Tensor,
                      v_bias: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor, eps: float,
@@ -144,16 +153,16 @@ class LeanLlama:
             self._attention_inputs = _copied(self._attention_inputs)
             self._layer_output = _copied(self._layer_output)
 
-    def _rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [rows, 1, T, head_dim] for positions [rows, T]."""
-        freqs = positions[..., None].float() * self.inv_freq.float()
-        angles = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = angles.cos() * self.rope_scaling, angles.sin() * self.rope_scaling
-        return cos.to(dtype)[:, None], sin.to(dtype)[:, None]
-
     def __call__(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.forward(spans, input_ids, positions)[0]
+
+    def forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor,
+                capture: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and, with `capture`, the features [rows, T, len(capture) x hidden]: the outputs of
+        those decoder layers side by side (on the first one's device), None without."""
+        captured: dict[int, torch.Tensor] = {}
         hidden = F.embedding(input_ids, self.embed)
-        cos, sin = self._rotary(positions, hidden.dtype)
+        cos, sin = rotary_tables(positions, self.inv_freq, self.rope_scaling, hidden.dtype)
         masks = span_masks(spans)
         for index, layer in enumerate(self.layers):
             if hidden.device != layer.input_norm.device:  # a model spanning devices: on to this layer's
@@ -166,8 +175,14 @@ class LeanLlama:
             hidden = self._layer_output(hidden, attended, layer.o.weight, layer.o.bias, layer.post_norm,
                                         layer.gate.weight, layer.gate.bias, layer.up.weight, layer.up.bias,
                                         layer.down.weight, layer.down.bias, self.eps)
+            if index in capture:
+                captured[index] = hidden
         normed = rms_norm(hidden.to(self.norm.device), self.norm, self.eps)
-        return self.head(normed.to(self.head.weight.device))
+        features = None
+        if capture:
+            first = captured[capture[0]].device
+            features = torch.cat([captured[index].to(first) for index in capture], -1)
+        return self.head(normed.to(self.head.weight.device)), features
 
 
 def _copied(function):

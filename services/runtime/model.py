@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from specdec.config import COMPILE_MODES, FORWARDS
 from specdec.errors import InvalidField, SessionError
+from specdec.services.runtime.features import captured_layers, feature_dtype
 from specdec.services.runtime.kv_cache import ATTENTION, KVShape, Slot, SlotForward, Span, cache_keyword, grown_capacity
 from specdec.services.runtime.lean_forward import lean_forward
 from specdec.services.runtime.transfer import to_device
@@ -69,11 +70,17 @@ class SessionLM(Protocol):
 
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
 
+    def extend_batch_features(self, items: list[tuple[str, int, list[int]]],
+                              layers: tuple[int, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]: ...
+
     def rows(self, session_ids: list[str]) -> object: ...
 
     def fork(self, session_id: str, copies: int) -> object: ...
 
     def extend_rows(self, rows: object, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def extend_rows_features(self, rows: object, tokens: torch.Tensor,
+                             layers: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
     def cache_len(self, session_id: str) -> int: ...
 
@@ -90,6 +97,7 @@ class LoadSpec:
     forward: str = "auto"  # "auto": the lean forward where the architecture allows it; "transformers": never
     gpus: int = 1  # above 1: the model's layers spread over this many CUDA devices (0 .. gpus - 1)
     compile: str = "off"  # torch.compile of the lean forward's dense math: off | default | reduce-overhead
+    kind: str = "model"  # a draft's: "model" (a causal LM) or "head" (a feature head, `services.head`)
 
     def resolved_device(self) -> str:
         if self.device == "auto":
@@ -121,6 +129,20 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": tokenizer.all_special_tokens,
                "eos": tokenizer.eos_token_id}
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+ARCHITECTURE_KEYS = ("model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "num_key_value_heads", "max_position_embeddings")
+FINGERPRINT_ROWS = 16  # embedding rows hashed (rounded to float16)
+
+
+def model_fingerprint(config: object, embed: torch.Tensor) -> str:
+    """A model's identity from its config's architecture fields and its embedding's first rows: equal for
+    the same weights in any dtype (they are hashed rounded to float16), different for another model of the
+    same shape. A feature head records its target's, and is refused by any other target."""
+    architecture = {key: getattr(config, key, None) for key in ARCHITECTURE_KEYS}
+    sample = embed[:FINGERPRINT_ROWS].detach().to("cpu", torch.float16).numpy().tobytes()
+    return hashlib.sha256(json.dumps(architecture, sort_keys=True).encode() + sample).hexdigest()[:16]
 
 
 def kv_shape(config: object, dtype: torch.dtype, device: torch.device,
@@ -156,7 +178,59 @@ def layer_devices(model: torch.nn.Module) -> tuple[torch.device, ...]:
     return devices if len(set(devices)) > 1 else ()
 
 
-class CausalLM:
+class SessionStore:
+    """The sessions of a model service, whatever its model: the checks a call makes against its session,
+    the limit on sessions, their ends and expiry. `held_tokens` says how many of a session's tokens its
+    cache holds (a causal LM: its slot's length)."""
+
+    max_context: int
+
+    def __init__(self, max_sessions: int = 0):
+        self.sessions: dict[str, Session] = {}
+        self.max_sessions = max_sessions  # 0: no limit; beyond it a new session is refused, not an OOM
+        self.expired = 0  # sessions ended for idling
+
+    def held_tokens(self, session: Session) -> int:
+        return session.length
+
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+        """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
+        session's state. Token ids are the servicers' check (`validation.check_token_ids`), made before."""
+        session = self.sessions.get(session_id)
+        if session is None and keep_len > 0:
+            raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
+                                             f"expired, or the service restarted); start it again with keep_len 0",
+                               "NOT_FOUND")
+        if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
+            raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
+                                             f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
+        cached = self.held_tokens(session) if session else 0
+        if keep_len < 0 or keep_len > cached:
+            raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
+        if not tokens:
+            raise SessionError("new_tokens", "at least one token must be appended")
+        if keep_len + len(tokens) > self.max_context:
+            raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
+                                             f"more than the model's context of {self.max_context}")
+
+    def cache_len(self, session_id: str) -> int:
+        session = self.sessions.get(session_id)
+        return self.held_tokens(session) if session else 0
+
+    def end_session(self, session_id: str) -> bool:
+        return self.sessions.pop(session_id, None) is not None
+
+    def expire_idle(self, max_idle_s: float) -> list[str]:
+        """End the sessions unused for more than `max_idle_s` seconds (abandoned by their clients)."""
+        cutoff = time.monotonic() - max_idle_s
+        idle = [session_id for session_id, session in self.sessions.items() if session.last_used < cutoff]
+        for session_id in idle:
+            del self.sessions[session_id]
+        self.expired += len(idle)
+        return idle
+
+
+class CausalLM(SessionStore):
     """A causal LM plus its tokenizer, with a KV slot per session."""
 
     def __init__(self, spec: LoadSpec, max_sessions: int = 0):
@@ -164,6 +238,7 @@ class CausalLM:
             raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
         if spec.forward not in FORWARDS:
             raise ValueError(f"forward: must be one of {FORWARDS}, got {spec.forward!r}")
+        super().__init__(max_sessions)
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
         self.model = load_model(spec)
@@ -180,9 +255,6 @@ class CausalLM:
         # Distributions cover the tokenizer's ids only: some checkpoints pad the output layer.
         self.vocab_size = len(self.tokenizer)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2**31 - 1)
-        self.sessions: dict[str, Session] = {}
-        self.max_sessions = max_sessions  # 0: no limit; beyond it a new session is refused, not an OOM
-        self.expired = 0  # sessions ended for idling
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -190,6 +262,7 @@ class CausalLM:
             vocab_size=self.vocab_size,
             max_context=self.max_context,
             tokenizer_fingerprint=tokenizer_fingerprint(self.tokenizer),
+            model_fingerprint=model_fingerprint(self.model.config, self.model.get_input_embeddings().weight),
             device=self.device_description,
             dtype=self.spec.dtype,
             eos_token_id=-1 if self.tokenizer.eos_token_id is None else int(self.tokenizer.eos_token_id),
@@ -200,26 +273,6 @@ class CausalLM:
         """The device, or the devices a model spanning several runs on ("cuda:0, cuda:1")."""
         return ", ".join(dict.fromkeys(map(str, self.kv_shape.layer_devices))) or str(self.device)
 
-    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
-        """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
-        session's state. Token ids are the servicers' check (`validation.check_token_ids`), made before."""
-        session = self.sessions.get(session_id)
-        if session is None and keep_len > 0:
-            raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
-                                             f"expired, or the service restarted); start it again with keep_len 0",
-                               "NOT_FOUND")
-        if session is None and self.max_sessions and len(self.sessions) >= self.max_sessions:
-            raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
-                                             f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
-        cached = session.length if session else 0
-        if keep_len < 0 or keep_len > cached:
-            raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
-        if not tokens:
-            raise SessionError("new_tokens", "at least one token must be appended")
-        if keep_len + len(tokens) > self.max_context:
-            raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
-                                             f"more than the model's context of {self.max_context}")
-
     def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
         """Roll the session back to keep_len tokens, append tokens; return float32 logits [len(tokens), vocab]."""
         self.check_extend(session_id, keep_len, tokens)
@@ -229,16 +282,25 @@ class CausalLM:
         """`extend` for several distinct sessions whose items passed `check_extend`, batched; float32 logits
         [len(tokens), vocab] per item, on the device. Items of similar appended length share one forward
         (`width_groups`)."""
+        return self.extend_batch_features(items, ())[0]
+
+    def extend_batch_features(self, items: list[tuple[str, int, list[int]]],
+                              layers: tuple[int, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """`extend_batch`, and per item the features at its appended positions [len(tokens), len(layers) x
+        hidden] (the outputs of those decoder layers, `feature_dtype`, on the device; None without layers)."""
         if len({session_id for session_id, _, _ in items}) != len(items):
             raise ValueError("extend_batch needs distinct sessions")
-        results: list[torch.Tensor | None] = [None] * len(items)
+        logits: list[torch.Tensor | None] = [None] * len(items)
+        features: list[torch.Tensor | None] = [None] * len(items)
         for group in width_groups([len(tokens) for _, _, tokens in items]):
-            for index, logits in zip(group, self._forward_group([items[i] for i in group]), strict=True):
-                results[index] = logits
-        return results
+            for index, (rows, row_features) in zip(group, self._forward_group([items[i] for i in group], layers),
+                                                   strict=True):
+                logits[index], features[index] = rows, row_features
+        return logits, features
 
     @torch.inference_mode()
-    def _forward_group(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+    def _forward_group(self, items: list[tuple[str, int, list[int]]],
+                       layers: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """One forward over several checked, distinct sessions: the new tokens right-padded to the widest,
         each row at its own positions, writing into and attending over its own slot."""
         slots = [self._rolled_back(session_id, keep_len, len(tokens)) for session_id, keep_len, tokens in items]
@@ -249,8 +311,10 @@ class CausalLM:
         pasts = torch.tensor([[slot.length] for slot in slots])
         spans = [Span(slot, row, slot.length, len(tokens)) for row, (slot, (_, _, tokens)) in
                  enumerate(zip(slots, items, strict=True))]
-        logits = self._forward(spans, self._to_device(input_ids), self._to_device(pasts + torch.arange(width)))
-        return [logits[span.first, : span.count] for span in spans]
+        logits, features = self._forward(spans, self._to_device(input_ids),
+                                         self._to_device(pasts + torch.arange(width)), layers)
+        return [(logits[span.first, : span.count], features[span.first, : span.count] if layers else None)
+                for span in spans]
 
     def _rolled_back(self, session_id: str, keep_len: int, appending: int) -> Slot:
         """The session's slot at keep_len tokens, with room for `appending` more (a new session gets one)."""
@@ -265,20 +329,26 @@ class CausalLM:
         """A host tensor onto the device without waiting for the device's queued work (pinned on CUDA)."""
         return to_device(host, self.device)
 
-    def _forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """One forward: input_ids and positions [rows, T] on the device -> float32 logits [rows, T, vocab].
-        Each span's slot grows to hold its new tokens, and afterwards holds them."""
+    def _forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor,
+                 layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward: input_ids and positions [rows, T] on the device -> float32 logits [rows, T, vocab]
+        and, with `layers`, the features [rows, T, len(layers) x hidden] (`feature_dtype`). Each span's slot
+        grows to hold its new tokens, and afterwards holds them."""
         for span in spans:
             span.slot.reserve(span.past + span.count, self.max_context)
         if self._lean is not None:
-            logits = self._lean(spans, input_ids, positions)
+            logits, features = self._lean.forward(spans, input_ids, positions, layers)
         else:
             cache = SlotForward(spans, input_ids.shape[1])
-            logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
-                                **{self._cache_arg: cache}).logits
+            with captured_layers(self.model, layers) as captured:
+                logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
+                                    **{self._cache_arg: cache}).logits
+            features = captured[0] if layers else None
         for span in spans:
             span.slot.length = span.past + span.count
-        return logits[:, :, : self.vocab_size].float().to(self.device)  # from the last layer's device
+        if features is not None:
+            features = features.to(self.device, feature_dtype(self.model.dtype))
+        return logits[:, :, : self.vocab_size].float().to(self.device), features  # from the last layer's device
 
     @torch.inference_mode()
     def rows(self, session_ids: list[str]) -> Rows:
@@ -295,30 +365,19 @@ class CausalLM:
         slot = session.slot.copies(copies, 1, self.max_context)
         return Rows([slot], torch.full((copies, 1), slot.length, dtype=torch.long, device=self.device))
 
-    @torch.inference_mode()
     def extend_rows(self, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
         """Append tokens [rows, T] (long, on the device) to the rows; return float32 logits [rows, T, vocab]
         on the device. The caller keeps every row within the model's context."""
+        return self.extend_rows_features(rows, tokens, ())[0]
+
+    @torch.inference_mode()
+    def extend_rows_features(self, rows: Rows, tokens: torch.Tensor,
+                             layers: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`extend_rows`, and the features at the appended positions (as `extend_batch_features`)."""
         spans, first = [], 0
         for slot in rows.slots:
             spans.append(Span(slot, first, slot.length, tokens.shape[1]))
             first += slot.width
-        logits = self._forward(spans, tokens, rows.positions + torch.arange(tokens.shape[1], device=self.device))
+        out = self._forward(spans, tokens, rows.positions + torch.arange(tokens.shape[1], device=self.device), layers)
         rows.positions += tokens.shape[1]
-        return logits
-
-    def cache_len(self, session_id: str) -> int:
-        session = self.sessions.get(session_id)
-        return session.length if session else 0
-
-    def end_session(self, session_id: str) -> bool:
-        return self.sessions.pop(session_id, None) is not None
-
-    def expire_idle(self, max_idle_s: float) -> list[str]:
-        """End the sessions unused for more than `max_idle_s` seconds (abandoned by their clients)."""
-        cutoff = time.monotonic() - max_idle_s
-        idle = [session_id for session_id, session in self.sessions.items() if session.last_used < cutoff]
-        for session_id in idle:
-            del self.sessions[session_id]
-        self.expired += len(idle)
-        return idle
+        return out

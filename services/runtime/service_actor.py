@@ -73,11 +73,12 @@ class ModelServiceActor:
         torch.set_num_threads(self._threads)
         loop = asyncio.get_running_loop()
         try:
-            if 0 < self.gpu_share < 1 and torch.cuda.is_available() and self._spec.resolved_device().startswith("cuda"):
+            if (0 < self.gpu_share < 1 and torch.cuda.is_available() and self._spec.resolved_device().startswith("cuda")
+                    and self._spec.kind != "head"):  # a head is a fraction of its target's size
                 await loop.run_in_executor(self._executor, check_fits_share, self._spec.model,
                                            DTYPES[self._spec.dtype], self.gpu_share, self.max_batch)
                 torch.cuda.set_per_process_memory_fraction(self.gpu_share)
-            self._lm = lm = await loop.run_in_executor(self._executor, CausalLM, self._spec, self.max_sessions)
+            self._lm = lm = await loop.run_in_executor(self._executor, self.load, self._spec, self.max_sessions)
         except InvalidField as exc:  # the GPUs it was given do not fit the model: name the config's field
             raise exc.within(self.role) from None
 
@@ -108,6 +109,10 @@ class ModelServiceActor:
             await self._server.stop(grace_s)
             self._server = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def load(self, spec: LoadSpec, max_sessions: int) -> CausalLM:
+        """The service's model (on the model thread)."""
+        return CausalLM(spec, max_sessions)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> ModelServicerBase:
         raise NotImplementedError

@@ -26,7 +26,7 @@ from specdec.errors import SessionError
 from specdec.services.runtime.batcher import run_calls
 from specdec.services.runtime.model import SessionLM
 from specdec.services.runtime.transfer import to_device, to_host
-from specdec.types import Verification, VerifyCall
+from specdec.types import FeatureRows, Verification, VerifyCall
 from specdec.wire.encoding import wire_precision
 
 
@@ -66,22 +66,29 @@ class TargetRunner:
         extend, then the runs' further positions in lockstep."""
         started = time.perf_counter()
         items = [(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens) for call in calls]
-        logits = [rows[-(len(call.draft_tokens) + 1):]
-                  for call, rows in zip(calls, self.lm.extend_batch(items), strict=True)]
+        layers = tuple(sorted({layer for call in calls for layer in call.feature_layers}))
+        all_logits, features = self.lm.extend_batch_features(items, layers)
+        logits = [rows[-(len(call.draft_tokens) + 1):] for call, rows in zip(calls, all_logits, strict=True)]
         runs = [index for index, call in enumerate(calls) if call.decode_tokens > 1]
         decoded: list[torch.Tensor | None] = [None] * len(calls)
         if runs:
-            for index, (rows, tokens) in zip(runs, self._decode([calls[i] for i in runs], [logits[i] for i in runs]),
-                                             strict=True):
+            for index, (rows, tokens, run_features) in zip(
+                    runs, self._decode([calls[i] for i in runs], [logits[i] for i in runs], layers), strict=True):
                 logits[index], decoded[index] = rows, tokens
+                if run_features is not None:
+                    features[index] = torch.cat((features[index], run_features))
         fed = sum(len(tokens) for _, _, tokens in items) + sum(calls[i].decode_tokens - 1 for i in runs)
-        return self._scores(calls, logits, started, len(items), fed, decoded)
+        features = [own_features(call, rows, layers) for call, rows in zip(calls, features, strict=True)]
+        return self._scores(calls, logits, started, len(items), fed, decoded, features)
 
-    def _decode(self, calls: list[VerifyCall], first: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _decode(self, calls: list[VerifyCall], first: list[torch.Tensor], layers: tuple[int, ...] = ()
+                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """Decoded runs from each call's first position's logits [1, vocab]: per call its logits
-        [decode_tokens, vocab] and its tokens [decode_tokens], the tokens fed back one position at a time
-        (every call still running in one forward), all on the device."""
+        [decode_tokens, vocab], its tokens [decode_tokens], the tokens fed back one position at a time
+        (every call still running in one forward), and with `layers` the features of the tokens fed back
+        [decode_tokens - 1, width], all on the device."""
         logits = [[rows] for rows in first]
+        fed_features: list[list[torch.Tensor]] = [[] for _ in calls]
         tokens: list[list[torch.Tensor]] = [[] for _ in calls]
         uniforms = [to_device(torch.tensor(call.uniforms, dtype=torch.float64), self.lm.device)
                     if call.statistics.recover else None for call in calls]  # copied to the device once a run
@@ -96,11 +103,15 @@ class TargetRunner:
                 break
             if rows is None or len(still) < len(active):
                 rows = self.lm.rows([calls[index].session_id for index in still])
-            out = self.lm.extend_rows(rows, torch.cat([tokens[index][-1] for index in still])[:, None])[:, -1]
-            for index, row in zip(still, out.split(1), strict=True):
+            out, step_features = self.lm.extend_rows_features(
+                rows, torch.cat([tokens[index][-1] for index in still])[:, None], layers)
+            for row_index, (index, row) in enumerate(zip(still, out[:, -1].split(1), strict=True)):
                 logits[index].append(row)
+                if step_features is not None:
+                    fed_features[index].append(step_features[row_index])
             active = still
-        return [(torch.cat(rows), torch.cat(picked)) for rows, picked in zip(logits, tokens, strict=True)]
+        return [(torch.cat(rows), torch.cat(picked), torch.cat(fed) if fed else None)
+                for rows, picked, fed in zip(logits, tokens, fed_features, strict=True)]
 
     @torch.inference_mode()
     def _verify_forked(self, call: VerifyCall) -> Verification:
@@ -115,30 +126,47 @@ class TargetRunner:
         return self._scores([call], [logits], started, sequences, len(call.new_tokens) + len(call.draft_tokens))[0]
 
     def _scores(self, calls: list[VerifyCall], logits: list[torch.Tensor], started: float, batch_size: int,
-                batch_tokens: int, decoded: list[torch.Tensor | None] | None = None) -> list[Verification]:
-        """Verifications from each call's logits [rows, vocab] on the device and its decoded run's tokens
-        (None: not a run): every argmax, decoded token, statistic and row of the batch read back at once."""
+                batch_tokens: int, decoded: list[torch.Tensor | None] | None = None,
+                features: list[torch.Tensor | None] | None = None) -> list[Verification]:
+        """Verifications from each call's logits [rows, vocab] on the device, its decoded run's tokens
+        (None: not a run) and its features (None: not asked for): every argmax, decoded token, statistic,
+        row and feature of the batch read back at once."""
         decoded = decoded or [None] * len(calls)
+        features = features or [None] * len(calls)
         flat = torch.cat([rows.argmax(-1) for rows in logits] + [tokens for tokens in decoded if tokens is not None])
         windows = [statistics(call, rows) if tokens is None else None
                    for call, rows, tokens in zip(calls, logits, decoded, strict=True)]
         probs = [wire_precision(warped_probs(rows, call.sampling)) if call.want_probs else None
                  for call, rows in zip(calls, logits, strict=True)]
         host = iter(to_host([flat, *[part for window in windows if window is not None for part in window.parts()],
-                             *[rows for rows in probs if rows is not None]]))
+                             *[rows for rows in probs if rows is not None],
+                             *[rows for rows in features if rows is not None]]))
         read = iter(next(host).tolist())
         argmax = [[next(read) for _ in range(rows.shape[0])] for rows in logits]
         own = [[next(read) for _ in range(len(tokens))] if tokens is not None else [] for tokens in decoded]
         windows = [WindowStatistics(*(next(host) for _ in window.parts())) if window is not None else None
                    for window in windows]
         probs = [next(host) if rows is not None else None for rows in probs]
+        features = [FeatureRows(call.keep_len, next(host)) if rows is not None else None
+                    for call, rows in zip(calls, features, strict=True)]
         seconds = time.perf_counter() - started  # the statistics and rows are the target's work too
         return [Verification(target_argmax=row_argmax, target_probs=rows, cache_len=self.lm.cache_len(call.session_id),
                              compute_seconds=seconds, batch_size=batch_size, batch_tokens=batch_tokens,
                              statistics=run_statistics(call, call_own) if tokens is not None else window,
-                             decoded_tokens=call_own)
-                for call, row_argmax, call_own, tokens, window, rows in zip(calls, argmax, own, decoded, windows,
-                                                                           probs, strict=True)]
+                             decoded_tokens=call_own, features=call_features)
+                for call, row_argmax, call_own, tokens, window, rows, call_features in zip(
+                    calls, argmax, own, decoded, windows, probs, features, strict=True)]
+
+
+def own_features(call: VerifyCall, features: torch.Tensor | None, layers: tuple[int, ...]) -> torch.Tensor | None:
+    """The call's own layers' columns of features [rows, len(layers) x hidden] computed for the batch's
+    `layers` (None: the call asked for none)."""
+    if not call.feature_layers or features is None:
+        return None
+    if call.feature_layers == layers:
+        return features
+    chunks = features.split(features.shape[-1] // len(layers), -1)
+    return torch.cat([chunks[layers.index(layer)] for layer in call.feature_layers], -1)
 
 
 def own_token(call: VerifyCall, logits: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:

@@ -56,6 +56,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
         check_token_ids("draft_tokens", call.draft_tokens, self._lm.vocab_size)
         check_statistics(call)
+        check_feature_layers(call, self._lm.model.config.num_hidden_layers)
         self.settings.hold(request)
         return await self.rounds.answer(call.session_id, call.round, request, lambda: self._verify(call))
 
@@ -90,3 +91,14 @@ def check_statistics(call: VerifyCall) -> None:
     if spec.needs_draft_rows and gamma and call.draft_probs is None:
         raise InvalidField("draft_probs", f"statistics ({spec.recover or spec.divergence}) need the draft's rows")
 
+
+def check_feature_layers(call: VerifyCall, num_layers: int) -> None:
+    """Features come from distinct decoder layers of this model, for one window."""
+    layers = call.feature_layers
+    if not layers:
+        return
+    if len(set(layers)) != len(layers) or not all(0 <= layer < num_layers for layer in layers):
+        raise InvalidField("feature_layers", f"must be distinct decoder layers of the target, 0..{num_layers - 1}, "
+                                             f"got {list(layers)}")
+    if call.num_draft_sequences > 1:
+        raise InvalidField("feature_layers", "features are returned for one window only")

@@ -82,7 +82,7 @@ class WindowStatistics(_message.Message):
     def __init__(self, target_token_probs: _Optional[_Iterable[float]] = ..., candidates: _Optional[_Iterable[int]] = ..., entropies: _Optional[_Iterable[float]] = ..., divergences: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model", "vocab_size", "max_context", "tokenizer_fingerprint", "device", "dtype", "eos_token_id")
+    __slots__ = ("model", "vocab_size", "max_context", "tokenizer_fingerprint", "device", "dtype", "eos_token_id", "draft_kind", "feature_layers", "target_fingerprint", "model_fingerprint")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,10 @@ class ModelInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     EOS_TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_KIND_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     model: str
     vocab_size: int
     max_context: int
@@ -97,14 +101,32 @@ class ModelInfo(_message.Message):
     device: str
     dtype: str
     eos_token_id: int
-    def __init__(self, model: _Optional[str] = ..., vocab_size: _Optional[int] = ..., max_context: _Optional[int] = ..., tokenizer_fingerprint: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., eos_token_id: _Optional[int] = ...) -> None: ...
+    draft_kind: str
+    feature_layers: _containers.RepeatedScalarFieldContainer[int]
+    target_fingerprint: str
+    model_fingerprint: str
+    def __init__(self, model: _Optional[str] = ..., vocab_size: _Optional[int] = ..., max_context: _Optional[int] = ..., tokenizer_fingerprint: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., eos_token_id: _Optional[int] = ..., draft_kind: _Optional[str] = ..., feature_layers: _Optional[_Iterable[int]] = ..., target_fingerprint: _Optional[str] = ..., model_fingerprint: _Optional[str] = ...) -> None: ...
+
+class Features(_message.Message):
+    __slots__ = ("start", "rows", "width", "dtype", "data")
+    START_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    rows: int
+    width: int
+    dtype: str
+    data: bytes
+    def __init__(self, start: _Optional[int] = ..., rows: _Optional[int] = ..., width: _Optional[int] = ..., dtype: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ProposeRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "want_alternatives")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "want_alternatives", "features")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +140,7 @@ class ProposeRequest(_message.Message):
     NUM_DRAFT_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_HELD_FIELD_NUMBER: _ClassVar[int]
     WANT_ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -131,7 +154,8 @@ class ProposeRequest(_message.Message):
     num_draft_sequences: int
     settings_held: bool
     want_alternatives: bool
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., want_alternatives: _Optional[bool] = ...) -> None: ...
+    features: Features
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., want_alternatives: _Optional[bool] = ..., features: _Optional[_Union[Features, _Mapping]] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
     __slots__ = ("draft_tokens", "cache_len", "compute_seconds", "draft_probs", "draft_raw_probs", "draft_token_probs", "alternative_tokens")
@@ -152,7 +176,7 @@ class ProposeResponse(_message.Message):
     def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_draft_sequences", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens", "settings_held")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_draft_sequences", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens", "settings_held", "feature_layers")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +191,7 @@ class VerifyRequest(_message.Message):
     DRAFT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     DECODE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_HELD_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LAYERS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -181,10 +206,11 @@ class VerifyRequest(_message.Message):
     draft_raw_probs: TopDistributions
     decode_tokens: int
     settings_held: bool
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ..., settings_held: _Optional[bool] = ...) -> None: ...
+    feature_layers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., draft_tokens: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., want_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., statistics: _Optional[_Union[Statistics, _Mapping]] = ..., uniforms: _Optional[_Iterable[float]] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., decode_tokens: _Optional[int] = ..., settings_held: _Optional[bool] = ..., feature_layers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens", "decoded_tokens")
+    __slots__ = ("target_probs", "target_argmax", "cache_len", "compute_seconds", "statistics", "batch_size", "batch_tokens", "decoded_tokens", "features")
     TARGET_PROBS_FIELD_NUMBER: _ClassVar[int]
     TARGET_ARGMAX_FIELD_NUMBER: _ClassVar[int]
     CACHE_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +219,7 @@ class VerifyResponse(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     BATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DECODED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     target_probs: Distributions
     target_argmax: _containers.RepeatedScalarFieldContainer[int]
     cache_len: int
@@ -201,7 +228,8 @@ class VerifyResponse(_message.Message):
     batch_size: int
     batch_tokens: int
     decoded_tokens: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., statistics: _Optional[_Union[WindowStatistics, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ..., decoded_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
+    features: Features
+    def __init__(self, target_probs: _Optional[_Union[Distributions, _Mapping]] = ..., target_argmax: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., statistics: _Optional[_Union[WindowStatistics, _Mapping]] = ..., batch_size: _Optional[int] = ..., batch_tokens: _Optional[int] = ..., decoded_tokens: _Optional[_Iterable[int]] = ..., features: _Optional[_Union[Features, _Mapping]] = ...) -> None: ...
 
 class CallError(_message.Message):
     __slots__ = ("code", "message")
@@ -332,7 +360,7 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RequestStats(_message.Message):
-    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_draft_sequences", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds")
+    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_draft_sequences", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds", "feature_bytes")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +396,7 @@ class RequestStats(_message.Message):
     DRAFT_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VERIFY_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_BYTES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt_tokens: int
     output_tokens: int
@@ -403,7 +432,8 @@ class RequestStats(_message.Message):
     draft_call_seconds: float
     verify_call_seconds: float
     wait_seconds: float
-    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_draft_sequences: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    feature_bytes: int
+    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_draft_sequences: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ..., feature_bytes: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("delta", "stats")

@@ -1,4 +1,4 @@
-"""Compact wire encoding of probability distributions (docs/design.md, Wire contract).
+"""Compact wire encoding of probability distributions and features (docs/design.md, Wire contract).
 
 Distributions travel as fp16 bytes: dense rows, or only the non-zero entries (int32 index + fp16 value)
 when a truncating warp makes rows sparse. Never as repeated fp32 over the vocabulary. The draft's
@@ -9,13 +9,16 @@ sampled from; their size does not grow with the vocabulary.
 Exactness: fp16 rounding changes a distribution slightly, so the sender samples from
 `wire_precision(probs)`, which is bit for bit what the receiver's `decode` returns. The acceptance rule
 therefore sees exactly the distribution a draft token was sampled from.
+
+A feature head's input (`FeatureRows`, the target's hidden states) travels as its raw float16 or bfloat16
+bytes, in the dtype the target computed it in (float16 from a float32 model).
 """
 
 from __future__ import annotations
 
 import torch
 
-from specdec.types import TopRows
+from specdec.types import FeatureRows, TopRows
 from specdec.v1 import specdec_pb2 as pb
 
 SPARSE_ENTRY_BYTES = 6  # int32 index + fp16 value
@@ -114,3 +117,28 @@ def decode_top(message: pb.TopDistributions, vocab_size: int | None = None) -> T
         raise ValueError("rows must be finite, non-negative and sum to 1")
     return TopRows(indices.reshape(rows, k), values, vocab_size)
 
+
+
+FEATURE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def encode_features(features: FeatureRows) -> pb.Features:
+    """A feature head's input as raw float16 / bfloat16 bytes (2 bytes a value)."""
+    values = features.values.contiguous()
+    name = str(values.dtype).removeprefix("torch.")
+    if name not in FEATURE_DTYPES:
+        raise ValueError(f"features: dtype {name} does not travel; one of {sorted(FEATURE_DTYPES)}")
+    rows, width = values.shape
+    data = values.view(torch.int16).numpy().tobytes()
+    return pb.Features(start=features.start, rows=rows, width=width, dtype=name, data=data)
+
+
+def decode_features(message: pb.Features) -> FeatureRows:
+    if message.dtype not in FEATURE_DTYPES:
+        raise ValueError(f"dtype {message.dtype!r} is not one of {sorted(FEATURE_DTYPES)}")
+    if message.rows < 0 or message.width < 0 or message.start < 0:
+        raise ValueError(f"start {message.start}, rows {message.rows} and width {message.width} must be >= 0")
+    values = _frombuffer(message.data, torch.int16, "data").view(FEATURE_DTYPES[message.dtype])
+    if values.numel() != message.rows * message.width:
+        raise ValueError(f"data holds {values.numel()} values, not rows x width = {message.rows} x {message.width}")
+    return FeatureRows(message.start, values.reshape(message.rows, message.width))

@@ -10,7 +10,16 @@ import torch
 
 from specdec.distributions.scoring import StatisticsSpec, WindowStatistics
 from specdec.errors import InvalidField
-from specdec.types import ModelInfo, Proposal, ProposeCall, SamplingParams, TopRows, Verification, VerifyCall
+from specdec.types import (
+    FeatureRows,
+    ModelInfo,
+    Proposal,
+    ProposeCall,
+    SamplingParams,
+    TopRows,
+    Verification,
+    VerifyCall,
+)
 from specdec.v1 import specdec_pb2 as pb
 from specdec.wire import encoding
 from specdec.wire.held_settings import PROPOSE_SETTINGS, VERIFY_SETTINGS, without_settings
@@ -29,13 +38,17 @@ def sampling_to_pb(sampling: SamplingParams) -> pb.SamplingParams:
 def info_to_pb(info: ModelInfo) -> pb.ModelInfo:
     return pb.ModelInfo(model=info.model, vocab_size=info.vocab_size, max_context=info.max_context,
                         tokenizer_fingerprint=info.tokenizer_fingerprint, device=info.device, dtype=info.dtype,
-                        eos_token_id=info.eos_token_id)
+                        eos_token_id=info.eos_token_id, draft_kind=info.draft_kind,
+                        feature_layers=info.feature_layers, target_fingerprint=info.target_fingerprint,
+                        model_fingerprint=info.model_fingerprint)
 
 
 def info_from_pb(message: pb.ModelInfo) -> ModelInfo:
     return ModelInfo(model=message.model, vocab_size=message.vocab_size, max_context=message.max_context,
                      tokenizer_fingerprint=message.tokenizer_fingerprint, device=message.device,
-                     dtype=message.dtype, eos_token_id=message.eos_token_id)
+                     dtype=message.dtype, eos_token_id=message.eos_token_id,
+                     draft_kind=message.draft_kind or "model", feature_layers=tuple(message.feature_layers),
+                     target_fingerprint=message.target_fingerprint, model_fingerprint=message.model_fingerprint)
 
 
 def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
@@ -44,7 +57,8 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
                        sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs,
                        confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs,
                        num_draft_sequences=message.num_draft_sequences or 1,
-                       want_alternatives=message.want_alternatives)
+                       want_alternatives=message.want_alternatives,
+                       features=_optional_features(message, "INVALID_ARGUMENT"))
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
@@ -53,6 +67,8 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
                                 seed=call.seed, want_probs=call.want_probs,
                                 confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
                                 num_draft_sequences=call.num_draft_sequences, want_alternatives=call.want_alternatives)
+    if call.features is not None:
+        message.features.CopyFrom(encoding.encode_features(call.features))
     return without_settings(message, PROPOSE_SETTINGS) if call.settings_held else message
 
 
@@ -100,7 +116,8 @@ def verify_call_from_pb(message: pb.VerifyRequest, vocab_size: int) -> VerifyCal
                       uniforms=tuple(message.uniforms), decode_tokens=message.decode_tokens or 1,
                       draft_probs=_optional_top(message, "draft_probs", gamma, vocab_size, "INVALID_ARGUMENT"),
                       draft_raw_probs=_optional_top(message, "draft_raw_probs", gamma, vocab_size,
-                                                    "INVALID_ARGUMENT"))
+                                                    "INVALID_ARGUMENT"),
+                      feature_layers=tuple(message.feature_layers))
 
 
 def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
@@ -109,7 +126,8 @@ def verify_call_to_pb(call: VerifyCall) -> pb.VerifyRequest:
                                sampling=sampling_to_pb(call.sampling), want_probs=call.want_probs,
                                num_draft_sequences=call.num_draft_sequences,
                                statistics=statistics_to_pb(call.statistics),
-                               uniforms=call.uniforms, decode_tokens=call.decode_tokens)
+                               uniforms=call.uniforms, decode_tokens=call.decode_tokens,
+                               feature_layers=call.feature_layers)
     if call.settings_held:
         without_settings(message, VERIFY_SETTINGS)
     return _with_draft_rows(message, call.draft_probs, call.draft_raw_probs)
@@ -122,6 +140,8 @@ def verification_to_pb(verification: Verification) -> pb.VerifyResponse:
                                 decoded_tokens=verification.decoded_tokens)
     if verification.target_probs is not None:
         message.target_probs.CopyFrom(encoding.encode(verification.target_probs))
+    if verification.features is not None:
+        message.features.CopyFrom(encoding.encode_features(verification.features))
     computed = verification.statistics
     if computed is not None:
         message.statistics.CopyFrom(pb.WindowStatistics(
@@ -143,7 +163,7 @@ def verification_from_pb(message: pb.VerifyResponse, wire_bytes: int) -> Verific
                         target_probs=_optional(message, "target_probs", rows), cache_len=message.cache_len,
                         compute_seconds=message.compute_seconds, wire_bytes=wire_bytes, statistics=computed,
                         batch_size=message.batch_size, batch_tokens=message.batch_tokens,
-                        decoded_tokens=list(message.decoded_tokens))
+                        decoded_tokens=list(message.decoded_tokens), features=_optional_features(message, "INTERNAL"))
 
 
 def _with_draft_rows(message, draft_probs: TopRows | None, draft_raw_probs: TopRows | None):
@@ -164,6 +184,15 @@ def _optional_top(message, field_name: str, rows: int, vocab_size: int | None, c
     if top.rows != rows:
         raise InvalidField(field_name, f"{top.rows} rows for {rows} draft tokens", code=code)
     return top
+
+
+def _optional_features(message, code: str) -> FeatureRows | None:
+    if not message.HasField("features"):
+        return None
+    try:
+        return encoding.decode_features(message.features)
+    except ValueError as exc:
+        raise InvalidField("features", str(exc), code=code) from exc
 
 
 def _optional(message, field_name: str, rows: int):

@@ -29,6 +29,8 @@ def test_demo_models_resolve_to_shipped_checkpoints():
         ({"placement": {"strategy": "NEAR"}}, "placement.strategy"),
         ({"placement": {"accelerator": "tpu"}}, "placement.accelerator"),
         ({"defaults": {"gamma": 99}}, "defaults.gamma"),
+        ({"draft": {"model": "x", "kind": "medusa"}}, "draft.kind"),
+        ({"target": {"model": "x", "kind": "head"}}, "target.kind"),
         ({"placement": "PACK"}, "placement"),
     ],
 )

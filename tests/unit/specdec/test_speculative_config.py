@@ -19,11 +19,18 @@ def test_vllm_keys_map_onto_the_serve_config():
 
 
 def test_a_model_alone_means_a_draft_model():
-    assert apply_speculative_config(ServeConfig(), {"model": "demo:draft"}).draft.model == "demo:draft"
+    draft = apply_speculative_config(ServeConfig(), {"model": "demo:draft"}).draft
+    assert (draft.model, draft.kind) == ("demo:draft", "model")
+
+
+@pytest.mark.parametrize("method", ["eagle", "eagle3"])
+def test_vllms_eagle_methods_select_a_feature_head(method):
+    draft = apply_speculative_config(ServeConfig(), {"method": method, "model": "demo:head"}).draft
+    assert (draft.model, draft.kind) == ("demo:head", "head")
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"method": "eagle3", "model": "x"}, "speculative_config.method: only draft_model"),
+    ({"method": "medusa", "model": "x"}, "speculative_config.method: one of draft_model, eagle, eagle3"),
     ({"method": "ngram", "prompt_lookup_max": 4}, "speculative_config.prompt_lookup_max: not supported"),
     ({"quantization": "fp8"}, "speculative_config.quantization: not supported"),
     ({"num_speculative_tokens": "4"}, "speculative_config.num_speculative_tokens: expected int"),

@@ -15,7 +15,16 @@ from google.protobuf.message import Message
 
 from specdec.distributions.scoring import StatisticsSpec, WindowStatistics
 from specdec.errors import InvalidField
-from specdec.types import ModelInfo, Proposal, ProposeCall, SamplingParams, TopRows, Verification, VerifyCall
+from specdec.types import (
+    FeatureRows,
+    ModelInfo,
+    Proposal,
+    ProposeCall,
+    SamplingParams,
+    TopRows,
+    Verification,
+    VerifyCall,
+)
 from specdec.v1 import specdec_pb2 as pb
 from specdec.wire import encoding, messages
 from specdec.wire.held_settings import PROPOSE_SETTINGS, VERIFY_SETTINGS, HeldSettings
@@ -342,3 +351,43 @@ def test_settings_left_out_come_back_from_the_ones_the_service_holds(
     if isinstance(call, VerifyCall):
         assert same_rows(back.draft_probs, call.draft_probs) and same_rows(back.draft_raw_probs, call.draft_raw_probs)
 
+
+
+# ---- a feature head's features ----
+
+def test_a_heads_model_info_round_trips() -> None:
+    info = ModelInfo(model="heads/demo", vocab_size=2048, max_context=512, tokenizer_fingerprint="ab12cd",
+                     device="cpu", dtype="float32", eos_token_id=0, draft_kind="head", feature_layers=(1, 4, 7),
+                     target_fingerprint="0123abcd", model_fingerprint="")
+    assert messages.info_from_pb(over_the_wire(messages.info_to_pb(info))) == info
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_features_travel_as_their_own_bytes_with_calls_and_verifications(dtype: torch.dtype) -> None:
+    values = torch.randn(3, 10, generator=torch.Generator().manual_seed(0)).to(dtype)
+    features = FeatureRows(4, values)
+    call = replace(FULL_PROPOSE, features=features)
+    back = messages.propose_call_from_pb(over_the_wire(messages.propose_call_to_pb(call)))
+    assert torch.equal(back.features.values, values) and back.features.values.dtype == dtype
+    assert back.features.start == 4 and replace(back, features=None) == replace(call, features=None)
+    message = messages.propose_call_to_pb(call)
+    assert len(message.features.data) == 2 * values.numel()  # two bytes a value
+    verify = VerifyCall("s", 1, 0, [1, 2], [], SAMPLING, feature_layers=(7, 2))
+    assert messages.verify_call_from_pb(over_the_wire(messages.verify_call_to_pb(verify)), VOCAB) == verify
+    verification = Verification(target_argmax=[3], target_probs=None, cache_len=2, compute_seconds=0.0,
+                                features=FeatureRows(0, values))
+    back = messages.verification_from_pb(over_the_wire(messages.verification_to_pb(verification)), WIRE_BYTES)
+    assert torch.equal(back.features.values, values) and back.features.start == 0
+
+
+@pytest.mark.parametrize("spoil, match", [
+    (lambda m: setattr(m.features, "dtype", "float32"), "dtype"),
+    (lambda m: setattr(m.features, "rows", 4), "rows x width"),
+    (lambda m: setattr(m.features, "data", m.features.data[:-1]), "multiple of 2"),
+    (lambda m: setattr(m.features, "start", -1), ">= 0"),
+], ids=["dtype", "rows", "odd bytes", "negative start"])
+def test_malformed_features_are_refused_naming_the_field(spoil, match) -> None:
+    message = messages.propose_call_to_pb(replace(FULL_PROPOSE, features=FeatureRows(0, torch.zeros(3, 10).half())))
+    spoil(message)
+    error = expect_invalid("features", "INVALID_ARGUMENT", lambda: messages.propose_call_from_pb(message))
+    assert match in error.reason

@@ -1,0 +1,177 @@
+"""A feature head over per-session KV slots: what the draft service runs when its draft is a head.
+
+A head's session holds pairs, not tokens: pair t is (the target's features at position t, token t + 1),
+so a session that has seen tokens 0..n holds pairs 0..n-1, each from the target's features, and its
+`cache_len` is n + 1 tokens. A call keeps `keep_len` tokens (pairs 0..keep_len - 2) and appends its new
+tokens with the features of the position before each (`extend_pairs`); the last pair's output gives the
+distribution of the first draft token and the feature the next pair starts from. Drafting appends pairs of
+the head's own regressed features and the drafted tokens (`rows` / `extend_rows`, in lockstep with the
+other sessions of the batch); those pairs are never counted as held, so the next call rolls them back and
+replaces the accepted ones with the target's features. A head that lost a session (a restart) gets it
+again from the orchestrator's copy of the features, from position 0.
+
+Implements the runners' `SessionLM` protocol (with `extend_pairs` in place of `extend_batch`); loads with
+`checkpoint.load_head`; knows nothing of gRPC or rounds. Not thread-safe: one worker thread drives it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoTokenizer
+
+from specdec.config import resolve_model
+from specdec.services.head.checkpoint import load_head, read_head_config
+from specdec.services.runtime.kv_cache import KVShape, Slot, Span, grown_capacity
+from specdec.services.runtime.model import (
+    DTYPES,
+    LoadSpec,
+    Rows,
+    Session,
+    SessionStore,
+    tokenizer_fingerprint,
+    width_groups,
+)
+from specdec.services.runtime.transfer import to_device
+from specdec.types import FeatureRows, ModelInfo
+
+
+@dataclass
+class HeadSession(Session):
+    true_pairs: int = 0  # pairs made from the target's features (the rest of the slot: drafted ones)
+    last: torch.Tensor | None = None  # [1, 1, h]: the regressed feature of the last true pair
+
+
+@dataclass
+class HeadRows(Rows):
+    """Rows drafting in lockstep, each with the feature its next pair starts from."""
+
+    features: torch.Tensor  # [rows, 1, h]
+
+
+def pair_tokens(keep_len: int, new_tokens: list[int]) -> list[int]:
+    """The tokens of the pairs a call appends: each new token but a sequence's very first."""
+    return new_tokens if keep_len else new_tokens[1:]
+
+
+class HeadLM(SessionStore):
+    def __init__(self, spec: LoadSpec, max_sessions: int = 0):
+        super().__init__(max_sessions)
+        if spec.dtype not in DTYPES:
+            raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
+        self.spec = spec
+        self.config = read_head_config(spec.model)
+        self.head = load_head(spec.model, dtype=DTYPES[spec.dtype], device=spec.resolved_device())
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.target))
+        self.device = self.head.fuse.weight.device
+        self.dtype = self.head.fuse.weight.dtype
+        config = self.config
+        self.kv_shape = KVShape(1, config.num_key_value_heads, config.head_dim, self.dtype, self.device)
+        self.forward_kind = f"feature head over target layers {list(config.feature_layers)}"
+        self.vocab_size = len(self.tokenizer)
+        self.max_context = config.max_position_embeddings
+        self.feature_layers = config.feature_layers
+        self.feature_width = config.feature_width
+
+    def info(self) -> ModelInfo:
+        eos = self.tokenizer.eos_token_id
+        return ModelInfo(model=self.spec.model, vocab_size=self.vocab_size, max_context=self.max_context,
+                         tokenizer_fingerprint=tokenizer_fingerprint(self.tokenizer), device=self.device_description,
+                         dtype=self.spec.dtype, eos_token_id=-1 if eos is None else int(eos), draft_kind="head",
+                         feature_layers=self.feature_layers, target_fingerprint=self.config.target_fingerprint)
+
+    @property
+    def device_description(self) -> str:
+        return str(self.device)
+
+    def held_tokens(self, session: HeadSession) -> int:
+        return session.true_pairs + 1 if session.true_pairs else 0
+
+    def extend_pairs(self, items: list[tuple[str, int, list[int], FeatureRows]]) -> list[torch.Tensor]:
+        """Append each checked item's pairs (session, keep_len, new tokens, the features before them) to its
+        session; return each item's float32 logits [1, vocab] at its last pair, on the device."""
+        results: list[torch.Tensor | None] = [None] * len(items)
+        widths = [len(pair_tokens(keep_len, tokens)) for _, keep_len, tokens, _ in items]
+        for group in width_groups(widths):
+            for index, logits in zip(group, self._forward_group([items[i] for i in group]), strict=True):
+                results[index] = logits
+        return results
+
+    @torch.inference_mode()
+    def _forward_group(self, items: list[tuple[str, int, list[int], FeatureRows]]) -> list[torch.Tensor]:
+        pairs = [pair_tokens(keep_len, tokens) for _, keep_len, tokens, _ in items]
+        width = max(map(len, pairs))
+        sessions = [self._rolled_back(session_id, keep_len, len(tokens))
+                    for (session_id, keep_len, _, _), tokens in zip(items, pairs, strict=True)]
+        token_ids = torch.zeros(len(items), width, dtype=torch.long)
+        features = torch.zeros(len(items), width, self.feature_width, dtype=items[0][3].values.dtype)
+        for row, (tokens, (_, _, _, rows)) in enumerate(zip(pairs, items, strict=True)):
+            token_ids[row, : len(tokens)] = torch.tensor(tokens)
+            features[row, : len(tokens)] = rows.values
+        pasts = torch.tensor([[session.slot.length] for session in sessions])
+        spans = [Span(session.slot, row, session.slot.length, len(tokens))
+                 for row, (session, tokens) in enumerate(zip(sessions, pairs, strict=True))]
+        g = self.head.fused(to_device(features, self.device))
+        out = self._forward(spans, g, to_device(token_ids, self.device), to_device(pasts + torch.arange(width),
+                                                                                   self.device))
+        logits = []
+        for span, session in zip(spans, sessions, strict=True):
+            last = span.count - 1
+            session.true_pairs = session.slot.length
+            session.last = out.regress[span.first: span.first + 1, last: last + 1]
+            logits.append(self._logits(out.predict[span.first, last: last + 1]))
+        return logits
+
+    def _rolled_back(self, session_id: str, keep_len: int, appending: int) -> HeadSession:
+        """The session at keep_len tokens (keep_len - 1 pairs), with room for `appending` more pairs."""
+        session = self.sessions.setdefault(session_id, HeadSession())
+        session.last_used = time.monotonic()
+        kept = max(keep_len - 1, 0)
+        if session.slot is None:
+            session.slot = Slot(self.kv_shape, 1, grown_capacity(kept + appending, 0, self.max_context))
+        session.slot.length = session.true_pairs = kept
+        return session
+
+    def _forward(self, spans: list[Span], g: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor):
+        for span in spans:
+            span.slot.reserve(span.past + span.count, self.max_context)
+        out = self.head.slot_forward(spans, g, tokens, positions)
+        for span in spans:
+            span.slot.length = span.past + span.count
+        return out
+
+    def _logits(self, predict: torch.Tensor) -> torch.Tensor:
+        return self.head.logits(predict)[..., : self.vocab_size].float()
+
+    @torch.inference_mode()
+    def rows(self, session_ids: list[str]) -> HeadRows:
+        """A row per held session, at the end of its true pairs, for `extend_rows`."""
+        sessions = [self.sessions[session_id] for session_id in session_ids]
+        return HeadRows([session.slot for session in sessions],
+                        to_device(torch.tensor([[session.slot.length] for session in sessions]), self.device),
+                        torch.cat([session.last for session in sessions]))
+
+    @torch.inference_mode()
+    def fork(self, session_id: str, copies: int) -> HeadRows:
+        """`copies` continuations of the session's pairs; the session is unchanged."""
+        session = self.sessions[session_id]
+        slot = session.slot.copies(copies, 1, self.max_context)
+        return HeadRows([slot], torch.full((copies, 1), slot.length, dtype=torch.long, device=self.device),
+                        session.last.expand(copies, 1, -1))
+
+    @torch.inference_mode()
+    def extend_rows(self, rows: HeadRows, tokens: torch.Tensor) -> torch.Tensor:
+        """Append drafted tokens [rows, 1] (on the device), each paired with its row's last regressed
+        feature; return float32 logits [rows, 1, vocab] and move each row's feature on."""
+        if tokens.shape[1] != 1:
+            raise ValueError("a head drafts one pair at a time: each pair starts from the previous one's output")
+        spans, first = [], 0
+        for slot in rows.slots:
+            spans.append(Span(slot, first, slot.length, tokens.shape[1]))
+            first += slot.width
+        out = self._forward(spans, rows.features, tokens, rows.positions)
+        rows.positions += tokens.shape[1]
+        rows.features = out.regress[:, -1:]
+        return self._logits(out.predict)

@@ -1,0 +1,89 @@
+"""A feature head in the draft service's runtime, on the real demo target's features: its sessions hold
+pairs from the target's features, drafted pairs are rolled back and replaced by the target's, bad features
+are refused naming the field, and a head is refused for a target it was not trained for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specdec.config import resolve_model
+from specdec.errors import InvalidField
+from specdec.services.head.checkpoint import load_head
+from specdec.services.head.runner import HeadDraftRunner, check_head_features
+from specdec.services.head.session_lm import HeadLM
+from specdec.services.runtime.model import CausalLM, LoadSpec
+from specdec.services.target.runner import TargetRunner
+from specdec.types import FeatureRows, ProposeCall, SamplingParams, VerifyCall
+from tests.helpers import random_head
+
+PROMPT = [5, 17, 99, 250, 3, 41, 8, 77]
+LAYERS = (1, 4, 7)
+
+
+@pytest.fixture(scope="module")
+def head_path(tmp_path_factory) -> str:
+    return random_head(tmp_path_factory.mktemp("head") / "head", layers=LAYERS)
+
+
+@pytest.fixture(scope="module")
+def target() -> TargetRunner:
+    return TargetRunner(CausalLM(LoadSpec(resolve_model("demo:target"))))
+
+
+def features_of(target: TargetRunner, tokens: list[int], session: str) -> FeatureRows:
+    """The target's features at every position of `tokens`."""
+    return target.verify(VerifyCall(session, 1, 0, tokens, [], SamplingParams(0.0), feature_layers=LAYERS)).features
+
+
+def propose(session: str, keep_len: int, new_tokens: list[int], features: FeatureRows) -> ProposeCall:
+    return ProposeCall(session, 1, keep_len, new_tokens, 3, SamplingParams(0.0), seed=0, want_probs=False,
+                       want_raw_probs=True, features=features)
+
+
+def rows(features: FeatureRows, start: int, stop: int) -> FeatureRows:
+    return FeatureRows(start, features.values[start:stop])
+
+
+def test_drafted_pairs_are_replaced_by_the_targets_when_the_next_call_keeps_them(head_path, target):
+    """A second call that keeps the first's tokens and appends two drafted tokens and a third, with the
+    target's features, drafts what a session fed everything at once drafts."""
+    runner = HeadDraftRunner(HeadLM(LoadSpec(head_path)))
+    first = features_of(target, PROMPT, "p")
+    proposal = runner.propose(propose("s", 0, PROMPT, rows(first, 0, len(PROMPT) - 1)))
+    assert proposal.cache_len == len(PROMPT) and len(proposal.draft_tokens) == 3
+    sequence = PROMPT + proposal.draft_tokens[:2] + [123]
+    full = features_of(target, sequence, "q")
+    kept = runner.propose(propose("s", len(PROMPT), sequence[len(PROMPT):], rows(full, len(PROMPT) - 1,
+                                                                                 len(sequence) - 1)))
+    fresh = runner.propose(propose("fresh", 0, sequence, rows(full, 0, len(sequence) - 1)))
+    assert kept.cache_len == fresh.cache_len == len(sequence)
+    assert kept.draft_tokens == fresh.draft_tokens
+    torch.testing.assert_close(kept.draft_raw_probs.values, fresh.draft_raw_probs.values, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_features_are_refused_naming_the_field(head_path):
+    width = len(LAYERS) * 320
+
+    def call(keep_len: int, new_tokens: list[int], start: int, count: int, columns: int = width) -> ProposeCall:
+        return propose("s", keep_len, new_tokens, FeatureRows(start, torch.zeros(count, columns,
+                                                                                 dtype=torch.float16)))
+
+    check_head_features(call(0, [1, 2, 3], 0, 2), width)
+    check_head_features(call(5, [1, 2], 4, 2), width)
+    cases = [(propose("s", 0, [1, 2], None), "features"), (call(0, [1], 0, 0), "new_tokens"),
+             (call(5, [1, 2], 5, 2), "features"), (call(5, [1, 2], 4, 1), "features"),
+             (call(5, [1, 2], 4, 2, columns=width - 1), "features")]
+    for bad, field_name in cases:
+        with pytest.raises(InvalidField) as refused:
+            check_head_features(bad, width)
+        assert refused.value.field == field_name
+
+
+def test_a_head_is_refused_for_another_target_naming_both(head_path):
+    other = resolve_model("demo:draft")
+    with pytest.raises(InvalidField) as refused:
+        load_head(head_path, target=other)
+    message = str(refused.value)
+    assert refused.value.field == "draft.model" and "'demo:target'" in message and other in message
+    assert load_head(head_path).config.target == "demo:target"  # its own target loads
