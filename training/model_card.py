@@ -28,13 +28,8 @@ def write_model_card(path: Path, spec, figures: dict) -> None:
         f"| one-token forward, 1 thread, 128-token cache: target / draft (ms) | "
         f"{f['target_forward_ms']:.2f} / {f['draft_forward_ms']:.2f} |",
         f"| draft parameters | {f['draft_parameters'] / 1e6:.2f}M |", "",
-        f"Training: {f['steps']} steps of {spec.batch_size} x {spec.seq_len} tokens in "
-        f"{f['training_seconds'] / 60:.1f} minutes over {f['runs']} run(s); {f['train_tokens']:,} training and "
-        f"{f['heldout_tokens']:,} held-out tokens; loss {spec.kl_weight:g} x KL(target || draft) + "
-        f"{1 - spec.kl_weight:g} x cross-entropy; {spec.on_policy:.0%} of batches on the target's own samples; "
-        f"AdamW, peak learning rate {spec.lr:g}, warm-up and cosine decay.", "",
-        "Mean loss by checkpoint interval: " + ", ".join(f"{loss:.3f}" for loss in f["losses"]), "",
-        "Settings: " + ", ".join(f"{key}={value}" for key, value in asdict(spec).items()), "",
+        *training_lines(spec, f, f"loss {spec.kl_weight:g} x KL(target || draft) + {1 - spec.kl_weight:g} x "
+                                 f"cross-entropy; {spec.on_policy:.0%} of batches on the target's own samples"),
     ]
     path.write_text("\n".join(lines))
 
@@ -55,12 +50,19 @@ def write_head_model_card(path: Path, spec, config, figures: dict) -> None:
         f"{f['target_forward_ms']:.2f} / {f['head_forward_ms']:.2f} |",
         f"| head parameters (its own; the target's embedding and LM head are borrowed) | "
         f"{f['head_parameters'] / 1e6:.2f}M |", "",
-        f"Training: {f['steps']} steps of {spec.batch_size} x {spec.seq_len} tokens in "
-        f"{f['training_seconds'] / 60:.1f} minutes over {f['runs']} run(s); {f['train_tokens']:,} training and "
-        f"{f['heldout_tokens']:,} held-out tokens; {spec.ttt_steps} training-time-test steps weighted "
-        f"{spec.step_decay:g}^k, each KL(target || head) + {spec.feature_weight:g} x SmoothL1 on the regressed "
-        f"feature; AdamW, peak learning rate {spec.lr:g}, warm-up and cosine decay.", "",
-        "Mean loss by checkpoint interval: " + ", ".join(f"{loss:.3f}" for loss in f["losses"]), "",
-        "Settings: " + ", ".join(f"{key}={value}" for key, value in asdict(spec).items()), "",
+        *training_lines(spec, f, f"{spec.ttt_steps} training-time-test steps weighted {spec.step_decay:g}^k, each "
+                                 f"KL(target || head) + {spec.feature_weight:g} x SmoothL1 on the regressed feature"),
     ]
     path.write_text("\n".join(lines))
+
+
+def training_lines(spec, f: dict, loss: str) -> list[str]:
+    """How a run trained (steps, time, tokens, `loss`, optimizer), its losses and its settings."""
+    return [
+        f"Training: {f['steps']} steps of {spec.batch_size} x {spec.seq_len} tokens in "
+        f"{f['training_seconds'] / 60:.1f} minutes over {f['runs']} run(s); {f['train_tokens']:,} training and "
+        f"{f['heldout_tokens']:,} held-out tokens; {loss}; AdamW, peak learning rate {spec.lr:g}, warm-up and "
+        f"cosine decay.", "",
+        "Mean loss by checkpoint interval: " + ", ".join(f"{value:.3f}" for value in f["losses"]), "",
+        "Settings: " + ", ".join(f"{key}={value}" for key, value in asdict(spec).items()), "",
+    ]

@@ -33,6 +33,8 @@ def add_renamed_option(parser: argparse.ArgumentParser, old: str, new: str, **kw
 def init_ray(address: str | None, quiet: bool) -> None:
     import ray
 
+    if ray.is_initialized():  # a second deployment of this process (bench --compare-hf --drafts)
+        return
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
@@ -99,15 +101,17 @@ def make_console():
 
 
 @contextlib.contextmanager
-def local_deployment(config_path: str | None, console, launcher: str = "auto"):
+def local_deployment(config_path: str | None, console, launcher: str = "auto", draft: str = ""):
     """The whole deployment on this machine (a local Ray instance, or plain processes), the orchestrator on
-    a free port; yields its address."""
+    a free port; yields its address. `draft`: another draft than the config's (its kind: auto)."""
     from specdec.config import ServeConfig
 
+    config = ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0})
+    if draft:
+        config = config.with_overrides(draft={"model": draft, "kind": "auto"})
     on = "Ray" if resolved_launcher(launcher) == "ray" else "plain processes"
     with console.status(f"starting the draft and target services and the orchestrator on {on}..."):
-        deployment = start_deployment(ServeConfig.load(config_path).with_overrides(orchestrator={"port": 0}),
-                                      launcher)
+        deployment = start_deployment(config, launcher)
     console.print(f"orchestrator at {deployment.address}; drafts at {', '.join(deployment.draft_addresses)}, "
                   f"targets at {', '.join(deployment.target_addresses)} "
                   f"({deployment.layout.describe()})")

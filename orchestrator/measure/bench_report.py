@@ -165,7 +165,7 @@ def print_compare(comparison: Comparison, console: Console) -> None:
 
     table = Table(title="specdec: where a round's time goes (ms per round; the five add up to the round)")
     for column in ("configuration", "temp.", "draft model", "target model", "transport", "waiting", "orchestrator",
-                   "round", "tokens/round"):
+                   "round", "tokens/round", "feature B/token"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for temperature, rows in comparison.specdec.items():
         for row in rows:
@@ -173,7 +173,8 @@ def print_compare(comparison: Comparison, console: Console) -> None:
             table.add_row(row.config.label.removeprefix("specdec "), _temperature_name(temperature),
                           *(f"{v:.2f}" for v in (b.draft_model_ms, b.target_model_ms, b.transport_ms, b.waiting_ms,
                                                  b.orchestrator_ms, b.round_ms)),
-                          f"{row.output_tokens / row.num_rounds:.2f}" if row.num_rounds else "-")
+                          f"{row.output_tokens / row.num_rounds:.2f}" if row.num_rounds else "-",
+                          f"{row.feature_bytes / row.output_tokens:.0f}" if row.feature_bytes else "-")
     console.print(table)
     console.print("overlapped rows: 'draft model' includes drafting hidden under the verify call, so 'transport' "
                   "there is understated by that hidden time")

@@ -121,7 +121,13 @@ class Ratio:
     value: float
 
 
-def specdec_configs(gamma: int) -> list[BenchConfig]:
+def specdec_configs(gamma: int, draft: str = "") -> list[BenchConfig]:
+    """The rows of the deployment's own draft; with `draft` (a further draft's name, e.g. "head"), the rows
+    of a deployment with that draft, labelled with it: serial and the cost controller (the target-only row
+    is the first deployment's; overlap is not offered with a feature head)."""
+    if draft:
+        return [BenchConfig(f"specdec sd gamma={gamma} serial, {draft}", "fixed", "sd", gamma),
+                BenchConfig(f"specdec sd cost controller, {draft}", "controller", "sd", gamma, controller="cost")]
     return [BenchConfig("specdec target-only", "baseline", "sd", 0),
             BenchConfig(f"specdec sd gamma={gamma} serial", "fixed", "sd", gamma),
             BenchConfig(f"specdec sd gamma={gamma} overlapped", "overlap", "sd", gamma, overlap=True),
@@ -144,7 +150,7 @@ class Comparison:
 
     gamma: int
     bare: BareForwards
-    specdec: dict[float, list[BenchRow]]  # temperature -> rows in `specdec_configs` order
+    specdec: dict[float, list[BenchRow]]  # temperature -> rows in `specdec_configs` order, then further drafts'
     hf: list[HFRow]  # every configuration x temperature x thread count
     max_new_tokens: int = 0  # tokens per request (the bench ignores end-of-text); 0: no ideals with prefill
 
@@ -268,18 +274,33 @@ def run_hf_configs(pair: HFPair, prompts: list[str], configs: list[HFConfig], ma
     return rows
 
 
+def run_specdec(client: Client, prompts: list[CodePrompt], configs: list[BenchConfig], max_new_tokens: int,
+                seed: int, progress: Progress) -> dict[float, list[BenchRow]]:
+    """Every configuration on one deployment at both temperatures, after a warm-up (the services' first
+    requests pay for lazy set-up)."""
+    texts = [p.prompt for p in prompts]
+    for gamma in dict.fromkeys((0, *(config.gamma for config in configs))):
+        client.generate(texts[0], max_new_tokens=8, gamma=gamma, temperature=0.0, ignore_eos=True)
+    return {temperature: [run_config(client, prompts, config, max_new_tokens, temperature, seed, progress)
+                          for config in configs]
+            for temperature in TEMPERATURES}
+
+
+def run_hf_rows(pair: HFPair, prompts: list[CodePrompt], gamma: int, max_new_tokens: int, seed: int,
+                progress: Progress, threads: tuple[int, ...] = HF_THREADS) -> list[HFRow]:
+    """Hugging Face generate() and assisted generation (with the pair's standalone draft: HF has no feature-head
+    path) at both temperatures."""
+    texts = [p.prompt for p in prompts]
+    return [row for temperature in TEMPERATURES
+            for row in run_hf_configs(pair, texts, hf_configs(gamma), max_new_tokens, temperature, seed, progress,
+                                      threads)]
+
+
 def run_compare(client: Client, pair: HFPair, prompts: list[CodePrompt], gamma: int, max_new_tokens: int,
                 seed: int, progress: Progress, bare: BareForwards,
                 threads: tuple[int, ...] = HF_THREADS) -> Comparison:
-    """Decode every prompt with every specdec configuration and every HF baseline (at each of `threads`),
-    at both temperatures."""
-    texts = [p.prompt for p in prompts]
-    specdec: dict[float, list[BenchRow]] = {}
-    hf: list[HFRow] = []
-    for g in (0, gamma):  # the services' first requests pay for lazy set-up
-        client.generate(texts[0], max_new_tokens=8, gamma=g, temperature=0.0, ignore_eos=True)
-    for temperature in TEMPERATURES:
-        specdec[temperature] = [run_config(client, prompts, config, max_new_tokens, temperature, seed, progress)
-                                for config in specdec_configs(gamma)]
-        hf += run_hf_configs(pair, texts, hf_configs(gamma), max_new_tokens, temperature, seed, progress, threads)
-    return Comparison(gamma, bare, specdec, hf, max_new_tokens)
+    """Decode every prompt with every specdec configuration of one deployment and every HF baseline (at each of
+    `threads`), at both temperatures."""
+    specdec = run_specdec(client, prompts, specdec_configs(gamma), max_new_tokens, seed, progress)
+    return Comparison(gamma, bare, specdec, run_hf_rows(pair, prompts, gamma, max_new_tokens, seed, progress, threads),
+                      max_new_tokens)

@@ -75,14 +75,15 @@ class HFPair:
         self.draft = _load(draft_path, self.device, DTYPES[dtype])
 
     @classmethod
-    def from_services(cls, info: dict) -> HFPair:
+    def from_services(cls, info: dict, assistant: str = "") -> HFPair:
         """The pair of an orchestrator's `server_info()`: its target's device and dtype, if this process
-        has that device (else the CPU)."""
+        has that device (else the CPU); the draft is its own, or `assistant` (a standalone draft, where the
+        deployment's draft is a feature head, which Hugging Face cannot run)."""
         target = info["target"]
         device = (target.get("device") or "cpu").split(",")[0].strip()  # a spanning target's first device
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
-        return cls(resolve_model(target["model"]), resolve_model(info["draft"]["model"]), device,
+        return cls(resolve_model(target["model"]), resolve_model(assistant or info["draft"]["model"]), device,
                    target.get("dtype") or "float32")
 
     def encode(self, prompt: str) -> list[int]:

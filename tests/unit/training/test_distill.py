@@ -26,16 +26,6 @@ from specdec.training.distill import DistillSpec, distill
 from specdec.training.evaluation import greedy_acceptance_length, mean_acceptance_length
 from specdec.types import SamplingParams
 
-CODE = "def add(a, b):\n    return a + b\n\n\nclass Stack:\n    def push(self, item):\n        self.items.append(1)\n"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    for index in range(40):
-        (folder / f"m{index}.py").write_text(CODE.replace("add", f"add{index}") * 3)
-    return folder
-
 
 def tiny(corpus, out, init: str = "", **fields) -> DistillSpec:
     settings = {"steps": 2, "seq_len": 24, "batch_size": 2, "checkpoint_every": 2, "eval_batches": 1} | fields

@@ -25,16 +25,6 @@ from specdec.training.head_distill import HeadSpec, distill_head
 from specdec.training.head_evaluation import _decide
 from specdec.types import SamplingParams
 
-CODE = "def add(a, b):\n    return a + b\n\n\nclass Stack:\n    def push(self, item):\n        self.items.append(1)\n"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    for index in range(40):
-        (folder / f"m{index}.py").write_text(CODE.replace("add", f"add{index}") * 3)
-    return folder
-
 
 def tiny(corpus, out, **fields) -> HeadSpec:
     settings = {"steps": 2, "seq_len": 24, "batch_size": 2, "checkpoint_every": 2, "eval_prompts": 1,

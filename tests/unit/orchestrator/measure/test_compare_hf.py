@@ -160,3 +160,19 @@ def test_report_prints_and_writes_every_figure(tmp_path):
     assert len(written["figures"]) == len(compare_records(result)) == 2 * (3 + 4 + 3)
     assert written["figures"][3]["round_round_ms"] == pytest.approx(100.0)  # target-only: 1 s over 10 rounds
     assert len(csv_path.read_text().splitlines()) == 1 + 20
+
+
+def test_a_further_drafts_rows_join_the_comparison_labelled_with_it():
+    """The head's rows (serial and the cost controller) stand beside the standalone draft's: each against the
+    same target-only row, and in the race for the best speculative figure; the ideals stay the standalone
+    draft's."""
+    result = comparison()
+    head_rows = specdec_configs(4, "head")
+    assert [c.label for c in head_rows] == ["specdec sd gamma=4 serial, head", "specdec sd cost controller, head"]
+    for rows in result.specdec.values():
+        rows += [row_of(head_rows[0], stats(seconds=0.5)), row_of(head_rows[1], stats(seconds=4.0))]
+    ratios = {r.name: r for r in result.ratios()}
+    assert ratios["greedy: sd gamma=4 serial, head / own target-only"].value == pytest.approx(60 / 10)
+    best = ratios["greedy: best specdec speculative / best HF assisted"]
+    assert best.numerator == "sd gamma=4 serial, head" and best.value == pytest.approx(60 / 25)
+    assert ratios["greedy: specdec serial sd / serial ideal"].numerator == "sd gamma=4 serial"

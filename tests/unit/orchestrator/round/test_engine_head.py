@@ -74,3 +74,22 @@ def test_greedy_output_with_a_head_is_the_targets_own(runners, reference, faults
         if not faults[0].down and not faults[0].restart:
             assert stats.num_target_only_rounds == 0  # the first round is the prefill, not a missing draft
             assert stats.gamma_trace[0] == 0 and all(stats.gamma_trace[1:-1])  # then every round drafts
+
+
+@pytest.mark.parametrize("rule", ["sd", "fsd", "opt", "uno", "typical"])
+def test_every_rule_runs_with_a_head_at_t1(runners, rule):
+    """The head reports the distribution each token was drafted from, as a draft model does: every rule
+    reads it (and `sd`'s exactness is checked through the services)."""
+    draft, target = runners
+    request = GenerationRequest(f"rule-{rule}", PROMPTS[0], NEW_TOKENS, SamplingParams(1.0), 3, 512,
+                                feature_layers=draft.lm.feature_layers)
+    stats = RequestStats(request.request_id, rule, 3, len(PROMPTS[0]))
+    proposer, scorer = FaultyProposer(draft, Faults()), FaultyScorer(target, Faults())
+
+    async def collect() -> list[int]:
+        out = []
+        async for emitted in generate(request, proposer, scorer, make_rule(rule), FixedGamma(3), stats):
+            out += emitted
+        return out
+
+    assert len(asyncio.run(collect())) == NEW_TOKENS and stats.num_drafts > 0

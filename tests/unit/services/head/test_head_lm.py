@@ -87,3 +87,18 @@ def test_a_head_is_refused_for_another_target_naming_both(head_path):
     message = str(refused.value)
     assert refused.value.field == "draft.model" and "'demo:target'" in message and other in message
     assert load_head(head_path).config.target == "demo:target"  # its own target loads
+
+
+def test_sessions_draft_in_lockstep_as_they_would_alone(head_path, target):
+    """Two sessions of different lengths in one batch: the same drafts as each alone."""
+    runner = HeadDraftRunner(HeadLM(LoadSpec(head_path)))
+    sequences = {"a": PROMPT, "b": PROMPT[:4] + [300, 301, 302, 303, 304, 305, 306]}
+    calls = {name: propose(f"batched-{name}", 0, tokens, rows(features_of(target, tokens, f"t-{name}"), 0,
+                                                                len(tokens) - 1))
+             for name, tokens in sequences.items()}
+    batched = runner.propose_batch(list(calls.values()))
+    for (name, call), together in zip(calls.items(), batched, strict=True):
+        alone = runner.propose(ProposeCall(**{**vars(call), "session_id": f"alone-{name}"}))
+        assert together.draft_tokens == alone.draft_tokens
+        torch.testing.assert_close(together.draft_raw_probs.values, alone.draft_raw_probs.values, rtol=1e-4,
+                                   atol=1e-5)
