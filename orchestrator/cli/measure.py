@@ -26,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                       "and print tokens/s, speedup, "
                                       "acceptance rate, mean acceptance length and the measured cost ratio c.")
     demo.add_argument("--config", help="serve config YAML (default: the demo pair)")
+    demo.add_argument("--draft", help="the draft (default: the config's, or without --config the best of the "
+                                      "shipped drafts, demo:head, the demo target's feature head)")
     demo.add_argument("--prompts", type=int, default=8, help="number of held-out code prompts")
     demo.add_argument("--max-new-tokens", type=int, default=128, help="tokens generated per prompt")
     demo.add_argument("--gamma", type=int, default=4, help="draft tokens per round for the speculative runs")
@@ -74,6 +76,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             "against Hugging Face generate() and assisted generation in this process on the same "
                             "pair, greedy and T=1, with each round's time broken down and the serial ideal from "
                             "bare forwards; writes compare_hf.json and compare_hf.csv")
+    bench.add_argument("--drafts", nargs="*",
+                       help="with --compare-hf: further drafts to add rows for (serial and the cost controller), "
+                            "each in a local deployment of its own with the config's target; default: the shipped "
+                            "feature head (demo:head) with the demo config, none with --address or --config")
     bench.add_argument("--out", help="output folder (default: bench-results/<time>; bench-results with --compare-hf)")
     launcher_arg(bench)
     bench.set_defaults(func=cmd_bench)
@@ -142,10 +148,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from specdec.orchestrator.measure.demo import render, run_demo
+    from specdec.orchestrator.measure.demo import BEST_SHIPPED_DRAFT, render, run_demo
 
     console = make_console()
-    with local_deployment(args.config, console, args.launcher) as address:
+    draft = args.draft or ("" if args.config else BEST_SHIPPED_DRAFT)
+    with local_deployment(args.config, console, args.launcher, draft=draft) as address:
         render(run_demo(address, args.prompts, args.max_new_tokens, args.gamma, args.temperature, console), console)
     return 0
 
@@ -200,24 +207,47 @@ def _bench_compare_hf(args: argparse.Namespace, console) -> int:
     from specdec.demo_pair.heldout import code_prompts
     from specdec.orchestrator.client.grpc_client import Client
     from specdec.orchestrator.measure.bench_report import print_compare, write_compare
-    from specdec.orchestrator.measure.compare_hf import run_compare
+    from specdec.orchestrator.measure.compare_hf import Comparison, run_hf_rows, run_specdec, specdec_configs
     from specdec.orchestrator.measure.hf_baseline import HFPair, bare_forwards
 
     prompts = code_prompts(args.prompts, seed=args.seed)
+    drafts = args.drafts if args.drafts is not None else ([] if args.address or args.config else ["demo:head"])
+    if args.address and drafts:
+        print("specdec bench: --drafts: needs local deployments (leave out --address)", file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
         address = args.address or stack.enter_context(local_deployment(args.config, console, args.launcher))
         client = stack.enter_context(Client(address))
         info = client.server_info()
+        if info["draft"].get("draft_kind") == "head":
+            print("specdec bench: --compare-hf: the deployment's own draft must be a standalone model (Hugging "
+                  "Face's assisted generation runs with it); add feature heads with --drafts", file=sys.stderr)
+            return 2
         models = {side: resolve_model(info[side]["model"]) for side in ("target", "draft")}
         with console.status("loading the pair in this process and timing bare forwards..."):
             pair = HFPair.from_services(info)
             bare = bare_forwards(pair, args.gamma, prompts=[p.prompt for p in prompts])
         with Progress(console=console, transient=True) as progress:
-            comparison = run_compare(client, pair, prompts, args.gamma, args.max_new_tokens, args.seed, progress,
-                                     bare)
+            specdec = run_specdec(client, prompts, specdec_configs(args.gamma), args.max_new_tokens, args.seed,
+                                  progress)
+    for draft in drafts:
+        with local_deployment(args.config, console, args.launcher, draft=draft) as other, Client(other) as client:
+            kind = client.server_info()["draft"].get("draft_kind") or "model"
+            name = kind if kind == "head" else draft
+            with Progress(console=console, transient=True) as progress:
+                rows = run_specdec(client, prompts, specdec_configs(args.gamma, name), args.max_new_tokens,
+                                   args.seed, progress)
+            for temperature, added in rows.items():
+                specdec[temperature] += added
+            models[f"draft {name}"] = resolve_model(draft)
+    with Progress(console=console, transient=True) as progress:
+        hf = run_hf_rows(pair, prompts, args.gamma, args.max_new_tokens, args.seed, progress)
+    comparison = Comparison(args.gamma, bare, specdec, hf, args.max_new_tokens)
     meta = {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "gamma": args.gamma, "seed": args.seed,
             "address": address, "device": str(pair.device), "dtype": info["target"].get("dtype", ""), **models}
     print_compare(comparison, console)
+    if drafts:
+        console.print("Hugging Face's assisted generation runs with the standalone draft: it has no feature-head path")
     for path in write_compare(comparison, meta, Path(args.out or "bench-results")):
         console.print(f"wrote {path}")
     return 0

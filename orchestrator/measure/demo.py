@@ -6,7 +6,9 @@ Everything in one process tree: a local Ray instance, the draft and target servi
 CPU, or GPU where there are two), the orchestrator, and a client of its gRPC address. The HF figure runs
 in the calling process (`hf_baseline`), after the services' runs, at one torch thread as each service
 runs (a second thread on a loaded 2-core machine made it 7x slower in `bench --compare-hf`); the faster
-of the constant and heuristic schedules is shown.
+of the constant and heuristic schedules is shown. The draft is the best of the shipped ones
+(`BEST_SHIPPED_DRAFT`) unless `--draft` or a config says otherwise; HF's assisted generation runs with the
+standalone draft, having no feature-head path.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from specdec.config import resolve_model
 from specdec.demo_pair.heldout import code_prompts
 from specdec.orchestrator.client.grpc_client import Client
 from specdec.orchestrator.measure.bench import BenchConfig, BenchRow, run_config, set_speedups
 from specdec.orchestrator.measure.compare_hf import best_hf, run_hf_configs
 from specdec.orchestrator.measure.hf_baseline import HFPair, HFRow, hf_configs
+
+BEST_SHIPPED_DRAFT = "demo:head"  # the demo's draft unless told otherwise (the bench measures the shipped ones)
+STANDALONE_DRAFT = resolve_model("demo:draft")  # HF's assistant when the draft is a feature head
 
 
 @dataclass
@@ -30,6 +36,8 @@ class DemoResult:
     temperatures: list[float]
     rows: list[BenchRow]  # per temperature, in that order: target-only, then speculative
     hf_assisted: dict[float, HFRow]  # temperature -> the faster assisted schedule
+    draft: str = ""  # what drafted: the model and its kind
+    assistant: str = ""  # HF's assistant (the standalone draft)
 
 
 def run_demo(address: str, num_prompts: int, max_new_tokens: int, gamma: int, temperature: float,
@@ -50,7 +58,8 @@ def run_demo(address: str, num_prompts: int, max_new_tokens: int, gamma: int, te
             set_speedups(pair, pair[0])
             rows += pair
         info = client.server_info()
-        hf_pair = HFPair.from_services(info)
+        head = info["draft"].get("draft_kind") == "head"
+        hf_pair = HFPair.from_services(info, STANDALONE_DRAFT if head else "")
         assisted = [c for c in hf_configs(gamma) if c.assisted]
         for temp in temperatures:
             hf_rows += run_hf_configs(hf_pair, [p.prompt for p in prompts], assisted, max_new_tokens, temp, 1,
@@ -59,11 +68,14 @@ def run_demo(address: str, num_prompts: int, max_new_tokens: int, gamma: int, te
     for (_, temp), row in best_hf(hf_rows).items():
         if temp not in best_by_temperature or row.tokens_per_second > best_by_temperature[temp].tokens_per_second:
             best_by_temperature[temp] = row
-    return DemoResult(temperatures, rows, best_by_temperature)
+    kind = "a feature head" if head else "a standalone draft model"
+    return DemoResult(temperatures, rows, best_by_temperature, f"{info['draft']['model']} ({kind})",
+                      STANDALONE_DRAFT if head else info["draft"]["model"])
 
 
 def render(result: DemoResult, console: Console) -> None:
     rows = result.rows
+    console.print(f"draft: {result.draft}; Hugging Face's assisted generation runs with {result.assistant}")
     table = Table(title="specdec demo: target-only vs speculative decoding (same system, same prompts, one run)")
     for column in ("run", "gamma", "tokens", "tokens/s", "speedup", "acceptance rate", "mean acc. length",
                    "wire B/token"):

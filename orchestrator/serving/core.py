@@ -109,6 +109,9 @@ class Orchestrator:
                  metrics: OrchestratorMetrics | None = None):
         check_pair(draft_info, target_info)
         check_defaults(defaults)
+        if draft_info.draft_kind == "head" and defaults.overlap:
+            raise ValueError("defaults.overlap: not with a feature-head draft yet (the head drafts from the target's "
+                             "features of the window being verified); set it false")
         if not routes:
             raise ValueError("routes: at least one draft/target pair is needed")
         self.routes, self.tokenizer = routes, tokenizer

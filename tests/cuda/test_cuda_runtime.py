@@ -3,7 +3,8 @@ them with scripts/gpu_check.sh): tokens stay on the device inside a draft window
 host sync per token), greedy output equals the target's own in float32 and bfloat16, the runtime's lean
 forward equals the module forward on the device, speculative greedy output through the services on a
 shared GPU equals their target-only output, a GPU share too small for a model is refused naming the
-field before it loads, and a target spanning several GPUs decodes as one on a single GPU."""
+field before it loads, a target spanning several GPUs decodes as one on a single GPU, and a feature head
+drafts on the device from the target's features."""
 
 from __future__ import annotations
 
@@ -179,3 +180,23 @@ def test_the_compiled_lean_forward_matches_eager_on_the_device(mode):
                              (len(PROMPT) + 3, [5]), (len(PROMPT) + 4, [6, 7, 8])):
         assert torch.allclose(compiled.extend("s", keep_len, tokens), eager.extend("s", keep_len, tokens),
                               atol=2e-3, rtol=2e-3)
+
+
+def test_a_feature_head_drafts_on_the_device_as_on_the_cpu_and_its_window_never_waits(dtype, monkeypatch):
+    """The target's features come back with its read-back and go to the head on the device; the head's window
+    drafts there without a host sync, and its greedy drafts equal the CPU's (float32)."""
+    from specdec.services.head.runner import HeadDraftRunner
+    from specdec.services.head.session_lm import HeadLM
+
+    layers_call = VerifyCall("features", 1, 0, PROMPT, [], SamplingParams(temperature=0.0), feature_layers=(1, 4, 7))
+    features = TargetRunner(CausalLM(LoadSpec(resolve_model("demo:target"), dtype, "cuda"))).verify(
+        layers_call).features
+    assert features.values.device.type == "cpu" and features.values.shape == (len(PROMPT), 960)
+    call = ProposeCall("head", 1, 0, PROMPT, 6, SamplingParams(temperature=0.0), seed=0, want_probs=False,
+                       features=type(features)(0, features.values[:-1]))
+    on_device = HeadDraftRunner(HeadLM(LoadSpec(resolve_model("demo:head"), dtype, "cuda")))
+    watch(on_device, "_window", monkeypatch)
+    drafted = on_device.propose(call).draft_tokens
+    assert len(drafted) == 6
+    if dtype == "float32":
+        assert drafted == HeadDraftRunner(HeadLM(LoadSpec(resolve_model("demo:head")))).propose(call).draft_tokens

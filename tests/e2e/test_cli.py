@@ -115,5 +115,6 @@ def test_demo_runs_end_to_end():
     assert result.returncode == 0, result.stderr[-3000:]
     for expected in ("greedy target-only", "greedy speculative", "T=1 target-only", "T=1 speculative",
                      "measured c =", "greedy speculative output identical to target-only output: yes",
-                     "against Hugging Face assisted generation", "HF assisted (best)"):
+                     "against Hugging Face assisted generation", "HF assisted (best)", "(a feature head)",
+                     "assisted generation runs with"):
         assert expected in result.stdout

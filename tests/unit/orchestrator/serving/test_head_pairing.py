@@ -24,9 +24,10 @@ class Idle:
     available = True
 
 
-def orchestrator(draft: ModelInfo, target: ModelInfo = TARGET) -> Orchestrator:
+def orchestrator(draft: ModelInfo, target: ModelInfo = TARGET, defaults: DefaultsConfig | None = None
+                 ) -> Orchestrator:
     return Orchestrator([Route(Idle(), Idle())], AutoTokenizer.from_pretrained(resolve_model("demo:target")), draft,
-                        target, DefaultsConfig(), LimitsConfig())
+                        target, defaults or DefaultsConfig(), LimitsConfig())
 
 
 def test_a_head_for_another_target_is_refused_naming_both():
@@ -49,3 +50,9 @@ def test_what_a_head_cannot_do_yet_is_refused_naming_the_field(params, field_nam
     with pytest.raises(InvalidField) as refused:
         orchestrator(HEAD).prepare(params)
     assert refused.value.field == field_name
+
+
+def test_a_default_of_overlap_is_refused_at_start_with_a_head():
+    with pytest.raises(ValueError, match="defaults.overlap"):
+        orchestrator(HEAD, defaults=DefaultsConfig(overlap=True))
+    orchestrator(TARGET, defaults=DefaultsConfig(overlap=True))  # a draft model overlaps
