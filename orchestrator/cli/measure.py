@@ -77,9 +77,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             "pair, greedy and T=1, with each round's time broken down and the serial ideal from "
                             "bare forwards; writes compare_hf.json and compare_hf.csv")
     bench.add_argument("--drafts", nargs="*",
-                       help="with --compare-hf: further drafts to add rows for (serial and the cost controller), "
-                            "each in a local deployment of its own with the config's target; default: the shipped "
-                            "feature head (demo:head) with the demo config, none with --address or --config")
+                       help="further drafts to add rows for, each in a local deployment of its own with the "
+                            "config's target (the sweep: sd at each --gammas and under each controller; "
+                            "--compare-hf: serial and the cost controller); default: the shipped feature head "
+                            "(demo:head) with the demo config, none with --address or --config")
     bench.add_argument("--out", help="output folder (default: bench-results/<time>; bench-results with --compare-hf)")
     launcher_arg(bench)
     bench.set_defaults(func=cmd_bench)
@@ -166,7 +167,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from specdec.config import resolve_model
     from specdec.demo_pair.heldout import code_prompts
     from specdec.orchestrator.client.grpc_client import Client
-    from specdec.orchestrator.measure.bench import build_sweep, findings, run_sweep
+    from specdec.orchestrator.measure.bench import build_sweep, draft_sweep, findings, run_sweep
     from specdec.orchestrator.measure.bench_report import print_table, write_files
     from specdec.orchestrator.measure.quality import TargetScorer
 
@@ -179,6 +180,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         args.num_draft_sequences)
     prompts = code_prompts(args.prompts, seed=args.seed)
     out_dir = Path(args.out or f"bench-results/{time.strftime('%Y%m%d-%H%M%S')}")
+    drafts = further_drafts(args)
+    if drafts is None:
+        return 2
     with contextlib.ExitStack() as stack:
         address = args.address or stack.enter_context(local_deployment(args.config, console, args.launcher))
         client = stack.enter_context(Client(address))
@@ -189,6 +193,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         with Progress(console=console, transient=True) as progress:
             rows = run_sweep(client, prompts, sweep, scorer, args.max_new_tokens, args.temperature, args.seed,
                              progress)
+    for draft in drafts:
+        with local_deployment(args.config, console, args.launcher, draft=draft) as other, Client(other) as client:
+            name = draft_name(client, draft)
+            with Progress(console=console, transient=True) as progress:
+                rows += run_sweep(client, prompts, draft_sweep(name, args.gammas, args.gamma, args.controllers),
+                                  scorer, args.max_new_tokens, args.temperature, args.seed, progress, rows[0])
     found = findings(rows, args.gamma)
     meta = {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
             "seed": args.seed, "address": address, "target_model": target_model}
@@ -196,6 +206,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for path in write_files(rows, found, meta, out_dir):
         console.print(f"wrote {path}")
     return 0
+
+
+def further_drafts(args: argparse.Namespace) -> list[str] | None:
+    """The drafts of --drafts (default: the shipped feature head with the demo config); None, said why, when
+    they cannot run (an --address deployment is not started here)."""
+    drafts = args.drafts if args.drafts is not None else ([] if args.address or args.config else ["demo:head"])
+    if args.address and drafts:
+        print("specdec bench: --drafts: needs local deployments (leave out --address)", file=sys.stderr)
+        return None
+    return drafts
+
+
+def draft_name(client, draft: str) -> str:
+    """A further draft's label: "head" for a feature head, else the draft as given."""
+    return "head" if client.server_info()["draft"].get("draft_kind") == "head" else draft
 
 
 def _bench_compare_hf(args: argparse.Namespace, console) -> int:
@@ -211,9 +236,8 @@ def _bench_compare_hf(args: argparse.Namespace, console) -> int:
     from specdec.orchestrator.measure.hf_baseline import HFPair, bare_forwards
 
     prompts = code_prompts(args.prompts, seed=args.seed)
-    drafts = args.drafts if args.drafts is not None else ([] if args.address or args.config else ["demo:head"])
-    if args.address and drafts:
-        print("specdec bench: --drafts: needs local deployments (leave out --address)", file=sys.stderr)
+    drafts = further_drafts(args)
+    if drafts is None:
         return 2
     with contextlib.ExitStack() as stack:
         address = args.address or stack.enter_context(local_deployment(args.config, console, args.launcher))
@@ -232,8 +256,7 @@ def _bench_compare_hf(args: argparse.Namespace, console) -> int:
                                   progress)
     for draft in drafts:
         with local_deployment(args.config, console, args.launcher, draft=draft) as other, Client(other) as client:
-            kind = client.server_info()["draft"].get("draft_kind") or "model"
-            name = kind if kind == "head" else draft
+            name = draft_name(client, draft)
             with Progress(console=console, transient=True) as progress:
                 rows = run_specdec(client, prompts, specdec_configs(args.gamma, name), args.max_new_tokens,
                                    args.seed, progress)

@@ -143,14 +143,23 @@ def build_sweep(gammas: list[int], gamma: int, controllers: list[str], divergenc
     return sweep
 
 
+def draft_sweep(draft: str, gammas: list[int], gamma: int, controllers: list[str]) -> list[BenchConfig]:
+    """A further draft's rows (group "draft", labelled with it): `sd` at each fixed gamma and under each
+    controller; the rules and the rest of the grid stay the deployment's own draft's."""
+    return ([BenchConfig(f"{draft}: sd gamma={g}", "draft", "sd", g) for g in gammas]
+            + [BenchConfig(f"{draft}: sd {c}", "draft", "sd", gamma, controller=c) for c in controllers])
+
+
 def run_sweep(client: Client, prompts: list[CodePrompt], sweep: list[BenchConfig], scorer: TargetScorer,
-              max_new_tokens: int, temperature: float, seed: int, progress: Progress) -> list[BenchRow]:
+              max_new_tokens: int, temperature: float, seed: int, progress: Progress,
+              baseline: BenchRow | None = None) -> list[BenchRow]:
+    """Every configuration of the sweep; speedups against `baseline` (default: the sweep's first row)."""
     overall = progress.add_task("configurations", total=len(sweep))
     rows = []
     for config in sweep:
         rows.append(run_config(client, prompts, config, max_new_tokens, temperature, seed, progress, scorer))
         progress.advance(overall)
-    set_speedups(rows, rows[0])
+    set_speedups(rows, baseline or rows[0])
     return rows
 
 
