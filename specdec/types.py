@@ -76,6 +76,11 @@ class FeatureRows:
     def stop(self) -> int:
         return self.start + int(self.values.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """What the rows weigh on the wire (2 bytes a value)."""
+        return self.values.numel() * self.values.element_size()
+
 
 @dataclass(frozen=True)
 class ProposeCall:

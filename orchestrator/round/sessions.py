@@ -101,7 +101,7 @@ class DraftSession:
         features = None
         if self.features is not None:  # the positions before each new token
             features = self.features.rows(max(keep_len - 1, 0), len(sequence) - 1)
-            self.stats.feature_bytes += features.values.numel() * features.values.element_size()
+            self.stats.feature_bytes += features.nbytes
         call = ProposeCall(
             session_id=self.session_id, round=next(self.rounds), keep_len=keep_len, new_tokens=new_tokens,
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
@@ -203,8 +203,7 @@ class TargetSession:
                            verification.cache_len)
             if self.features is not None and verification.features is not None:
                 self.features.put(verification.features)
-                values = verification.features.values
-                self.stats.feature_bytes += values.numel() * values.element_size()
+                self.stats.feature_bytes += verification.features.nbytes
             return verification
         raise ServiceDown(f"target: no answer to a verify after {MAX_VERIFY_ATTEMPTS} attempts")
 

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoTokenizer
 
 from specdec.config import resolve_model
-from specdec.services.head.checkpoint import load_head, read_head_config
+from specdec.services.head.checkpoint import load_head
 from specdec.services.runtime.kv_cache import KVShape, Slot, Span, grown_capacity
 from specdec.services.runtime.model import (
     DTYPES,
@@ -62,8 +62,8 @@ class HeadLM(SessionStore):
         if spec.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {spec.dtype!r}")
         self.spec = spec
-        self.config = read_head_config(spec.model)
         self.head = load_head(spec.model, dtype=DTYPES[spec.dtype], device=spec.resolved_device())
+        self.config = self.head.config
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.target))
         self.device = self.head.fuse.weight.device
         self.dtype = self.head.fuse.weight.dtype
