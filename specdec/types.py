@@ -98,10 +98,21 @@ class ProposeCall:
     want_raw_probs: bool = False
     num_draft_sequences: int = 1  # M > 1: M independent sequences of gamma tokens, no early stop
     settings_held: bool = False  # the service holds this session's settings: they travel only once
-    want_alternatives: bool = False  # each position's most likely other token (M = 1; speculation lanes)
+    num_alternatives: int = 0  # each position's so many most likely other tokens (M = 1; speculation lanes)
     # A feature head's input: the target's features at the position before each new token (from
     # max(keep_len - 1, 0)); None for a draft model.
     features: FeatureRows | None = None
+    # Speculation lanes (M = 1): the call drafts no window of its own, but gamma tokens after each lane's
+    # premise, on forks; the session keeps only keep_len + new_tokens (which may then be empty).
+    lanes: tuple[Lane, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A premise to draft after on a fork of the session: its first `keep_len` tokens, then `token`."""
+
+    keep_len: int
+    token: int
 
 
 @dataclass(frozen=True)
@@ -113,9 +124,15 @@ class Proposal:
     wire_bytes: int = 0
     draft_raw_probs: TopRows | None = None  # un-warped rows on the same kind of support (raw divergences)
     draft_token_probs: tuple[float, ...] = ()  # per draft token: its probability under draft_probs
-    # Per draft token (M = 1, when asked for): the draft's most likely other token, a guess at the recovered
-    # token.
+    # Per draft token (M = 1, when asked for): the draft's most likely other tokens, by descending
+    # probability (guesses at the recovered token), the same number for each token.
     alternative_tokens: tuple[int, ...] = ()
+    lanes: tuple[Proposal, ...] = ()  # a call with lanes: each lane's window, in the call's order
+
+    def alternatives(self, position: int) -> tuple[int, ...]:
+        """The draft's most likely other tokens at draft position `position` (none when not asked for)."""
+        count = len(self.alternative_tokens) // len(self.draft_tokens) if self.draft_tokens else 0
+        return self.alternative_tokens[position * count:(position + 1) * count]
 
 
 @dataclass(frozen=True)

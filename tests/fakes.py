@@ -35,6 +35,15 @@ class MarkovLM:
         if not tokens:
             raise SessionError("new_tokens", "at least one token must be appended")
 
+    def check_keep(self, session_id: str, keep_len: int) -> None:
+        self.checks += 1
+        held = self.sessions.get(session_id, [])
+        if not 0 <= keep_len <= len(held):
+            raise SessionError("keep_len", f"{keep_len} outside the {len(held)} cached tokens")
+
+    def roll_back(self, session_id: str, keep_len: int) -> None:
+        del self.sessions[session_id][keep_len:]
+
     def extend(self, session_id: str, keep_len: int, tokens: list[int]) -> torch.Tensor:
         self.check_extend(session_id, keep_len, tokens)
         return self.extend_batch([(session_id, keep_len, tokens)])[0]
@@ -67,6 +76,9 @@ class MarkovLM:
 
     def fork(self, session_id: str, copies: int) -> list[list[int]]:
         return [list(self.sessions[session_id]) for _ in range(copies)]
+
+    def fork_at(self, session_id: str, lengths: list[int]) -> list[list[int]]:
+        return [self.sessions[session_id][:length] for length in lengths]
 
     def extend_rows(self, rows: list[list[int]], tokens: torch.Tensor) -> torch.Tensor:
         for held, row in zip(rows, tokens.tolist(), strict=True):

@@ -29,11 +29,15 @@ class CacheView:
     cursor: int = 0
     held: list[int] = field(default_factory=list)
 
+    def sync(self, sequence: list[int]) -> tuple[int, list[int]]:
+        """(keep_len, new_tokens) that make the cache hold `sequence`, feeding none of what it holds."""
+        keep = min(self.cursor + common_prefix(self.held, sequence[self.cursor:]), len(sequence))
+        return keep, sequence[keep:]
+
     def feed(self, sequence: list[int]) -> tuple[int, list[int]]:
-        """(keep_len, new_tokens) that make the cache hold `sequence`; at least one token is fed, since the
-        forward must give the distribution after the sequence's last token."""
-        keep = self.cursor + common_prefix(self.held, sequence[self.cursor:])
-        keep = min(keep, len(sequence) - 1)
+        """`sync`, but at least one token is fed, since the forward must give the distribution after the
+        sequence's last token."""
+        keep = min(self.sync(sequence)[0], len(sequence) - 1)
         return keep, sequence[keep:]
 
     def fed(self, keep_len: int, tokens: list[int], cache_len: int) -> None:

@@ -20,7 +20,6 @@ on a fault and greedy output with faults equals greedy output without.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -35,12 +34,12 @@ from specdec.orchestrator.round.overlap import DraftAhead, Serial, Strategy, Win
 from specdec.orchestrator.round.sessions import (
     DRAFT_FAULTS,
     CallSettings,
-    DraftLanes,
     DraftSession,
     Proposer,
     Scorer,
     TargetSession,
 )
+from specdec.orchestrator.round.speculation import MAX_ALTERNATIVES
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules.base import Acceptance, AcceptanceRule, RoundScores
 from specdec.types import Proposal, SamplingParams, Verification
@@ -63,11 +62,6 @@ class GenerationRequest:
     feature_layers: tuple[int, ...] = ()  # a feature-head draft's: the target's features it reads (one sequence)
 
 
-def lane_session_ids(request: GenerationRequest) -> list[str]:
-    """The draft sessions of a request: its own id, then one per speculation lane."""
-    return [request.request_id] + [f"{request.request_id}/lane{j}" for j in range(1, request.speculation_lanes + 1)]
-
-
 class RoundLoop:
     def __init__(self, request: GenerationRequest, proposer: Proposer, scorer: Scorer, rule: AcceptanceRule,
                  controller: GammaController, stats: RequestStats):
@@ -79,15 +73,14 @@ class RoundLoop:
         overlap = request.overlap and request.num_draft_sequences == 1 and not controller.confidence_threshold
         settings = CallSettings(request.sampling, request.seed, rule.needs_probs, raw, rule.statistics,
                                 controller.confidence_threshold, request.num_draft_sequences,
-                                want_alternatives=overlap and request.speculation_lanes > 0,
+                                num_alternatives=min(request.speculation_lanes, MAX_ALTERNATIVES) if overlap else 0,
                                 feature_layers=request.feature_layers)
-        rounds = itertools.count()
         # A feature head drafts from the target's features of the committed tokens.
         self.features = FeatureStore() if request.feature_layers else None
-        self.drafts = DraftLanes([DraftSession(proposer, session_id, settings, rounds, stats, self.features)
-                                  for session_id in lane_session_ids(request)])
+        self.draft_session = DraftSession(proposer, request.request_id, settings, itertools.count(), stats, self.features)
         self.target = TargetSession(scorer, request.request_id, settings, stats, self.features)
-        self.strategy: Strategy = DraftAhead(self.drafts, self.gamma_for, stats) if overlap else Serial()
+        self.strategy: Strategy = (DraftAhead(self.draft_session, self.gamma_for, stats, request.speculation_lanes)
+                                   if overlap else Serial())
 
     def gamma_for(self, length: int) -> int:
         """The controller's gamma after `length` tokens, clipped to the budget and the context."""
@@ -102,7 +95,7 @@ class RoundLoop:
         gamma = self.gamma_for(base)
         if gamma == 0 and ready is None:
             return await self.decoded_run(started), None
-        prefill = not self.drafts.main.can_draft(self.committed)  # a feature head waits for the target's features
+        prefill = not self.draft_session.can_draft(self.committed)  # a feature head waits for the target's features
         window = ready or await self.draft(gamma)
         self.stats.num_target_only_rounds += window is None and gamma > 0 and not prefill
         self.stats.num_pre_drafted += ready is not None
@@ -157,7 +150,7 @@ class RoundLoop:
 
     async def draft(self, gamma: int) -> Window | None:
         """A fresh window on the main draft session; None for a target-only round or while the draft is down."""
-        session = self.drafts.main
+        session = self.draft_session
         if gamma <= 0 or not session.available or not session.can_draft(self.committed):
             return None
         started = time.perf_counter()
@@ -167,7 +160,7 @@ class RoundLoop:
             return None  # the draft is down: this round goes target-only
         finally:
             self.stats.draft_call_seconds += time.perf_counter() - started
-        return Window(len(self.committed), proposal, session, self.request.num_draft_sequences)
+        return Window(len(self.committed), proposal, self.request.num_draft_sequences)
 
     async def timed_verify(self, *args) -> Verification:
         """`self.target.verify(*args)`, its time counted. The call is made here, not by the caller: a verify
@@ -186,7 +179,7 @@ class RoundLoop:
         if stop_at < len(emitted):
             self.stats.finish_reason = "stop"
         self.committed += emitted
-        for session in (*self.drafts, self.target):
+        for session in (self.draft_session, self.target):
             session.cache.settle(self.committed)
         if self.features is not None:  # the features of committed positions, the last one's not yet computed
             self.features.truncate(len(self.committed) - 1)
@@ -225,9 +218,6 @@ class RoundLoop:
                 yield emitted
         finally:
             stats.seconds = time.perf_counter() - started
-            lanes = [s for s in self.drafts if s.session_id != request.request_id]
-            if lanes:  # the caller ends the request's own sessions; the loop ends the lanes it added
-                await asyncio.shield(asyncio.gather(*(s.end() for s in lanes), return_exceptions=True))
 
 
 def generate(request: GenerationRequest, proposer: Proposer, scorer: Scorer, rule: AcceptanceRule,

@@ -1,20 +1,18 @@
 """Drafting strategies around the round: serial, or drafting ahead during the verification.
 
-Serial: the draft waits while the target verifies. Overlapped (post-verify, PEARL): while the target
-verifies window k, the main draft session drafts window k+1 as if all of window k were accepted. If it
-was, round k emits the accepted window without a bonus token (the pre-drafted window's first token
-stands at that position and is verified next) and window k+1 goes to verification at once; otherwise
-the pre-drafted window is dropped and the draft's cache rolls back at its next call.
+Serial: the draft waits while the target verifies. Overlapped (the speculation cache): while the target
+verifies window k, the draft drafts ahead for the likeliest outcomes of that verification, all in one call
+of lanes over forks of the request's draft session (`speculation.py` plans them):
+- every draft token accepted (PEARL's post-verify): the window drafted ahead continues from the window's
+  last token. When it holds, round k emits the accepted window without a bonus token (the window drafted
+  ahead starts at that position) and that window goes to verification at once;
+- k tokens accepted, then the draft's r-th most likely other token at position k + 1 as the recovered token,
+  for the likeliest (k, r) the fan-out allows.
+A window is used only when its premise is exactly what the rule committed, and its tokens were sampled from
+the draft given that premise, so every rule keeps its guarantees. Otherwise the round drafts afresh.
 
-Speculation lanes (the speculation cache) extend this to rejections: lane j, a draft session of its own,
-pre-drafts the window that follows "the first j-1 draft tokens accepted, then the draft's most likely
-other token at position j-1 as the recovered token". When the round ends exactly so, that window is
-verified next without waiting for the draft, and the lane becomes the request's main draft session. A
-window is used only when its premise is what the rule committed, and its tokens were sampled from the
-draft given that premise, so every rule keeps its guarantees.
-
-Knows the request's draft sessions (`DraftLanes`), the committed tokens it is handed, a gamma for a
-length and the request's statistics; not the round loop, the rule or the services.
+Knows the request's draft session, the committed tokens it is handed, a gamma for a length and the
+request's statistics; not the round loop, the rule or the services.
 """
 
 from __future__ import annotations
@@ -25,10 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from specdec.orchestrator.round.sessions import DRAFT_FAULTS, DraftLanes, DraftSession
+from specdec.orchestrator.round.sessions import DRAFT_FAULTS, DraftSession
+from specdec.orchestrator.round.speculation import FanOut, OutcomeModel, Premise, plan
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules.base import Acceptance
-from specdec.types import Proposal, Verification
+from specdec.types import Lane, Proposal, Verification
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,6 @@ class Window:
 
     base: int
     proposal: Proposal
-    session: DraftSession
     num_draft_sequences: int = 1
 
     def drafted(self, index: int) -> list[int]:
@@ -55,7 +53,7 @@ class Strategy(Protocol):
         """The window drafted during the verification for exactly this outcome, if any."""
 
     def spent(self) -> list[Proposal]:
-        """The main draft session's proposals made during this round's verification (its draft cost)."""
+        """The draft's proposals made during this round's verification (its draft cost)."""
 
 
 class Serial:
@@ -70,91 +68,91 @@ class Serial:
         return []
 
 
-@dataclass
-class _Speculation:
-    """A window being drafted for the outcome `accepted` draft tokens then `token` (None: the whole window
-    accepted and no bonus token; the pre-drafted window's first token takes that position)."""
-
-    session: DraftSession
-    accepted: int
-    token: int | None
-    future: asyncio.Future
-
-    def premise_holds(self, acceptance: Acceptance, size: int) -> bool:
-        if self.token is None:
-            return acceptance.num_accepted == size
-        return acceptance.num_accepted == self.accepted and acceptance.next_token == self.token
-
-
 class DraftAhead:
-    """Overlapped drafting. `gamma_for(length)` is the gamma the round would draft after `length` tokens."""
+    """Overlapped drafting. `gamma_for(length)` is the gamma the round would draft after `length` tokens;
+    `lanes`: the most rejection outcomes drafted ahead for a round (the fan-out's limit)."""
 
-    def __init__(self, drafts: DraftLanes, gamma_for: Callable[[int], int], stats: RequestStats):
-        self.drafts, self.gamma_for, self.stats = drafts, gamma_for, stats
+    def __init__(self, session: DraftSession, gamma_for: Callable[[int], int], stats: RequestStats, lanes: int):
+        self.session, self.gamma_for, self.stats = session, gamma_for, stats
+        self.outcomes = OutcomeModel()
+        self.fan_out = FanOut(lanes)
         self._base = 0  # committed tokens when the window being verified was drafted
-        self._speculations: list[_Speculation] = []
+        self._window: Window | None = None
+        self._premises: list[Premise] = []
+        self._ahead: asyncio.Future | None = None  # the lanes' call, settled
         self._spent: list[Proposal] = []
 
     async def verify(self, verifying: Awaitable[Verification], window: Window | None,
                     committed: list[int]) -> Verification:
         verify = asyncio.ensure_future(verifying)  # sent first: the verification is on the critical path
-        self._base = len(committed)
-        self._speculations = self._start(window, committed)
+        sent = time.perf_counter()
+        self._base, self._window = len(committed), window
+        self._ahead, ahead_done = self._start(window, committed), [0.0]
+        if self._ahead is not None:
+            self._ahead.add_done_callback(lambda _: ahead_done.__setitem__(0, time.perf_counter()))
         try:
-            return await verify
+            verification = await verify
         finally:
             verified = time.perf_counter()
             if not verify.done():
                 verify.cancel()
-            if self._speculations:  # every draft session must settle before the next call on it
-                await asyncio.wait([s.future for s in self._speculations])
+            if self._ahead is not None:  # the draft session must settle before its next call
+                await asyncio.wait([self._ahead])
             self.stats.wait_seconds += time.perf_counter() - verified
-            self._speculations = _succeeded(self._speculations)
+        if self._ahead is not None:
+            self.fan_out.update(verified - sent, ahead_done[0] - sent)
+            self._ahead = _succeeded(self._ahead)
+        return verification
 
-    def _start(self, window: Window | None, committed: list[int]) -> list[_Speculation]:
-        """Start drafting after the likely outcomes of this round: the whole window accepted (on the main
-        session), and for lane j, j-1 tokens accepted then the draft's most likely other token at j-1."""
-        if window is None or not window.proposal.draft_tokens or not self.drafts.main.available:
-            return []
-        drafted = window.proposal.draft_tokens
-        premises: list[tuple[int, int | None, list[int]]] = [(len(drafted), None, drafted)]
-        for position, token in enumerate(window.proposal.alternative_tokens[: len(self.drafts) - 1]):
-            premises.append((position, token, drafted[:position] + [token]))
-        speculations = []
-        for session, (accepted, token, premise) in zip(self.drafts, premises, strict=False):  # spare lanes idle
-            sequence = committed + premise
-            gamma = self.gamma_for(len(sequence))
-            if gamma > 0:
-                future = asyncio.ensure_future(session.propose(sequence, gamma))
-                speculations.append(_Speculation(session, accepted, token, future))
-        return speculations
+    def _start(self, window: Window | None, committed: list[int]) -> asyncio.Future | None:
+        """Send the lanes' call: a lane for each planned premise, over the window's tokens in the session."""
+        self._premises = []
+        if window is None or not window.proposal.draft_tokens or not self.session.available:
+            return None
+        drafted = window.drafted(0)
+        gamma = self.gamma_for(len(committed) + len(drafted))  # after the longest premise: all accepted
+        if gamma <= 0:
+            return None
+        self._premises = plan(self.outcomes.premises(len(drafted), window.proposal.alternatives), self.fan_out.size)
+        base = len(committed)
+        lanes = [Lane(base + len(drafted) - 1, drafted[-1]) if premise.token is None
+                 else Lane(base + premise.accepted, premise.token) for premise in self._premises]
+        held = committed + drafted[: max(lane.keep_len for lane in lanes) - base]
+        return asyncio.ensure_future(self.session.speculate(held, gamma, lanes))
 
     def take(self, acceptance: Acceptance, size: int) -> Window | None:
-        stats = self.stats
-        main = next((s for s in self._speculations if s.token is None), None)
-        self._spent = [main.future.result()] if main else []
-        stats.num_lane_draft_tokens += sum(len(s.future.result().draft_tokens) for s in self._speculations
-                                           if s.token is not None)
-        hit = next((s for s in self._speculations if s.premise_holds(acceptance, size)), None)
+        ahead, window, stats = self._ahead, self._window, self.stats
+        self._spent = [ahead.result()] if ahead else []
+        if window is not None and size:
+            rejected = acceptance.num_accepted < size
+            self.outcomes.record(size, acceptance.num_accepted, acceptance.next_token,
+                                 window.proposal.alternatives(acceptance.num_accepted) if rejected else ())
+        if ahead is None:
+            return None
+        proposal = ahead.result()
+        stats.num_lane_draft_tokens += sum(len(lane.draft_tokens) for lane, premise
+                                           in zip(proposal.lanes, self._premises, strict=True)
+                                           if premise.token is not None)
+        hit = next((index for index, premise in enumerate(self._premises)
+                    if premise.holds(acceptance.num_accepted, acceptance.next_token, size)), None)
+        stats.record_outcome(acceptance.num_accepted, hit is not None)
         if hit is None:
             return None
-        self.drafts.promote(hit.session)
-        stats.num_lane_hits += hit.token is not None
-        emitted = size if hit.token is None else hit.accepted + 1
-        return Window(self._base + emitted, hit.future.result(), hit.session)
+        premise = self._premises[hit]
+        stats.num_lane_hits += premise.token is not None
+        emitted = size if premise.token is None else premise.accepted + 1
+        return Window(self._base + emitted, proposal.lanes[hit])
 
     def spent(self) -> list[Proposal]:
         return self._spent
 
 
-def _succeeded(speculations: list[_Speculation]) -> list[_Speculation]:
-    """The speculations whose draft call succeeded; one that met a draft fault is dropped (its session
-    already trusts only what the call kept), any other failure fails the round."""
-    kept = []
-    for speculation in speculations:
-        error = speculation.future.exception()
-        if error is None:
-            kept.append(speculation)
-        elif not isinstance(error, DRAFT_FAULTS):
-            raise error
-    return kept
+def _succeeded(ahead: asyncio.Future) -> asyncio.Future | None:
+    """The lanes' call if it succeeded; one that met a draft fault is dropped (its session already trusts only
+    what the call kept), any other failure fails the round."""
+    error = ahead.exception()
+    if error is None:
+        return ahead
+    if not isinstance(error, DRAFT_FAULTS):
+        raise error
+    return None

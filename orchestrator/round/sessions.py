@@ -26,7 +26,7 @@ from specdec.errors import ServiceDown, SessionLost
 from specdec.orchestrator.round.cache_view import CacheView
 from specdec.orchestrator.round.feature_store import FeatureStore
 from specdec.orchestrator.round.stats import RequestStats
-from specdec.types import Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
+from specdec.types import Lane, Proposal, ProposeCall, SamplingParams, Verification, VerifyCall
 
 MAX_VERIFY_ATTEMPTS = 8  # verify calls one round may make through faults before the request fails
 DRAFT_FAULTS = (ServiceDown, SessionLost)
@@ -62,7 +62,7 @@ class CallSettings:
     statistics: StatisticsSpec = StatisticsSpec()  # what the target computes beside its logits
     confidence_threshold: float = 0.0
     num_draft_sequences: int = 1
-    want_alternatives: bool = False  # the draft's most likely other tokens (speculation lanes' premises)
+    num_alternatives: int = 0  # the draft's most likely other tokens a position (speculation lanes' premises)
     feature_layers: tuple[int, ...] = ()  # a feature-head draft's: the target layers whose features it reads
 
 
@@ -95,8 +95,16 @@ class DraftSession:
         except SessionLost:
             return await self._propose_once(sequence, gamma)
 
-    async def _propose_once(self, sequence: list[int], gamma: int) -> Proposal:
-        keep_len, new_tokens = self.cache.feed(sequence)
+    async def speculate(self, sequence: list[int], gamma: int, lanes: list[Lane]) -> Proposal:
+        """Make the session hold `sequence`, then draft `gamma` tokens after each lane's premise (within
+        `sequence`), on forks: the answer's `lanes`. Faults as `propose`."""
+        try:
+            return await self._propose_once(sequence, gamma, tuple(lanes))
+        except SessionLost:
+            return await self._propose_once(sequence, gamma, tuple(lanes))
+
+    async def _propose_once(self, sequence: list[int], gamma: int, lanes: tuple[Lane, ...] = ()) -> Proposal:
+        keep_len, new_tokens = self.cache.sync(sequence) if lanes else self.cache.feed(sequence)
         settings = self.settings
         features = None
         if self.features is not None:  # the positions before each new token
@@ -107,7 +115,7 @@ class DraftSession:
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
             confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
             num_draft_sequences=settings.num_draft_sequences, settings_held=self.settings_sent and keep_len > 0,
-            want_alternatives=settings.want_alternatives, features=features)
+            num_alternatives=settings.num_alternatives, features=features, lanes=lanes)
         try:
             proposal = await self.proposer.propose(call)
         except DRAFT_FAULTS as fault:
@@ -122,29 +130,6 @@ class DraftSession:
 
     async def end(self) -> None:
         await self.proposer.end_session(self.session_id)
-
-
-class DraftLanes:
-    """A request's draft sessions, the main one first, then one per speculation lane. When a lane's window is
-    used, that lane becomes the main session (its cache holds what the round committed)."""
-
-    def __init__(self, sessions: list[DraftSession]):
-        self._sessions = list(sessions)
-
-    @property
-    def main(self) -> DraftSession:
-        return self._sessions[0]
-
-    def __iter__(self) -> Iterator[DraftSession]:
-        return iter(list(self._sessions))
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def promote(self, session: DraftSession) -> None:
-        """Make `session` the main one; the others keep their order."""
-        self._sessions.remove(session)
-        self._sessions.insert(0, session)
 
 
 class TargetSession:

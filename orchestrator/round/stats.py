@@ -15,6 +15,8 @@ from typing import Any
 
 IDENTITY_FIELDS = ("request_id", "rule", "gamma", "gamma_controller", "num_draft_sequences", "overlap",
                    "speculation_lanes", "finish_reason")  # what a request is, not what it counted
+PER_POSITION_FIELDS = ("num_accepted_tokens_per_pos", "num_outcomes_per_accepted",
+                       "num_outcome_hits_per_accepted")  # counts by position, merged position by position
 
 
 @dataclass
@@ -51,6 +53,10 @@ class RequestStats:
     draft_call_seconds: float = 0.0  # the round waiting on draft calls (model time + transport)
     verify_call_seconds: float = 0.0  # the round waiting on verify calls (model time + transport)
     wait_seconds: float = 0.0  # overlapped: waiting for the draft after the verify answered
+    # Overlapped mode, per outcome (accepted count k; k = the window's length: all accepted): the rounds that
+    # ended so, and of those the rounds whose next window was drafted ahead for exactly that outcome.
+    num_outcomes_per_accepted: list[int] = field(default_factory=list)
+    num_outcome_hits_per_accepted: list[int] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RequestStats:
@@ -65,7 +71,7 @@ class RequestStats:
             if f.name in IDENTITY_FIELDS:
                 continue
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "num_accepted_tokens_per_pos":
+            if f.name in PER_POSITION_FIELDS:
                 longest = max(len(mine), len(theirs))
                 mine = [sum(counts[i] for counts in (mine, theirs) if i < len(counts)) for i in range(longest)]
                 setattr(self, f.name, mine)
@@ -94,6 +100,20 @@ class RequestStats:
             self.num_accepted_tokens_per_pos += [0] * (num_draft_tokens - len(self.num_accepted_tokens_per_pos))
         for position in range(num_accepted):
             self.num_accepted_tokens_per_pos[position] += 1
+
+    def record_outcome(self, num_accepted: int, hit: bool) -> None:
+        """An overlapped round that ended with `num_accepted` draft tokens accepted; `hit`: its next window was
+        drafted ahead for exactly that outcome."""
+        for counts in (self.num_outcomes_per_accepted, self.num_outcome_hits_per_accepted):
+            counts += [0] * (num_accepted + 1 - len(counts))
+        self.num_outcomes_per_accepted[num_accepted] += 1
+        self.num_outcome_hits_per_accepted[num_accepted] += hit
+
+    def outcome_hit_rates(self) -> list[float]:
+        """Per accepted count: the share of the rounds that ended so whose next window was drafted ahead."""
+        return [hits / count if count else 0.0
+                for hits, count in zip(self.num_outcome_hits_per_accepted, self.num_outcomes_per_accepted,
+                                       strict=True)]
 
     @property
     def acceptance_rate(self) -> float:

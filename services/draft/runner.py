@@ -45,9 +45,17 @@ def round_seed(seed: int, round_index: int) -> int:
 DRAFT_SUPPORT = 64  # tokens per draft distribution on the wire (K entries of 8 bytes, whatever the vocabulary)
 
 
-def other_top_token(top: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """top [M, >= 2] token ids by descending score, tokens [M] -> [M]: the best of each row but `tokens`."""
-    return torch.where(top[:, 0] == tokens, top[:, 1], top[:, 0])
+def lane_seed(seed: int, round_index: int, lane: int) -> int:
+    """The sampler's seed of lane `lane` of a call: a fixed mix of the call's own seed and the lane."""
+    return round_seed(round_seed(seed, round_index), lane + 1)
+
+
+def other_top_tokens(top: torch.Tensor, tokens: torch.Tensor, count: int) -> torch.Tensor:
+    """top [M, > count] token ids by descending score, tokens [M] -> [M, count]: the best `count` of each row
+    but `tokens`, by descending score."""
+    others = top[:, : count + 1] != tokens[:, None]
+    order = torch.argsort((~others).to(torch.int8), dim=-1, stable=True)  # the others first, in their order
+    return top[:, : count + 1].gather(-1, order[:, :count])
 
 
 def draft_support(probs: torch.Tensor, support: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,14 +68,14 @@ def draft_support(probs: torch.Tensor, support: int) -> tuple[torch.Tensor, torc
 class _Drafting:
     """One call's window: per position, device tensors of the drafted tokens and what the call reports."""
 
-    def __init__(self, call: ProposeCall, device: torch.device, support: int):
+    def __init__(self, call: ProposeCall, device: torch.device, support: int, seed: int):
         self.call, self.support = call, support
-        self.generator = torch.Generator(device=device).manual_seed(round_seed(call.seed, call.round))
+        self.generator = torch.Generator(device=device).manual_seed(seed)
         self.columns: list[torch.Tensor] = []  # per position: [M] tokens
         self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per position: the sampled-from [M, K] rows
         self.token_probs: list[torch.Tensor] = []  # per position: [M] each token's probability in its row
         self.raw_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.alternatives: list[torch.Tensor] = []  # per position (M = 1, asked for): [1] the most likely other
+        self.alternatives: list[torch.Tensor] = []  # per position (M = 1, asked for): [1, A] the likeliest others
         self.stopped = False  # by the confidence threshold
 
     @property
@@ -78,7 +86,8 @@ class _Drafting:
         """Draft the next position from logits [M, vocab] on the device; return its tokens [M], there."""
         call = self.call
         if call.sampling.greedy:
-            top = logits.topk(2, dim=-1).indices if call.want_alternatives else logits.argmax(-1, keepdim=True)
+            top = (logits.topk(min(call.num_alternatives + 1, logits.shape[-1]), dim=-1).indices
+                   if call.num_alternatives else logits.argmax(-1, keepdim=True))
             tokens = top[:, 0]
             token_probs = torch.ones(tokens.shape, device=logits.device)
             if call.want_probs:  # a deterministic choice is scored with Q = one-hot (docs/algorithms.md, `sd`)
@@ -95,8 +104,8 @@ class _Drafting:
             self.raw_rows.append(draft_support(torch.softmax(logits.float(), -1), self.support))
         self.columns.append(tokens)
         if call.num_draft_sequences == 1:
-            if call.want_alternatives:
-                self.alternatives.append(other_top_token(top, tokens))
+            if call.num_alternatives:
+                self.alternatives.append(other_top_tokens(top, tokens, min(call.num_alternatives, top.shape[-1] - 1)))
             if call.confidence_threshold > 0:  # the early-stop path: one host sync per token
                 confidence = torch.softmax(logits.float(), -1)[0, tokens[0]] if call.sampling.greedy else token_probs[0]
                 self.stopped = float(confidence) < call.confidence_threshold
@@ -107,7 +116,7 @@ class _Drafting:
         the alternatives, the rows' token ids) and floats (each token's probability, the rows' values)."""
         if not self.columns:
             return [], []
-        ints = [torch.stack(self.columns, 1).reshape(-1), *self.alternatives]
+        ints = [torch.stack(self.columns, 1).reshape(-1), *(row.reshape(-1) for row in self.alternatives)]
         floats = [torch.stack(self.token_probs, 1).reshape(-1).float()] if self.token_probs else []
         for rows in (self.rows, self.raw_rows):
             if rows:
@@ -120,7 +129,8 @@ class _Drafting:
         """The proposal from this call's `device_parts`, read back."""
         count = len(self.columns) * self.call.num_draft_sequences
         draft_tokens, ints = ints[:count], ints[count:]
-        alternatives, ints = ints[: len(self.alternatives)], ints[len(self.alternatives):]
+        asked = sum(row.numel() for row in self.alternatives)
+        alternatives, ints = ints[:asked], ints[asked:]
         token_probs, floats = (floats[:count], floats[count:]) if self.token_probs else ([], floats)
         tables: list[TopRows | None] = []
         for rows in (self.rows, self.raw_rows):
@@ -148,23 +158,38 @@ class DraftRunner:
 
     def propose_batch(self, calls: list[ProposeCall]) -> list[Proposal | Exception]:
         """Propose for every call; a call that cannot run gets its SessionError in its place."""
-        return run_calls(calls, self.check, lambda c: c.num_draft_sequences > 1, lambda c: self._propose([c])[0],
+        return run_calls(calls, self.check, lambda c: c.num_draft_sequences > 1 or bool(c.lanes), self._propose_alone,
                          self._propose)
 
     def check(self, call: ProposeCall) -> None:
         """Raise SessionError if the call cannot run on its session: its new tokens, then the gamma - 1
-        drafted tokens its window feeds back, must fit the model's context."""
-        self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens)
-        held = call.keep_len + len(call.new_tokens) + call.gamma - 1
-        if held > self.lm.max_context:
-            raise SessionError("gamma", f"the window would hold {held} tokens, more than the model's context of "
-                                        f"{self.lm.max_context}")
+        drafted tokens its window feeds back, must fit the model's context. A call with lanes may append no
+        tokens; each lane's premise must start within what the session then holds, its window within the
+        context, and its lanes draft without an early stop (they all end together)."""
+        if call.lanes and not call.new_tokens:
+            self.lm.check_keep(call.session_id, call.keep_len)
+        else:
+            self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens)
+        held = call.keep_len + len(call.new_tokens)
+        if call.lanes and call.confidence_threshold > 0:
+            raise SessionError("lanes", "speculation lanes draft gamma tokens each: no confidence_threshold")
+        for lane in call.lanes:
+            if not 1 <= lane.keep_len <= held:
+                raise SessionError("lanes", f"a lane keeps {lane.keep_len} tokens: it must keep 1 .. the {held} "
+                                            f"tokens the session holds after the call's new tokens")
+        window = max(lane.keep_len + 1 for lane in call.lanes) if call.lanes else held
+        if window + call.gamma - 1 > self.lm.max_context:
+            raise SessionError("gamma", f"the window would hold {window + call.gamma - 1} tokens, more than the "
+                                        f"model's context of {self.lm.max_context}")
+
+    def _propose_alone(self, call: ProposeCall) -> Proposal:
+        return self._propose_lanes(call) if call.lanes else self._propose([call])[0]
 
     @torch.inference_mode()
     def _propose(self, calls: list[ProposeCall]) -> list[Proposal]:
         """Checked calls of distinct sessions, drafted in lockstep (or one call of M > 1 drafts over a fork)."""
         started = time.perf_counter()
-        states = [_Drafting(call, self.lm.device, self.support) for call in calls]
+        states = [_Drafting(call, self.lm.device, self.support, round_seed(call.seed, call.round)) for call in calls]
         logits = self._extend(calls)
         # every sequence of a call starts from its committed tokens
         last = [rows[-1:].expand(state.call.num_draft_sequences, -1)
@@ -173,15 +198,38 @@ class DraftRunner:
             self._window(states, last, lambda active: self.lm.fork(calls[0].session_id, calls[0].num_draft_sequences))
         else:
             self._window(states, last, lambda active: self.lm.rows([state.call.session_id for state in active]))
+        return self._read_proposals(states, [self.lm.cache_len(call.session_id) for call in calls], started)
+
+    @torch.inference_mode()
+    def _propose_lanes(self, call: ProposeCall) -> Proposal:
+        """A checked call with lanes: the session rolled back and extended by the call's new tokens, then every
+        lane's window drafted in lockstep over forks of the session, each lane with a sampler of its own."""
+        started = time.perf_counter()
+        if call.new_tokens:
+            self._extend([call])
+        else:
+            self.lm.roll_back(call.session_id, call.keep_len)
+        forks = self.lm.fork_at(call.session_id, [lane.keep_len for lane in call.lanes])
+        tokens = torch.tensor([[lane.token] for lane in call.lanes], device=self.lm.device)
+        first = self.lm.extend_rows(forks, tokens)[:, -1]
+        states = [_Drafting(call, self.lm.device, self.support, lane_seed(call.seed, call.round, index))
+                  for index in range(len(call.lanes))]
+        self._window(states, list(first.split(1)), lambda active: forks)  # no early stop: all lanes end together
+        lanes = self._read_proposals(states, [0] * len(states), started)
+        return Proposal(draft_tokens=[], draft_probs=None, cache_len=self.lm.cache_len(call.session_id),
+                        compute_seconds=lanes[0].compute_seconds, lanes=tuple(lanes))
+
+    def _read_proposals(self, states: list[_Drafting], cache_lens: list[int], started: float) -> list[Proposal]:
+        """Every state's proposal, read back from the device at once."""
         parts = [state.device_parts() for state in states]
         ints, floats = _read_back([part for state_ints, _ in parts for part in state_ints],
                                   [part for _, state_floats in parts for part in state_floats])
         seconds = time.perf_counter() - started  # after the read-back: the device's time is in it
         proposals, int_at, float_at = [], 0, 0
-        for state, (state_ints, state_floats) in zip(states, parts, strict=True):
+        for state, (state_ints, state_floats), cache_len in zip(states, parts, cache_lens, strict=True):
             int_size, float_size = sum(p.numel() for p in state_ints), sum(p.numel() for p in state_floats)
             proposals.append(state.proposal(ints[int_at:int_at + int_size], floats[float_at:float_at + float_size],
-                                            self.lm.vocab_size, self.lm.cache_len(state.call.session_id), seconds))
+                                            self.lm.vocab_size, cache_len, seconds))
             int_at, float_at = int_at + int_size, float_at + float_size
         return proposals
 

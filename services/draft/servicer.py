@@ -26,6 +26,8 @@ from specdec.wire.validation import check_fraction, check_range, check_sampling,
 
 MAX_GAMMA = 64
 MAX_DRAFT_SEQUENCES = 16
+MAX_LANES = 32  # speculation lanes of one call
+MAX_ALTERNATIVES = 16  # alternative tokens a draft position
 
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
@@ -51,8 +53,12 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         check_sampling(call.sampling, self._lm.vocab_size)
         check_fraction("confidence_threshold", call.confidence_threshold)
         check_token_ids("new_tokens", call.new_tokens, self._lm.vocab_size)
+        check_range("num_alternatives", call.num_alternatives, 0, MAX_ALTERNATIVES)
+        check_lanes(call, self._lm.vocab_size)
         if isinstance(self._lm, HeadLM):
             check_head_features(call, self._lm.feature_width)
+            if call.lanes:
+                raise InvalidField("lanes", "a feature head drafts no speculation lanes")
         elif call.features is not None:
             raise InvalidField("features", "this draft is a model of its own, not a feature head: it takes no features")
         self.settings.hold(request)
@@ -60,6 +66,18 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
 
     async def _propose(self, call: ProposeCall) -> pb.ProposeResponse:
         return messages.proposal_to_pb(await self.batcher.submit(call))
+
+
+def check_lanes(call: ProposeCall, vocab_size: int) -> None:
+    """Raise InvalidField naming `lanes` for lanes no draft can run: too many, with several draft sequences, or
+    with tokens outside the vocabulary (whether they fit the session is the runner's check)."""
+    if not call.lanes:
+        return
+    if len(call.lanes) > MAX_LANES:
+        raise InvalidField("lanes", f"at most {MAX_LANES} lanes a call, got {len(call.lanes)}")
+    if call.num_draft_sequences > 1:
+        raise InvalidField("lanes", "speculation lanes draft one sequence each: num_draft_sequences must be 1")
+    check_token_ids("lanes", [lane.token for lane in call.lanes], vocab_size)
 
 
 class DraftServiceActor(ModelServiceActor):

@@ -77,6 +77,12 @@ class SessionLM(Protocol):
 
     def fork(self, session_id: str, copies: int) -> object: ...
 
+    def fork_at(self, session_id: str, lengths: list[int]) -> object: ...
+
+    def roll_back(self, session_id: str, keep_len: int) -> None: ...
+
+    def check_keep(self, session_id: str, keep_len: int) -> None: ...
+
     def extend_rows(self, rows: object, tokens: torch.Tensor) -> torch.Tensor: ...
 
     def extend_rows_features(self, rows: object, tokens: torch.Tensor,
@@ -196,6 +202,16 @@ class SessionStore:
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
         """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
         session's state. Token ids are the servicers' check (`validation.check_token_ids`), made before."""
+        self.check_keep(session_id, keep_len)
+        if not tokens:
+            raise SessionError("new_tokens", "at least one token must be appended")
+        if keep_len + len(tokens) > self.max_context:
+            raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
+                                             f"more than the model's context of {self.max_context}")
+
+    def check_keep(self, session_id: str, keep_len: int) -> None:
+        """Raise SessionError naming the field if the session cannot be rolled back to keep_len tokens (a new
+        session: keep_len 0, and room for it)."""
         session = self.sessions.get(session_id)
         if session is None and keep_len > 0:
             raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
@@ -207,11 +223,6 @@ class SessionStore:
         cached = self.held_tokens(session) if session else 0
         if keep_len < 0 or keep_len > cached:
             raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
-        if not tokens:
-            raise SessionError("new_tokens", "at least one token must be appended")
-        if keep_len + len(tokens) > self.max_context:
-            raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
-                                             f"more than the model's context of {self.max_context}")
 
     def cache_len(self, session_id: str) -> int:
         session = self.sessions.get(session_id)
@@ -364,6 +375,22 @@ class CausalLM(SessionStore):
             raise SessionError("session_id", "no cached tokens to fork from")
         slot = session.slot.copies(copies, 1, self.max_context)
         return Rows([slot], torch.full((copies, 1), slot.length, dtype=torch.long, device=self.device))
+
+    @torch.inference_mode()
+    def fork_at(self, session_id: str, lengths: list[int]) -> Rows:
+        """A row per length, each a copy of the session's first `length` tokens (1 .. its length); the
+        session is unchanged."""
+        slot = self.sessions[session_id].slot
+        forks = []
+        for length in lengths:
+            fork = slot.copies(1, 1, self.max_context)
+            fork.length = length
+            forks.append(fork)
+        return Rows(forks, self._to_device(torch.tensor([[length] for length in lengths])))
+
+    def roll_back(self, session_id: str, keep_len: int) -> None:
+        """Keep the session's first keep_len tokens (checked by `check_keep`)."""
+        self._rolled_back(session_id, keep_len, 0)
 
     def extend_rows(self, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
         """Append tokens [rows, T] (long, on the device) to the rows; return float32 logits [rows, T, vocab]

@@ -126,7 +126,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProposeRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "want_alternatives", "features")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "features", "num_alternatives", "lanes")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -139,8 +139,9 @@ class ProposeRequest(_message.Message):
     WANT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     NUM_DRAFT_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_HELD_FIELD_NUMBER: _ClassVar[int]
-    WANT_ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    NUM_ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -153,12 +154,21 @@ class ProposeRequest(_message.Message):
     want_raw_probs: bool
     num_draft_sequences: int
     settings_held: bool
-    want_alternatives: bool
     features: Features
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., want_alternatives: _Optional[bool] = ..., features: _Optional[_Union[Features, _Mapping]] = ...) -> None: ...
+    num_alternatives: int
+    lanes: _containers.RepeatedCompositeFieldContainer[Lane]
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., features: _Optional[_Union[Features, _Mapping]] = ..., num_alternatives: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ...) -> None: ...
+
+class Lane(_message.Message):
+    __slots__ = ("keep_len", "token")
+    KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    keep_len: int
+    token: int
+    def __init__(self, keep_len: _Optional[int] = ..., token: _Optional[int] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
-    __slots__ = ("draft_tokens", "cache_len", "compute_seconds", "draft_probs", "draft_raw_probs", "draft_token_probs", "alternative_tokens")
+    __slots__ = ("draft_tokens", "cache_len", "compute_seconds", "draft_probs", "draft_raw_probs", "draft_token_probs", "alternative_tokens", "lanes")
     DRAFT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_LEN_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +176,7 @@ class ProposeResponse(_message.Message):
     DRAFT_RAW_PROBS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_TOKEN_PROBS_FIELD_NUMBER: _ClassVar[int]
     ALTERNATIVE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
     draft_tokens: _containers.RepeatedScalarFieldContainer[int]
     cache_len: int
     compute_seconds: float
@@ -173,7 +184,8 @@ class ProposeResponse(_message.Message):
     draft_raw_probs: TopDistributions
     draft_token_probs: _containers.RepeatedScalarFieldContainer[float]
     alternative_tokens: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
+    lanes: _containers.RepeatedCompositeFieldContainer[ProposeResponse]
+    def __init__(self, draft_tokens: _Optional[_Iterable[int]] = ..., cache_len: _Optional[int] = ..., compute_seconds: _Optional[float] = ..., draft_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_raw_probs: _Optional[_Union[TopDistributions, _Mapping]] = ..., draft_token_probs: _Optional[_Iterable[float]] = ..., alternative_tokens: _Optional[_Iterable[int]] = ..., lanes: _Optional[_Iterable[_Union[ProposeResponse, _Mapping]]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("session_id", "round", "keep_len", "new_tokens", "draft_tokens", "sampling", "want_probs", "num_draft_sequences", "statistics", "uniforms", "draft_probs", "draft_raw_probs", "decode_tokens", "settings_held", "feature_layers")
@@ -360,7 +372,7 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RequestStats(_message.Message):
-    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_draft_sequences", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds", "feature_bytes")
+    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "finish_reason", "num_drafts", "num_draft_tokens", "num_accepted_tokens", "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length", "tokens_per_second", "seconds", "num_rounds", "draft_seconds", "verify_seconds", "num_draft_forwards", "num_verify_forwards", "rule", "gamma", "wire_bytes", "gamma_controller", "gamma_trace", "measured_c", "num_draft_sequences", "overlap", "speculation_lanes", "num_pre_drafted", "num_lane_hits", "num_lane_draft_tokens", "num_draft_faults", "num_target_faults", "num_target_only_rounds", "draft_call_seconds", "verify_call_seconds", "wait_seconds", "feature_bytes", "num_outcomes_per_accepted", "num_outcome_hits_per_accepted")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +409,8 @@ class RequestStats(_message.Message):
     VERIFY_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NUM_OUTCOMES_PER_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    NUM_OUTCOME_HITS_PER_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt_tokens: int
     output_tokens: int
@@ -433,7 +447,9 @@ class RequestStats(_message.Message):
     verify_call_seconds: float
     wait_seconds: float
     feature_bytes: int
-    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_draft_sequences: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ..., feature_bytes: _Optional[int] = ...) -> None: ...
+    num_outcomes_per_accepted: _containers.RepeatedScalarFieldContainer[int]
+    num_outcome_hits_per_accepted: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., num_drafts: _Optional[int] = ..., num_draft_tokens: _Optional[int] = ..., num_accepted_tokens: _Optional[int] = ..., num_accepted_tokens_per_pos: _Optional[_Iterable[int]] = ..., acceptance_rate: _Optional[float] = ..., mean_acceptance_length: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., seconds: _Optional[float] = ..., num_rounds: _Optional[int] = ..., draft_seconds: _Optional[float] = ..., verify_seconds: _Optional[float] = ..., num_draft_forwards: _Optional[int] = ..., num_verify_forwards: _Optional[int] = ..., rule: _Optional[str] = ..., gamma: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., gamma_controller: _Optional[str] = ..., gamma_trace: _Optional[_Iterable[int]] = ..., measured_c: _Optional[float] = ..., num_draft_sequences: _Optional[int] = ..., overlap: _Optional[bool] = ..., speculation_lanes: _Optional[int] = ..., num_pre_drafted: _Optional[int] = ..., num_lane_hits: _Optional[int] = ..., num_lane_draft_tokens: _Optional[int] = ..., num_draft_faults: _Optional[int] = ..., num_target_faults: _Optional[int] = ..., num_target_only_rounds: _Optional[int] = ..., draft_call_seconds: _Optional[float] = ..., verify_call_seconds: _Optional[float] = ..., wait_seconds: _Optional[float] = ..., feature_bytes: _Optional[int] = ..., num_outcomes_per_accepted: _Optional[_Iterable[int]] = ..., num_outcome_hits_per_accepted: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("delta", "stats")

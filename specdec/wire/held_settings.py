@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from specdec.errors import SessionError
 
 PROPOSE_SETTINGS = ("sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences",
-                    "want_alternatives")
+                    "num_alternatives")
 VERIFY_SETTINGS = ("sampling",)  # the statistics travel every call: one window or several differ
 
 

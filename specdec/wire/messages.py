@@ -12,6 +12,7 @@ from specdec.distributions.scoring import StatisticsSpec, WindowStatistics
 from specdec.errors import InvalidField
 from specdec.types import (
     FeatureRows,
+    Lane,
     ModelInfo,
     Proposal,
     ProposeCall,
@@ -57,8 +58,9 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
                        sampling=sampling_from_pb(message.sampling), seed=message.seed, want_probs=message.want_probs,
                        confidence_threshold=message.confidence_threshold, want_raw_probs=message.want_raw_probs,
                        num_draft_sequences=message.num_draft_sequences or 1,
-                       want_alternatives=message.want_alternatives,
-                       features=_optional_features(message, "INVALID_ARGUMENT"))
+                       num_alternatives=message.num_alternatives,
+                       features=_optional_features(message, "INVALID_ARGUMENT"),
+                       lanes=tuple(Lane(lane.keep_len, lane.token) for lane in message.lanes))
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
@@ -66,7 +68,8 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
                                 new_tokens=call.new_tokens, gamma=call.gamma, sampling=sampling_to_pb(call.sampling),
                                 seed=call.seed, want_probs=call.want_probs,
                                 confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
-                                num_draft_sequences=call.num_draft_sequences, want_alternatives=call.want_alternatives)
+                                num_draft_sequences=call.num_draft_sequences, num_alternatives=call.num_alternatives,
+                                lanes=[pb.Lane(keep_len=lane.keep_len, token=lane.token) for lane in call.lanes])
     if call.features is not None:
         message.features.CopyFrom(encoding.encode_features(call.features))
     return without_settings(message, PROPOSE_SETTINGS) if call.settings_held else message
@@ -76,7 +79,8 @@ def proposal_to_pb(proposal: Proposal) -> pb.ProposeResponse:
     message = pb.ProposeResponse(draft_tokens=proposal.draft_tokens, cache_len=proposal.cache_len,
                                  compute_seconds=proposal.compute_seconds,
                                  alternative_tokens=proposal.alternative_tokens,
-                                 draft_token_probs=proposal.draft_token_probs)
+                                 draft_token_probs=proposal.draft_token_probs,
+                                 lanes=[proposal_to_pb(lane) for lane in proposal.lanes])
     return _with_draft_rows(message, proposal.draft_probs, proposal.draft_raw_probs)
 
 
@@ -87,7 +91,8 @@ def proposal_from_pb(message: pb.ProposeResponse, wire_bytes: int, vocab_size: i
                     cache_len=message.cache_len, compute_seconds=message.compute_seconds, wire_bytes=wire_bytes,
                     draft_raw_probs=_optional_top(message, "draft_raw_probs", rows, vocab_size, "INTERNAL"),
                     draft_token_probs=tuple(message.draft_token_probs),
-                    alternative_tokens=tuple(message.alternative_tokens))
+                    alternative_tokens=tuple(message.alternative_tokens),
+                    lanes=tuple(proposal_from_pb(lane, 0, vocab_size) for lane in message.lanes))
 
 
 def statistics_to_pb(spec: StatisticsSpec) -> pb.Statistics:

@@ -10,7 +10,8 @@ import torch
 from specdec.config import resolve_model
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.runtime.model import CausalLM, LoadSpec
-from specdec.types import ProposeCall, SamplingParams
+from specdec.errors import SessionError
+from specdec.types import Lane, ProposeCall, SamplingParams
 from tests.helpers import host_reads
 
 PROMPTS = {"a": [5, 17, 99, 250, 3, 41], "b": [8, 9, 10, 11]}
@@ -47,8 +48,8 @@ def test_a_seeded_window_repeats_and_the_round_changes_it(runner: DraftRunner):
 
 @pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9, top_k=50)])
 def test_lockstep_drafts_what_each_session_drafts_alone(runner: DraftRunner, sampling: SamplingParams):
-    together = runner.propose_batch(calls(5, sampling=sampling, want_alternatives=True))
-    for call, proposal in zip(calls(5, sampling=sampling, want_alternatives=True), together, strict=True):
+    together = runner.propose_batch(calls(5, sampling=sampling, num_alternatives=2))
+    for call, proposal in zip(calls(5, sampling=sampling, num_alternatives=2), together, strict=True):
         alone = runner.propose(call)
         assert alone.draft_tokens == proposal.draft_tokens and len(alone.draft_tokens) == 5
         assert alone.alternative_tokens == proposal.alternative_tokens
@@ -62,9 +63,43 @@ def test_lockstep_drafts_what_each_session_drafts_alone(runner: DraftRunner, sam
 @pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9)])
 def test_alternatives_are_computed_only_when_asked_for(runner: DraftRunner, sampling: SamplingParams):
     plain = runner.propose_batch(calls(4, sampling=sampling))
-    asked = runner.propose_batch(calls(4, sampling=sampling, want_alternatives=True))
+    asked = runner.propose_batch(calls(4, sampling=sampling, num_alternatives=2))
     for without, with_alternatives in zip(plain, asked, strict=True):
         assert without.alternative_tokens == () and without.draft_tokens == with_alternatives.draft_tokens
-        assert len(with_alternatives.alternative_tokens) == 4
-        assert all(other != token for other, token in zip(with_alternatives.alternative_tokens,
-                                                           with_alternatives.draft_tokens, strict=True))
+        assert len(with_alternatives.alternative_tokens) == 4 * 2
+        for position, token in enumerate(with_alternatives.draft_tokens):
+            others = with_alternatives.alternatives(position)
+            assert len(set(others)) == 2 and token not in others
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(temperature=0.0), SamplingParams(temperature=0.9, top_k=50)])
+def test_each_lane_drafts_what_a_session_holding_its_premise_drafts(runner: DraftRunner, sampling: SamplingParams):
+    """Lanes over forks of one session: each lane's window equals a fresh session's window after the lane's
+    premise (with the lane's seed), and the session keeps only its own tokens."""
+    prompt = PROMPTS["a"]
+    window = runner.propose(ProposeCall("lanes", 0, 0, prompt, 4, sampling, seed=7, want_probs=True,
+                                        num_alternatives=2))
+    drafted = window.draft_tokens
+    lanes = (Lane(len(prompt) + 3, drafted[3]), Lane(len(prompt), window.alternatives(0)[1]),
+             Lane(len(prompt) + 2, window.alternatives(2)[0]))
+    ahead = runner.propose(ProposeCall("lanes", 1, len(prompt) + 3, [], 3, sampling, seed=7, want_probs=True,
+                                       num_alternatives=2, lanes=lanes))
+    assert ahead.draft_tokens == [] and ahead.cache_len == len(prompt) + 3 and len(ahead.lanes) == 3
+    for index, lane in enumerate(lanes):
+        premise = (prompt + drafted)[: lane.keep_len] + [lane.token]
+        alone = runner.propose(ProposeCall(f"alone{index}", 0, 0, premise, 3, sampling, seed=7, want_probs=True,
+                                           num_alternatives=2))
+        drawn = ahead.lanes[index]
+        if sampling.greedy:  # a sampled lane has a sampler of its own: its tokens differ, its rows do not
+            assert drawn.draft_tokens == alone.draft_tokens and drawn.alternative_tokens == alone.alternative_tokens
+        else:
+            assert torch.allclose(drawn.draft_probs.dense()[0], alone.draft_probs.dense()[0], atol=1e-4)
+        rows = drawn.draft_probs.dense()[torch.arange(3), torch.tensor(drawn.draft_tokens)]
+        assert rows.tolist() == list(drawn.draft_token_probs) and bool((rows > 0).all())
+
+
+def test_a_lane_past_the_session_is_refused_naming_lanes(runner: DraftRunner):
+    runner.propose(ProposeCall("short", 0, 0, [5, 6, 7], 2, SamplingParams(0.0), seed=1, want_probs=False))
+    bad = ProposeCall("short", 1, 4, [], 2, SamplingParams(0.0), seed=1, want_probs=False, lanes=(Lane(5, 3),))
+    [result] = runner.propose_batch([bad])
+    assert isinstance(result, SessionError) and result.field == "lanes"

@@ -17,6 +17,7 @@ from specdec.distributions.scoring import StatisticsSpec, WindowStatistics
 from specdec.errors import InvalidField
 from specdec.types import (
     FeatureRows,
+    Lane,
     ModelInfo,
     Proposal,
     ProposeCall,
@@ -133,16 +134,17 @@ def test_bad_statistics_name_the_field_under_statistics(message: pb.Statistics, 
 
 FULL_PROPOSE = ProposeCall(session_id="session-7", round=12, keep_len=40, new_tokens=[1, 2, 3], gamma=5,
                            sampling=SAMPLING, seed=2**40 + 3, want_probs=True, confidence_threshold=0.25,
-                           want_raw_probs=True, num_draft_sequences=1, want_alternatives=True)
+                           want_raw_probs=True, num_draft_sequences=1, num_alternatives=3)
 
 
 @pytest.mark.parametrize("call", [
     ProposeCall(session_id="s", round=0, keep_len=0, new_tokens=[5], gamma=1, sampling=SamplingParams(), seed=0,
                 want_probs=False),
     FULL_PROPOSE,
-    replace(FULL_PROPOSE, num_draft_sequences=4, confidence_threshold=0.0, want_alternatives=False),
+    replace(FULL_PROPOSE, num_draft_sequences=4, confidence_threshold=0.0, num_alternatives=0),
+    replace(FULL_PROPOSE, new_tokens=[], confidence_threshold=0.0, lanes=(Lane(41, 9), Lane(38, 4))),
     replace(FULL_PROPOSE, sampling=SamplingParams(temperature=0.0), want_probs=False, want_raw_probs=False),
-], ids=["minimal", "every setting", "several drafts", "greedy"])
+], ids=["minimal", "every setting", "several drafts", "lanes", "greedy"])
 def test_propose_calls_round_trip(call: ProposeCall) -> None:
     assert messages.propose_call_from_pb(over_the_wire(messages.propose_call_to_pb(call))) == call
 
@@ -160,7 +162,10 @@ def test_a_propose_request_without_num_draft_sequences_asks_for_one_sequence() -
               alternative_tokens=(9, 8, 7)), VOCAB),
     (Proposal(draft_tokens=[3, 1, 4, 1, 5, 9], draft_probs=top_rows(6, k=2), cache_len=4, compute_seconds=2.5),
      None),  # None: trust the message's own vocabulary
-], ids=["empty", "tokens only", "every field", "several drafts"])
+    (Proposal(draft_tokens=[], draft_probs=None, cache_len=5, compute_seconds=1e-3,
+              lanes=(Proposal([7, 8], None, 0, 0.0, alternative_tokens=(1, 2, 3, 4)), Proposal([3], None, 0, 0.0))),
+     VOCAB),
+], ids=["empty", "tokens only", "every field", "several drafts", "lanes"])
 def test_proposals_round_trip(proposal: Proposal, vocab_size: int | None) -> None:
     back = messages.proposal_from_pb(over_the_wire(messages.proposal_to_pb(proposal)), WIRE_BYTES, vocab_size)
     assert without_rows(back) == without_rows(replace(proposal, wire_bytes=WIRE_BYTES))
