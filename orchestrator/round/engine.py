@@ -77,7 +77,8 @@ class RoundLoop:
                                 feature_layers=request.feature_layers)
         # A feature head drafts from the target's features of the committed tokens.
         self.features = FeatureStore() if request.feature_layers else None
-        self.draft_session = DraftSession(proposer, request.request_id, settings, itertools.count(), stats, self.features)
+        self.draft_session = DraftSession(proposer, request.request_id, settings, itertools.count(), stats,
+                                          self.features)
         self.target = TargetSession(scorer, request.request_id, settings, stats, self.features)
         self.strategy: Strategy = (DraftAhead(self.draft_session, self.gamma_for, stats, request.speculation_lanes)
                                    if overlap else Serial())

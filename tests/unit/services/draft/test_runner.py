@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from specdec.config import resolve_model
+from specdec.errors import SessionError
 from specdec.services.draft.runner import DraftRunner
 from specdec.services.runtime.model import CausalLM, LoadSpec
-from specdec.errors import SessionError
 from specdec.types import Lane, ProposeCall, SamplingParams
 from tests.helpers import host_reads
 
