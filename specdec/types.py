@@ -105,6 +105,7 @@ class ProposeCall:
     # Speculation lanes (M = 1): the call drafts no window of its own, but gamma tokens after each lane's
     # premise, on forks; the session keeps only keep_len + new_tokens (which may then be empty).
     lanes: tuple[Lane, ...] = ()
+    adopt_lane: int = 0  # with lanes: 1 + a lane of the session's previous call with lanes, which it becomes first
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,22 @@ class MarkovLM:
         self.vocab_size = table.shape[0]
         self.max_context = max_context
         self.sessions: dict[str, list[int]] = {}
+        self.lanes: dict[str, list[list[int]]] = {}  # session -> the forks of its last call with lanes
         self.forwards = 0
         self.checks = 0
         self.batches: list[int] = []  # sizes of extend_batch calls
 
-    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int], lane: int | None = None) -> None:
         self.checks += 1
-        held = self.sessions.get(session_id, [])
+        held = self.sessions.get(session_id, []) if lane is None else self.lanes[session_id][lane]
         if not 0 <= keep_len <= len(held):
             raise SessionError("keep_len", f"{keep_len} outside the {len(held)} cached tokens")
         if not tokens:
             raise SessionError("new_tokens", "at least one token must be appended")
 
-    def check_keep(self, session_id: str, keep_len: int) -> None:
+    def check_keep(self, session_id: str, keep_len: int, lane: int | None = None) -> None:
         self.checks += 1
-        held = self.sessions.get(session_id, [])
+        held = self.sessions.get(session_id, []) if lane is None else self.lanes[session_id][lane]
         if not 0 <= keep_len <= len(held):
             raise SessionError("keep_len", f"{keep_len} outside the {len(held)} cached tokens")
 
@@ -78,7 +79,11 @@ class MarkovLM:
         return [list(self.sessions[session_id]) for _ in range(copies)]
 
     def fork_at(self, session_id: str, lengths: list[int]) -> list[list[int]]:
-        return [self.sessions[session_id][:length] for length in lengths]
+        self.lanes[session_id] = [self.sessions[session_id][:length] for length in lengths]
+        return self.lanes[session_id]
+
+    def adopt(self, session_id: str, index: int) -> None:
+        self.sessions[session_id] = self.lanes.pop(session_id)[index]
 
     def extend_rows(self, rows: list[list[int]], tokens: torch.Tensor) -> torch.Tensor:
         for held, row in zip(rows, tokens.tolist(), strict=True):
@@ -90,6 +95,7 @@ class MarkovLM:
         return len(self.sessions.get(session_id, []))
 
     def end_session(self, session_id: str) -> bool:
+        self.lanes.pop(session_id, None)
         return self.sessions.pop(session_id, None) is not None
 
 

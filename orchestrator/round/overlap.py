@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from specdec.orchestrator.round.sessions import DRAFT_FAULTS, DraftSession
+from specdec.orchestrator.round.sessions import DRAFT_FAULTS, Adoption, DraftSession
 from specdec.orchestrator.round.speculation import FanOut, OutcomeModel, Premise, plan
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules.base import Acceptance
@@ -81,6 +81,8 @@ class DraftAhead:
         self._premises: list[Premise] = []
         self._ahead: asyncio.Future | None = None  # the lanes' call, settled
         self._spent: list[Proposal] = []
+        # the window of a lane handed back, the lane, its premise's kept length and all the tokens drafted on it
+        self._taken: tuple[Window, int, int, list[int]] | None = None
 
     async def verify(self, verifying: Awaitable[Verification], window: Window | None,
                     committed: list[int]) -> Verification:
@@ -106,19 +108,25 @@ class DraftAhead:
 
     def _start(self, window: Window | None, committed: list[int]) -> asyncio.Future | None:
         """Send the lanes' call: a lane for each planned premise, over the window's tokens in the session."""
-        self._premises = []
+        self._premises, taken, self._taken = [], self._taken, None
         if window is None or not window.proposal.draft_tokens or not self.session.available:
             return None
         drafted = window.drafted(0)
         gamma = self.gamma_for(len(committed) + len(drafted))  # after the longest premise: all accepted
-        if gamma <= 0:
+        # The session becomes the lane whose window is verified now (it holds that window's tokens, and a feature
+        # head's own features for them); otherwise it is fed what it lacks.
+        adopt = None
+        if taken and taken[0] is window:  # the lane holds the premise (committed) and its tokens but the last
+            _, lane, premise_len, lane_tokens = taken
+            adopt = Adoption(lane, committed + lane_tokens[:-1], premise_len)
+        if gamma <= 0 or (adopt is None and not self.session.can_sync(committed + drafted[:-1])):
             return None
         self._premises = plan(self.outcomes.premises(len(drafted), window.proposal.alternatives), self.fan_out.size)
         base = len(committed)
         lanes = [Lane(base + len(drafted) - 1, drafted[-1]) if premise.token is None
                  else Lane(base + premise.accepted, premise.token) for premise in self._premises]
         held = committed + drafted[: max(lane.keep_len for lane in lanes) - base]
-        return asyncio.ensure_future(self.session.speculate(held, gamma, lanes))
+        return asyncio.ensure_future(self.session.speculate(held, gamma, lanes, adopt))
 
     def take(self, acceptance: Acceptance, size: int) -> Window | None:
         ahead, window, stats = self._ahead, self._window, self.stats
@@ -138,10 +146,13 @@ class DraftAhead:
         stats.record_outcome(acceptance.num_accepted, hit is not None)
         if hit is None:
             return None
-        premise = self._premises[hit]
+        premise, lane = self._premises[hit], proposal.lanes[hit]
         stats.num_lane_hits += premise.token is not None
         emitted = size if premise.token is None else premise.accepted + 1
-        return Window(self._base + emitted, proposal.lanes[hit])
+        ahead = Window(self._base + emitted, lane)
+        premise_len = self._base + (size - 1 if premise.token is None else premise.accepted)
+        self._taken = (ahead, hit, premise_len, lane.draft_tokens)
+        return ahead
 
     def spent(self) -> list[Proposal]:
         return self._spent

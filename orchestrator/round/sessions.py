@@ -77,10 +77,20 @@ class DraftSession:
         self.rounds, self.stats, self.features = rounds, stats, features
         self.cache = CacheView()
         self.settings_sent = False  # the draft holds this session's settings
+        # A feature head's: the leading tokens whose pairs it made from the target's features (the rest, from
+        # its own: drafted, or kept from a lane). A plain call keeps no more, so the head re-reads the
+        # accepted tokens with the target's features.
+        self.true_len = 0
 
     @property
     def available(self) -> bool:
         return self.proposer.available
+
+    def can_sync(self, sequence: list[int]) -> bool:
+        """Whether a call with lanes can make the session hold `sequence`: a feature head needs the target's
+        features of the positions before the tokens it would be fed."""
+        _, new_tokens = self.cache.sync(sequence)
+        return self.features is None or not new_tokens or self.features.covers(len(sequence) - 1)
 
     def can_draft(self, sequence: list[int]) -> bool:
         """A draft model always can; a feature head once the target's features of every position but the
@@ -95,19 +105,30 @@ class DraftSession:
         except SessionLost:
             return await self._propose_once(sequence, gamma)
 
-    async def speculate(self, sequence: list[int], gamma: int, lanes: list[Lane]) -> Proposal:
-        """Make the session hold `sequence`, then draft `gamma` tokens after each lane's premise (within
-        `sequence`), on forks: the answer's `lanes`. Faults as `propose`."""
+    async def speculate(self, sequence: list[int], gamma: int, lanes: list[Lane],
+                        adopt: Adoption | None = None) -> Proposal:
+        """Make the session hold `sequence` (first becoming the lane `adopt` names, if any), then draft `gamma`
+        tokens after each lane's premise (within `sequence`), on forks: the answer's `lanes`, which the
+        service keeps until the session's next call with lanes. Faults as `propose`; a session lost while
+        adopting is started again without the lane, when it can be (`can_sync`)."""
+        if adopt is not None:
+            self.cache = CacheView(0, list(adopt.tokens))
+            self.true_len = min(self.true_len, adopt.premise_len)
         try:
-            return await self._propose_once(sequence, gamma, tuple(lanes))
+            return await self._propose_once(sequence, gamma, tuple(lanes), adopt)
         except SessionLost:
+            if not self.can_sync(sequence):
+                raise
             return await self._propose_once(sequence, gamma, tuple(lanes))
 
-    async def _propose_once(self, sequence: list[int], gamma: int, lanes: tuple[Lane, ...] = ()) -> Proposal:
+    async def _propose_once(self, sequence: list[int], gamma: int, lanes: tuple[Lane, ...] = (),
+                            adopt: Adoption | None = None) -> Proposal:
         keep_len, new_tokens = self.cache.sync(sequence) if lanes else self.cache.feed(sequence)
+        if self.features is not None and not lanes:  # re-read drafted tokens with the target's features
+            keep_len, new_tokens = min(keep_len, self.true_len), sequence[min(keep_len, self.true_len):]
         settings = self.settings
         features = None
-        if self.features is not None:  # the positions before each new token
+        if self.features is not None and new_tokens:  # the positions before each new token
             features = self.features.rows(max(keep_len - 1, 0), len(sequence) - 1)
             self.stats.feature_bytes += features.nbytes
         call = ProposeCall(
@@ -115,21 +136,36 @@ class DraftSession:
             gamma=gamma, sampling=settings.sampling, seed=settings.seed, want_probs=settings.want_probs,
             confidence_threshold=settings.confidence_threshold, want_raw_probs=settings.want_raw_probs,
             num_draft_sequences=settings.num_draft_sequences, settings_held=self.settings_sent and keep_len > 0,
-            num_alternatives=settings.num_alternatives, features=features, lanes=lanes)
+            num_alternatives=settings.num_alternatives, features=features, lanes=lanes,
+            adopt_lane=adopt.lane + 1 if adopt else 0)
         try:
             proposal = await self.proposer.propose(call)
         except DRAFT_FAULTS as fault:
             self.stats.num_draft_faults += 1
             lost = isinstance(fault, SessionLost)
-            self.cache.trust_only(0 if lost else keep_len)
+            trusted = 0 if lost or adopt else keep_len  # a failed adoption may or may not have happened
+            self.cache.trust_only(trusted)
+            self.true_len = min(self.true_len, trusted)
             self.settings_sent = self.settings_sent and not lost
             raise
         self.settings_sent = True
         self.cache.fed(keep_len, new_tokens + proposal.draft_tokens, proposal.cache_len)
+        if self.features is not None and keep_len <= self.true_len:  # pairs from the target's features
+            self.true_len = keep_len + len(new_tokens)
         return proposal
 
     async def end(self) -> None:
         await self.proposer.end_session(self.session_id)
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """A lane of the session's last call with lanes that the session becomes: its index, the tokens it holds
+    (its premise and the tokens drafted on it but the last) and its premise's kept length (`Lane.keep_len`)."""
+
+    lane: int
+    tokens: list[int]
+    premise_len: int
 
 
 class TargetSession:

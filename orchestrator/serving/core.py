@@ -109,9 +109,6 @@ class Orchestrator:
                  metrics: OrchestratorMetrics | None = None):
         check_pair(draft_info, target_info)
         check_defaults(defaults)
-        if draft_info.draft_kind == "head" and defaults.overlap:
-            raise ValueError("defaults.overlap: not with a feature-head draft yet (the head drafts from the target's "
-                             "features of the window being verified); set it false")
         if not routes:
             raise ValueError("routes: at least one draft/target pair is needed")
         self.routes, self.tokenizer = routes, tokenizer
@@ -183,9 +180,6 @@ class Orchestrator:
         check_range("speculation_lanes", lanes, 0, self.limits.max_speculation_lanes)
         overlap = self.defaults.overlap if params.overlap is None else params.overlap
         head = self.draft_info.draft_kind == "head"
-        if head and overlap:
-            raise InvalidField("overlap", "not with a feature-head draft yet: the head drafts from the target's "
-                                          "features of the window being verified; set overlap false")
         if head and num_draft_sequences > 1:
             raise InvalidField("num_draft_sequences", "a feature-head draft proposes one sequence (the target "
                                                       "returns features for one window)")

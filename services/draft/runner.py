@@ -166,10 +166,11 @@ class DraftRunner:
         drafted tokens its window feeds back, must fit the model's context. A call with lanes may append no
         tokens; each lane's premise must start within what the session then holds, its window within the
         context, and its lanes draft without an early stop (they all end together)."""
+        lane = call.adopt_lane - 1 if call.adopt_lane else None
         if call.lanes and not call.new_tokens:
-            self.lm.check_keep(call.session_id, call.keep_len)
+            self.lm.check_keep(call.session_id, call.keep_len, lane)
         else:
-            self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens)
+            self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens, lane)
         held = call.keep_len + len(call.new_tokens)
         if call.lanes and call.confidence_threshold > 0:
             raise SessionError("lanes", "speculation lanes draft gamma tokens each: no confidence_threshold")
@@ -182,8 +183,13 @@ class DraftRunner:
             raise SessionError("gamma", f"the window would hold {window + call.gamma - 1} tokens, more than the "
                                         f"model's context of {self.lm.max_context}")
 
-    def _propose_alone(self, call: ProposeCall) -> Proposal:
-        return self._propose_lanes(call) if call.lanes else self._propose([call])[0]
+    def _propose_alone(self, call: ProposeCall) -> Proposal | SessionError:
+        if not call.lanes:
+            return self._propose([call])[0]
+        try:
+            return self._propose_lanes(call)
+        except SessionError as refused:  # a lane the model cannot start where asked (a head's)
+            return refused
 
     @torch.inference_mode()
     def _propose(self, calls: list[ProposeCall]) -> list[Proposal]:
@@ -205,6 +211,8 @@ class DraftRunner:
         """A checked call with lanes: the session rolled back and extended by the call's new tokens, then every
         lane's window drafted in lockstep over forks of the session, each lane with a sampler of its own."""
         started = time.perf_counter()
+        if call.adopt_lane:
+            self.lm.adopt(call.session_id, call.adopt_lane - 1)
         if call.new_tokens:
             self._extend([call])
         else:

@@ -57,8 +57,6 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
         check_lanes(call, self._lm.vocab_size)
         if isinstance(self._lm, HeadLM):
             check_head_features(call, self._lm.feature_width)
-            if call.lanes:
-                raise InvalidField("lanes", "a feature head drafts no speculation lanes")
         elif call.features is not None:
             raise InvalidField("features", "this draft is a model of its own, not a feature head: it takes no features")
         self.settings.hold(request)
@@ -70,7 +68,11 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
 
 def check_lanes(call: ProposeCall, vocab_size: int) -> None:
     """Raise InvalidField naming `lanes` for lanes no draft can run: too many, with several draft sequences, or
-    with tokens outside the vocabulary (whether they fit the session is the runner's check)."""
+    with tokens outside the vocabulary (whether they fit the session is the runner's check); naming
+    `adopt_lane` for a lane adopted by a call without lanes."""
+    check_range("adopt_lane", call.adopt_lane, 0, MAX_LANES)
+    if call.adopt_lane and not call.lanes:
+        raise InvalidField("adopt_lane", "only a call with lanes adopts one of its session's lanes")
     if not call.lanes:
         return
     if len(call.lanes) > MAX_LANES:

@@ -13,8 +13,13 @@ from specdec.types import ProposeCall
 
 
 def check_head_features(call: ProposeCall, feature_width: int) -> None:
-    """A head's call carries one feature row per pair it appends, from position max(keep_len - 1, 0)."""
+    """A head's call carries one feature row per pair it appends, from position max(keep_len - 1, 0); a call
+    with lanes that appends nothing carries none."""
     features = call.features
+    if call.lanes and not call.new_tokens:
+        if features is not None and features.values.shape[0]:
+            raise InvalidField("features", "a call that appends no tokens carries no features")
+        return
     if features is None:
         raise InvalidField("features", "this draft is a feature head: each call carries the target's features "
                                        "of the positions before its new tokens")

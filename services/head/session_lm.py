@@ -1,14 +1,16 @@
 """A feature head over per-session KV slots: what the draft service runs when its draft is a head.
 
-A head's session holds pairs, not tokens: pair t is (the target's features at position t, token t + 1),
-so a session that has seen tokens 0..n holds pairs 0..n-1, each from the target's features, and its
-`cache_len` is n + 1 tokens. A call keeps `keep_len` tokens (pairs 0..keep_len - 2) and appends its new
-tokens with the features of the position before each (`extend_pairs`); the last pair's output gives the
-distribution of the first draft token and the feature the next pair starts from. Drafting appends pairs of
-the head's own regressed features and the drafted tokens (`rows` / `extend_rows`, in lockstep with the
-other sessions of the batch); those pairs are never counted as held, so the next call rolls them back and
-replaces the accepted ones with the target's features. A head that lost a session (a restart) gets it
-again from the orchestrator's copy of the features, from position 0.
+A head's session holds pairs, not tokens: pair t is (a feature at position t, token t + 1), so a session
+that has seen tokens 0..n holds pairs 0..n-1, and its `cache_len` is n + 1 tokens. A call keeps `keep_len`
+tokens (pairs 0..keep_len - 2) and appends its new tokens with the target's features of the position before
+each (`extend_pairs`); the last pair's output gives the distribution of the next token and the feature the
+next pair starts from (its regressed feature). Drafting appends pairs of the head's own regressed features
+and the drafted tokens (`rows` / `extend_rows`, in lockstep with the other sessions of the batch). The
+session keeps the regressed feature of every pair from its last pair made of the target's features on,
+so that speculation lanes (`fork_at`) can start after any drafted token, and a lane can become the session
+(`adopt`). The orchestrator keeps drafted pairs only for lanes: a plain call rolls back to the tokens whose
+pairs came from the target's features and appends the accepted ones with the target's features. A head
+that lost a session (a restart) gets it again from the orchestrator's copy of the features, from position 0.
 
 Implements the runners' `SessionLM` protocol (with `extend_pairs` in place of `extend_batch`); loads with
 `checkpoint.load_head`; knows nothing of gRPC or rounds. Not thread-safe: one worker thread drives it.
@@ -17,12 +19,13 @@ Implements the runners' `SessionLM` protocol (with `extend_pairs` in place of `e
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoTokenizer
 
 from specdec.config import resolve_model
+from specdec.errors import SessionError
 from specdec.services.head.checkpoint import load_head
 from specdec.services.runtime.kv_cache import KVShape, Slot, Span, grown_capacity
 from specdec.services.runtime.model import (
@@ -40,15 +43,37 @@ from specdec.types import FeatureRows, ModelInfo
 
 @dataclass
 class HeadSession(Session):
-    true_pairs: int = 0  # pairs made from the target's features (the rest of the slot: drafted ones)
-    last: torch.Tensor | None = None  # [1, 1, h]: the regressed feature of the last true pair
+    # The regressed features of pairs regress_from, regress_from + 1, ... (each [1, 1, h]): of the last pair
+    # appended with the target's features, then of each drafted pair after it.
+    regress_from: int = 0
+    regress: list[torch.Tensor] = field(default_factory=list)
+    lanes: HeadLanes | None = None  # the forks of the session's last call with lanes, until its next
+
+    def feature_after(self, pairs: int) -> torch.Tensor | None:
+        """The feature a pair appended after the first `pairs` pairs starts from (None: not kept)."""
+        index = pairs - 1 - self.regress_from
+        return self.regress[index] if 0 <= index < len(self.regress) else None
+
+    def keep_pairs(self, pairs: int) -> None:
+        self.slot.length = pairs
+        self.regress = self.regress[: max(pairs - self.regress_from, 0)]
 
 
 @dataclass
 class HeadRows(Rows):
-    """Rows drafting in lockstep, each with the feature its next pair starts from."""
+    """Rows drafting in lockstep, each with the feature its next pair starts from, and where each row's
+    regressed features go (`sinks`, a list a row; None: not kept)."""
 
     features: torch.Tensor  # [rows, 1, h]
+    sinks: list[list[torch.Tensor]] | None = None
+
+
+@dataclass
+class HeadLanes:
+    """A call's lanes, kept by their session: the rows, and the pair each row's regressed features start at."""
+
+    rows: HeadRows
+    regress_from: list[int]
 
 
 def pair_tokens(keep_len: int, new_tokens: list[int]) -> list[int]:
@@ -87,7 +112,7 @@ class HeadLM(SessionStore):
         return str(self.device)
 
     def held_tokens(self, session: HeadSession) -> int:
-        return session.true_pairs + 1 if session.true_pairs else 0
+        return session.slot.length + 1 if session.slot and session.slot.length else 0
 
     def extend_pairs(self, items: list[tuple[str, int, list[int], FeatureRows]]) -> list[torch.Tensor]:
         """Append each checked item's pairs (session, keep_len, new tokens, the features before them) to its
@@ -119,8 +144,8 @@ class HeadLM(SessionStore):
         logits = []
         for span, session in zip(spans, sessions, strict=True):
             last = span.count - 1
-            session.true_pairs = session.slot.length
-            session.last = out.regress[span.first: span.first + 1, last: last + 1]
+            session.regress_from = session.slot.length - 1
+            session.regress = [out.regress[span.first: span.first + 1, last: last + 1]]
             logits.append(self._logits(out.predict[span.first, last: last + 1]))
         return logits
 
@@ -131,8 +156,12 @@ class HeadLM(SessionStore):
         kept = max(keep_len - 1, 0)
         if session.slot is None:
             session.slot = Slot(self.kv_shape, 1, grown_capacity(kept + appending, 0, self.max_context))
-        session.slot.length = session.true_pairs = kept
+        session.keep_pairs(kept)
         return session
+
+    def roll_back(self, session_id: str, keep_len: int) -> None:
+        """Keep the session's first keep_len tokens (checked by `check_keep`)."""
+        self._rolled_back(session_id, keep_len, 0)
 
     def _forward(self, spans: list[Span], g: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor):
         for span in spans:
@@ -147,11 +176,13 @@ class HeadLM(SessionStore):
 
     @torch.inference_mode()
     def rows(self, session_ids: list[str]) -> HeadRows:
-        """A row per held session, at the end of its true pairs, for `extend_rows`."""
+        """A row per held session, at the end of its pairs, for `extend_rows`; the sessions keep the regressed
+        features of the pairs drafted on them."""
         sessions = [self.sessions[session_id] for session_id in session_ids]
         return HeadRows([session.slot for session in sessions],
                         to_device(torch.tensor([[session.slot.length] for session in sessions]), self.device),
-                        torch.cat([session.last for session in sessions]))
+                        torch.cat([session.regress[-1] for session in sessions]),
+                        [session.regress for session in sessions])
 
     @torch.inference_mode()
     def fork(self, session_id: str, copies: int) -> HeadRows:
@@ -159,7 +190,39 @@ class HeadLM(SessionStore):
         session = self.sessions[session_id]
         slot = session.slot.copies(copies, 1, self.max_context)
         return HeadRows([slot], torch.full((copies, 1), slot.length, dtype=torch.long, device=self.device),
-                        session.last.expand(copies, 1, -1))
+                        session.regress[-1].expand(copies, 1, -1))
+
+    @torch.inference_mode()
+    def fork_at(self, session_id: str, lengths: list[int]) -> HeadRows:
+        """A row per length: a copy of the session's first `length` tokens (length - 1 pairs), whose next pair
+        starts from the regressed feature kept for that point. The session keeps the forks as its lanes
+        until its next call with lanes (`adopt`)."""
+        session = self.sessions[session_id]
+        starts = [session.feature_after(length - 1) for length in lengths]
+        if any(start is None for start in starts):
+            raise SessionError("lanes", f"a lane must start at or after the session's last pair made from the "
+                                        f"target's features (token {session.regress_from + 2})")
+        forks = []
+        for length in lengths:
+            fork = session.slot.copies(1, 1, self.max_context)
+            fork.length = length - 1
+            forks.append(fork)
+        rows = HeadRows(forks, to_device(torch.tensor([[length - 1] for length in lengths]), self.device),
+                        torch.cat(starts), [[start] for start in starts])
+        session.lanes = HeadLanes(rows, [length - 2 for length in lengths])
+        return rows
+
+    def lane_tokens(self, session_id: str, index: int) -> int:
+        """The tokens the session's lane `index` holds; SessionError (NOT_FOUND) naming adopt_lane if none."""
+        return _kept_lane(self.sessions.get(session_id), index).length + 1
+
+    def adopt(self, session_id: str, index: int) -> None:
+        """The session becomes its lane `index`: that lane's pairs and regressed features."""
+        session = self.sessions[session_id]
+        lanes = session.lanes
+        session.slot = _kept_lane(session, index)
+        session.regress_from, session.regress = lanes.regress_from[index], lanes.rows.sinks[index]
+        session.lanes = None
 
     @torch.inference_mode()
     def extend_rows(self, rows: HeadRows, tokens: torch.Tensor) -> torch.Tensor:
@@ -174,4 +237,14 @@ class HeadLM(SessionStore):
         out = self._forward(spans, rows.features, tokens, rows.positions)
         rows.positions += tokens.shape[1]
         rows.features = out.regress[:, -1:]
+        if rows.sinks is not None:
+            for row, sink in enumerate(rows.sinks):
+                sink.append(rows.features[row: row + 1])
         return self._logits(out.predict)
+
+
+def _kept_lane(session: HeadSession | None, index: int) -> Slot:
+    if session is None or session.lanes is None or not 0 <= index < len(session.lanes.rows.slots):
+        raise SessionError("adopt_lane", f"the session keeps no lane {index + 1} (lanes live until the session's "
+                                         f"next call with lanes)", "NOT_FOUND")
+    return session.lanes.rows.slots[index]

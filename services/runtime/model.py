@@ -66,7 +66,8 @@ class SessionLM(Protocol):
         """The device, or the devices a model spanning several runs on ("cuda:0, cuda:1")."""
         return ", ".join(dict.fromkeys(map(str, self.kv_shape.layer_devices))) or str(self.device)
 
-    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None: ...
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int],
+                     lane: int | None = None) -> None: ...
 
     def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
 
@@ -81,7 +82,11 @@ class SessionLM(Protocol):
 
     def roll_back(self, session_id: str, keep_len: int) -> None: ...
 
-    def check_keep(self, session_id: str, keep_len: int) -> None: ...
+    def check_keep(self, session_id: str, keep_len: int, lane: int | None = None) -> None: ...
+
+    def lane_tokens(self, session_id: str, index: int) -> int: ...
+
+    def adopt(self, session_id: str, index: int) -> None: ...
 
     def extend_rows(self, rows: object, tokens: torch.Tensor) -> torch.Tensor: ...
 
@@ -124,10 +129,19 @@ class Rows:
 class Session:
     slot: Slot | None = None
     last_used: float = field(default_factory=time.monotonic)
+    lanes: Rows | None = None  # the forks of the session's last call with lanes, until its next
 
     @property
     def length(self) -> int:
         return self.slot.length if self.slot else 0
+
+
+def kept_lane(session: Session | None, index: int) -> Slot:
+    """The slot of a session's kept lane `index`; SessionError (NOT_FOUND) naming adopt_lane if none."""
+    if session is None or session.lanes is None or not 0 <= index < len(session.lanes.slots):
+        raise SessionError("adopt_lane", f"the session keeps no lane {index + 1} (lanes live until the session's "
+                                         f"next call with lanes)", "NOT_FOUND")
+    return session.lanes.slots[index]
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -187,7 +201,8 @@ def layer_devices(model: torch.nn.Module) -> tuple[torch.device, ...]:
 class SessionStore:
     """The sessions of a model service, whatever its model: the checks a call makes against its session,
     the limit on sessions, their ends and expiry. `held_tokens` says how many of a session's tokens its
-    cache holds (a causal LM: its slot's length)."""
+    cache holds (a causal LM: its slot's length); a subclass says how many its kept lanes hold
+    (`lane_tokens`)."""
 
     max_context: int
 
@@ -199,19 +214,20 @@ class SessionStore:
     def held_tokens(self, session: Session) -> int:
         return session.length
 
-    def check_extend(self, session_id: str, keep_len: int, tokens: list[int]) -> None:
+    def check_extend(self, session_id: str, keep_len: int, tokens: list[int], lane: int | None = None) -> None:
         """Raise SessionError naming the field if `extend(session_id, keep_len, tokens)` cannot run on this
-        session's state. Token ids are the servicers' check (`validation.check_token_ids`), made before."""
-        self.check_keep(session_id, keep_len)
+        session's state (after it adopts its lane `lane`, if given). Token ids are the servicers' check
+        (`validation.check_token_ids`), made before."""
+        self.check_keep(session_id, keep_len, lane)
         if not tokens:
             raise SessionError("new_tokens", "at least one token must be appended")
         if keep_len + len(tokens) > self.max_context:
             raise SessionError("new_tokens", f"session would hold {keep_len + len(tokens)} tokens, "
                                              f"more than the model's context of {self.max_context}")
 
-    def check_keep(self, session_id: str, keep_len: int) -> None:
+    def check_keep(self, session_id: str, keep_len: int, lane: int | None = None) -> None:
         """Raise SessionError naming the field if the session cannot be rolled back to keep_len tokens (a new
-        session: keep_len 0, and room for it)."""
+        session: keep_len 0, and room for it), after it adopts its lane `lane`, if given."""
         session = self.sessions.get(session_id)
         if session is None and keep_len > 0:
             raise SessionError("session_id", f"{session_id!r} is not a session of this service (unknown, ended, "
@@ -221,6 +237,8 @@ class SessionStore:
             raise SessionError("session_id", f"no room for a new session: the service holds its limit of "
                                              f"{self.max_sessions} (limits.max_sessions)", "RESOURCE_EXHAUSTED")
         cached = self.held_tokens(session) if session else 0
+        if lane is not None:
+            cached = self.lane_tokens(session_id, lane)
         if keep_len < 0 or keep_len > cached:
             raise SessionError("keep_len", f"{keep_len} is outside the {cached} tokens cached for this session")
 
@@ -378,15 +396,25 @@ class CausalLM(SessionStore):
 
     @torch.inference_mode()
     def fork_at(self, session_id: str, lengths: list[int]) -> Rows:
-        """A row per length, each a copy of the session's first `length` tokens (1 .. its length); the
-        session is unchanged."""
-        slot = self.sessions[session_id].slot
+        """A row per length, each a copy of the session's first `length` tokens (1 .. its length). The session
+        keeps the forks as its lanes until its next call with lanes (`adopt`)."""
+        session = self.sessions[session_id]
         forks = []
         for length in lengths:
-            fork = slot.copies(1, 1, self.max_context)
+            fork = session.slot.copies(1, 1, self.max_context)
             fork.length = length
             forks.append(fork)
-        return Rows(forks, self._to_device(torch.tensor([[length] for length in lengths])))
+        session.lanes = Rows(forks, self._to_device(torch.tensor([[length] for length in lengths])))
+        return session.lanes
+
+    def lane_tokens(self, session_id: str, index: int) -> int:
+        """The tokens the session's lane `index` holds; SessionError (NOT_FOUND) naming adopt_lane if none."""
+        return kept_lane(self.sessions.get(session_id), index).length
+
+    def adopt(self, session_id: str, index: int) -> None:
+        """The session becomes its lane `index`: the lane's premise and the tokens drafted on it."""
+        session = self.sessions[session_id]
+        session.slot, session.lanes = kept_lane(session, index), None
 
     def roll_back(self, session_id: str, keep_len: int) -> None:
         """Keep the session's first keep_len tokens (checked by `check_keep`)."""

@@ -126,7 +126,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProposeRequest(_message.Message):
-    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "features", "num_alternatives", "lanes")
+    __slots__ = ("session_id", "round", "keep_len", "new_tokens", "gamma", "sampling", "seed", "want_probs", "confidence_threshold", "want_raw_probs", "num_draft_sequences", "settings_held", "features", "num_alternatives", "lanes", "adopt_lane")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEEP_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class ProposeRequest(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     NUM_ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
+    ADOPT_LANE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     keep_len: int
@@ -157,7 +158,8 @@ class ProposeRequest(_message.Message):
     features: Features
     num_alternatives: int
     lanes: _containers.RepeatedCompositeFieldContainer[Lane]
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., features: _Optional[_Union[Features, _Mapping]] = ..., num_alternatives: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ...) -> None: ...
+    adopt_lane: int
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., keep_len: _Optional[int] = ..., new_tokens: _Optional[_Iterable[int]] = ..., gamma: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ..., want_probs: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., want_raw_probs: _Optional[bool] = ..., num_draft_sequences: _Optional[int] = ..., settings_held: _Optional[bool] = ..., features: _Optional[_Union[Features, _Mapping]] = ..., num_alternatives: _Optional[int] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., adopt_lane: _Optional[int] = ...) -> None: ...
 
 class Lane(_message.Message):
     __slots__ = ("keep_len", "token")

@@ -60,7 +60,8 @@ def propose_call_from_pb(message: pb.ProposeRequest) -> ProposeCall:
                        num_draft_sequences=message.num_draft_sequences or 1,
                        num_alternatives=message.num_alternatives,
                        features=_optional_features(message, "INVALID_ARGUMENT"),
-                       lanes=tuple(Lane(lane.keep_len, lane.token) for lane in message.lanes))
+                       lanes=tuple(Lane(lane.keep_len, lane.token) for lane in message.lanes),
+                       adopt_lane=message.adopt_lane)
 
 
 def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
@@ -69,7 +70,8 @@ def propose_call_to_pb(call: ProposeCall) -> pb.ProposeRequest:
                                 seed=call.seed, want_probs=call.want_probs,
                                 confidence_threshold=call.confidence_threshold, want_raw_probs=call.want_raw_probs,
                                 num_draft_sequences=call.num_draft_sequences, num_alternatives=call.num_alternatives,
-                                lanes=[pb.Lane(keep_len=lane.keep_len, token=lane.token) for lane in call.lanes])
+                                lanes=[pb.Lane(keep_len=lane.keep_len, token=lane.token) for lane in call.lanes],
+                                adopt_lane=call.adopt_lane)
     if call.features is not None:
         message.features.CopyFrom(encoding.encode_features(call.features))
     return without_settings(message, PROPOSE_SETTINGS) if call.settings_held else message

@@ -26,8 +26,9 @@ ALTERNATIVE = 50  # the proposer's other guess at each position: its draft token
 class CountingProposer:
     """A draft service in-process: after a sequence ending in token t it drafts t + 1, t + 2, ... and, at each
     position, the alternative token + ALTERNATIVE. Holds each session's tokens as a draft does (the window's
-    last token is not fed), checks keep_len against them, drafts a call's lanes after their premises without
-    keeping them, and can be slow or fail for chosen sessions."""
+    last token is not fed), checks keep_len against them, drafts a call's lanes after their premises on forks
+    it keeps until the session's next call with lanes (which may adopt one), and can be slow or fail for
+    chosen sessions."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.available = True
@@ -36,6 +37,7 @@ class CountingProposer:
         self.calls: list[ProposeCall] = []
         self.finished: list[ProposeCall] = []
         self.caches: dict[str, list[int]] = {}
+        self.lanes: dict[str, list[list[int]]] = {}  # session -> what each lane of its last lanes' call holds
 
     async def propose(self, call: ProposeCall) -> Proposal:
         self.calls.append(call)
@@ -44,14 +46,17 @@ class CountingProposer:
         try:
             if call.session_id in self.failures:
                 raise self.failures[call.session_id]
+            if call.adopt_lane:
+                self.caches[call.session_id] = self.lanes.pop(call.session_id)[call.adopt_lane - 1]
             held = self.caches.setdefault(call.session_id, [])
             assert call.keep_len <= len(held), "keep_len past the cached tokens"
             held = held[:call.keep_len] + call.new_tokens
             if call.lanes:
                 self.caches[call.session_id] = held
-                lanes = tuple(window(lane.token, call.gamma, 0) for lane in call.lanes
-                              if lane.keep_len <= len(held))
-                assert len(lanes) == len(call.lanes), "a lane past the cached tokens"
+                assert all(lane.keep_len <= len(held) for lane in call.lanes), "a lane past the cached tokens"
+                lanes = tuple(window(lane.token, call.gamma, 0) for lane in call.lanes)
+                self.lanes[call.session_id] = [held[:lane.keep_len] + [lane.token] + drafted.draft_tokens[:-1]
+                                               for lane, drafted in zip(call.lanes, lanes, strict=True)]
                 return Proposal([], None, len(held), 0.001, lanes=lanes)
             proposal = window(call.new_tokens[-1], call.gamma, 0)
             self.caches[call.session_id] = held + proposal.draft_tokens[:-1]
@@ -382,7 +387,7 @@ def test_wait_seconds_counts_the_wait_for_the_draft_after_the_verify(draft_delay
     asyncio.run(body())
 
 
-def test_a_window_drafted_ahead_is_synced_into_the_session_at_the_next_call() -> None:
+def test_the_session_becomes_the_lane_whose_window_is_verified_next() -> None:
     async def body() -> None:
         proposer = CountingProposer()
         session, stats = make_session(proposer)
@@ -397,8 +402,10 @@ def test_a_window_drafted_ahead_is_synced_into_the_session_at_the_next_call() ->
         session.cache.settle(committed)
         await strategy.verify(verifying(verification(), delay=0.0), window, committed)
         assert first >= 0.04 and stats.wait_seconds >= first + 0.04
-        # the session held [1..5]: the lane's window [7, 8] was drafted on a fork, so 6 and 7 are fed now
-        assert (proposer.calls[-1].keep_len, proposer.calls[-1].new_tokens) == (5, [6, 7])
+        # the lane held [1..6, 7] after drafting [7, 8]: the session adopts it and needs nothing fed
+        adopting = proposer.calls[-1]
+        assert (adopting.adopt_lane, adopting.keep_len, adopting.new_tokens) == (1, 7, [])
+        assert adopting.lanes[0] == Lane(7, 8) and proposer.caches["r"] == [1, 2, 3, 4, 5, 6, 7]
         assert strategy.take(Acceptance(1, 9), 2) is None
 
     asyncio.run(body())

@@ -43,16 +43,13 @@ def test_a_heads_requests_carry_its_layers_and_a_models_do_not():
     assert orchestrator(TARGET).prepare(GenerateParams("def f():")).request.feature_layers == ()
 
 
-@pytest.mark.parametrize("params, field_name", [(GenerateParams("def f():", overlap=True), "overlap"),
-                                                (GenerateParams("def f():", num_draft_sequences=2, rule="sd"),
-                                                 "num_draft_sequences")])
-def test_what_a_head_cannot_do_yet_is_refused_naming_the_field(params, field_name):
+def test_several_draft_sequences_are_refused_with_a_head_naming_the_field():
     with pytest.raises(InvalidField) as refused:
-        orchestrator(HEAD).prepare(params)
-    assert refused.value.field == field_name
+        orchestrator(HEAD).prepare(GenerateParams("def f():", num_draft_sequences=2, rule="sd"))
+    assert refused.value.field == "num_draft_sequences"
 
 
-def test_a_default_of_overlap_is_refused_at_start_with_a_head():
-    with pytest.raises(ValueError, match="defaults.overlap"):
-        orchestrator(HEAD, defaults=DefaultsConfig(overlap=True))
-    orchestrator(TARGET, defaults=DefaultsConfig(overlap=True))  # a draft model overlaps
+def test_a_head_overlaps_by_request_and_by_default():
+    request = orchestrator(HEAD).prepare(GenerateParams("def f():", overlap=True, speculation_lanes=3)).request
+    assert (request.overlap, request.speculation_lanes, request.feature_layers) == (True, 3, (1, 4, 7))
+    assert orchestrator(HEAD, defaults=DefaultsConfig(overlap=True)).prepare(GenerateParams("x")).request.overlap

@@ -103,3 +103,21 @@ def test_a_lane_past_the_session_is_refused_naming_lanes(runner: DraftRunner):
     bad = ProposeCall("short", 1, 4, [], 2, SamplingParams(0.0), seed=1, want_probs=False, lanes=(Lane(5, 3),))
     [result] = runner.propose_batch([bad])
     assert isinstance(result, SessionError) and result.field == "lanes"
+
+
+def test_lanes_and_adoption_continue_the_window_as_one_longer_window(runner: DraftRunner):
+    """Greedy: a lane after the whole window, then (the session adopting it) a lane after that lane's window,
+    draft what one window twice as long drafts."""
+    prompt, greedy = PROMPTS["b"], SamplingParams(0.0)
+    long = runner.propose(ProposeCall("long", 0, 0, prompt, 9, greedy, seed=1, want_probs=False)).draft_tokens
+    window = runner.propose(ProposeCall("chain", 0, 0, prompt, 3, greedy, seed=1, want_probs=False)).draft_tokens
+    n = len(prompt)
+    first = runner.propose(ProposeCall("chain", 1, n + 2, [], 3, greedy, seed=1, want_probs=False,
+                                       lanes=(Lane(n, 5), Lane(n + 2, window[2]))))
+    second = runner.propose(ProposeCall("chain", 2, n + 5, [], 3, greedy, seed=1, want_probs=False,
+                                        lanes=(Lane(n + 5, first.lanes[1].draft_tokens[2]),), adopt_lane=2))
+    assert window + first.lanes[1].draft_tokens + second.lanes[0].draft_tokens == long
+    assert second.cache_len == n + 5
+    gone = ProposeCall("chain", 3, n, [], 3, greedy, seed=1, want_probs=False, lanes=(Lane(n, 5),), adopt_lane=2)
+    [refused] = runner.propose_batch([gone])  # the last call kept one lane only
+    assert isinstance(refused, SessionError) and (refused.field, refused.code) == ("adopt_lane", "NOT_FOUND")
