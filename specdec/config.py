@@ -97,14 +97,20 @@ class JobsConfig:
         return Path(path).expanduser()
 
 
+OVERLAP_MODES = (True, False, "auto")
+
+
 @dataclass(frozen=True)
 class DefaultsConfig:
     rule: str = "sd"
     gamma: int = 4
     gamma_controller: str = "fixed"
     max_new_tokens: int = 128
-    overlap: bool = False  # draft the next window while the target verifies (post-verify)
-    speculation_lanes: int = 0  # overlapped mode: rejection outcomes pre-drafted for, besides full acceptance
+    # Draft ahead for the likeliest outcomes while the target verifies: true, false, or auto (greedy requests
+    # draft ahead round by round while it measures faster than serial rounds; sampled requests run serial, so
+    # that a seed gives the same output).
+    overlap: bool | str = "auto"
+    speculation_lanes: int = 8  # overlapped mode: rejection outcomes drafted ahead for, at most, a round
     load_governor: bool = True  # `cost` requests go target-only while that gives more aggregate tokens/s
     # Requests that leave gamma unset decode target-only while this many or more are in flight (0: never);
     # vLLM's speculative_config.disable_by_batch_size.
@@ -168,6 +174,8 @@ class ServeConfig:
             raise ValueError("placement.cpus_per_service: must be >= 1")
         if not 0 <= self.defaults.gamma <= self.limits.max_gamma:
             raise ValueError(f"defaults.gamma: must be in [0, limits.max_gamma={self.limits.max_gamma}]")
+        if self.defaults.overlap not in OVERLAP_MODES:
+            raise ValueError(f"defaults.overlap: must be true, false or auto, got {self.defaults.overlap!r}")
         if not 0 <= self.defaults.speculation_lanes <= self.limits.max_speculation_lanes:
             raise ValueError("defaults.speculation_lanes: must be in [0, limits.max_speculation_lanes]")
         if self.limits.rpc_timeout_s <= 0 or self.limits.recovery_timeout_s <= 0:

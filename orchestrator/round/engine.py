@@ -39,7 +39,7 @@ from specdec.orchestrator.round.sessions import (
     Scorer,
     TargetSession,
 )
-from specdec.orchestrator.round.speculation import MAX_ALTERNATIVES
+from specdec.orchestrator.round.speculation import MAX_ALTERNATIVES, OverlapChoice
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules.base import Acceptance, AcceptanceRule, RoundScores
 from specdec.types import Proposal, SamplingParams, Verification
@@ -57,14 +57,16 @@ class GenerationRequest:
     max_context: int
     stop_token_ids: frozenset[int] = frozenset()
     num_draft_sequences: int = 1  # M draft sequences per round (M > 1: rules that take several windows)
-    overlap: bool = False  # draft window k+1 while window k is verified
-    speculation_lanes: int = 0  # overlapped mode: rejection outcomes to pre-draft for, besides full acceptance
+    overlap: bool = False  # draft ahead for the likely outcomes of window k while it is verified
+    speculation_lanes: int = 0  # overlapped mode: rejection outcomes to draft ahead for, at most, a round
     feature_layers: tuple[int, ...] = ()  # a feature-head draft's: the target's features it reads (one sequence)
 
 
 class RoundLoop:
     def __init__(self, request: GenerationRequest, proposer: Proposer, scorer: Scorer, rule: AcceptanceRule,
-                 controller: GammaController, stats: RequestStats):
+                 controller: GammaController, stats: RequestStats, overlap_choice: OverlapChoice | None = None):
+        """`overlap_choice`: in overlapped mode, decides round by round whether drafting ahead pays (None:
+        every round drafts ahead)."""
         self.request, self.rule, self.controller, self.stats = request, rule, controller, stats
         self.committed = list(request.prompt_ids)
         self.generator = torch.Generator().manual_seed(request.seed)
@@ -80,8 +82,8 @@ class RoundLoop:
         self.draft_session = DraftSession(proposer, request.request_id, settings, itertools.count(), stats,
                                           self.features)
         self.target = TargetSession(scorer, request.request_id, settings, stats, self.features)
-        self.strategy: Strategy = (DraftAhead(self.draft_session, self.gamma_for, stats, request.speculation_lanes)
-                                   if overlap else Serial())
+        self.strategy: Strategy = (DraftAhead(self.draft_session, self.gamma_for, stats, request.speculation_lanes,
+                                              overlap_choice) if overlap else Serial())
 
     def gamma_for(self, length: int) -> int:
         """The controller's gamma after `length` tokens, clipped to the budget and the context."""
@@ -222,12 +224,13 @@ class RoundLoop:
 
 
 def generate(request: GenerationRequest, proposer: Proposer, scorer: Scorer, rule: AcceptanceRule,
-             controller: GammaController, stats: RequestStats) -> AsyncIterator[list[int]]:
+             controller: GammaController, stats: RequestStats,
+             overlap_choice: OverlapChoice | None = None) -> AsyncIterator[list[int]]:
     """Yield the emitted tokens of each round until a stop token, max_new_tokens or the context end.
 
     Fills `stats` as it goes (finish_reason and seconds included). The caller ends the sessions.
     """
-    return RoundLoop(request, proposer, scorer, rule, controller, stats).run()
+    return RoundLoop(request, proposer, scorer, rule, controller, stats, overlap_choice).run()
 
 
 def run_position(verification: Verification, position: int) -> Verification:

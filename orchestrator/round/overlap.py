@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from specdec.orchestrator.round.sessions import DRAFT_FAULTS, Adoption, DraftSession
-from specdec.orchestrator.round.speculation import FanOut, OutcomeModel, Premise, plan
+from specdec.orchestrator.round.speculation import FanOut, OutcomeModel, OverlapChoice, Premise, plan
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules.base import Acceptance
 from specdec.types import Lane, Proposal, Verification
@@ -70,12 +70,18 @@ class Serial:
 
 class DraftAhead:
     """Overlapped drafting. `gamma_for(length)` is the gamma the round would draft after `length` tokens;
-    `lanes`: the most rejection outcomes drafted ahead for a round (the fan-out's limit)."""
+    `lanes`: the most rejection outcomes drafted ahead for a round (the fan-out's limit); `choice`: decides
+    round by round whether drafting ahead pays (None: every round drafts ahead)."""
 
-    def __init__(self, session: DraftSession, gamma_for: Callable[[int], int], stats: RequestStats, lanes: int):
+    def __init__(self, session: DraftSession, gamma_for: Callable[[int], int], stats: RequestStats, lanes: int,
+                 choice: OverlapChoice | None = None):
         self.session, self.gamma_for, self.stats = session, gamma_for, stats
         self.outcomes = OutcomeModel()
         self.fan_out = FanOut(lanes)
+        self.choice = choice
+        self._drafted_seconds = 0.0  # the request's fresh draft call time when the last round was verified
+        self._timing = (0.0, 0.0)  # the last verification's time and the wait for its lanes
+        self._window_ahead = False  # the window being verified was drafted ahead
         self._base = 0  # committed tokens when the window being verified was drafted
         self._window: Window | None = None
         self._premises: list[Premise] = []
@@ -88,6 +94,10 @@ class DraftAhead:
                     committed: list[int]) -> Verification:
         verify = asyncio.ensure_future(verifying)  # sent first: the verification is on the critical path
         sent = time.perf_counter()
+        fresh = self.stats.draft_call_seconds - self._drafted_seconds  # this round's own draft call, if any
+        self._drafted_seconds = self.stats.draft_call_seconds
+        if fresh > 0 and self.choice:
+            self.choice.record_fresh(fresh)
         self._base, self._window = len(committed), window
         self._ahead, ahead_done = self._start(window, committed), [0.0]
         if self._ahead is not None:
@@ -100,7 +110,9 @@ class DraftAhead:
                 verify.cancel()
             if self._ahead is not None:  # the draft session must settle before its next call
                 await asyncio.wait([self._ahead])
-            self.stats.wait_seconds += time.perf_counter() - verified
+            waited = time.perf_counter() - verified
+            self.stats.wait_seconds += waited
+        self._timing = (verified - sent, waited)
         if self._ahead is not None:
             self.fan_out.update(verified - sent, ahead_done[0] - sent)
             self._ahead = _succeeded(self._ahead)
@@ -109,7 +121,10 @@ class DraftAhead:
     def _start(self, window: Window | None, committed: list[int]) -> asyncio.Future | None:
         """Send the lanes' call: a lane for each planned premise, over the window's tokens in the session."""
         self._premises, taken, self._taken = [], self._taken, None
+        self._window_ahead = bool(taken) and taken[0] is window
         if window is None or not window.proposal.draft_tokens or not self.session.available:
+            return None
+        if self.choice and not self.choice.next_round_ahead():  # drafting ahead measures slower, or a probe
             return None
         drafted = window.drafted(0)
         gamma = self.gamma_for(len(committed) + len(drafted))  # after the longest premise: all accepted
@@ -135,7 +150,10 @@ class DraftAhead:
             rejected = acceptance.num_accepted < size
             self.outcomes.record(size, acceptance.num_accepted, acceptance.next_token,
                                  window.proposal.alternatives(acceptance.num_accepted) if rejected else ())
+        emitted = acceptance.num_accepted + 1  # as the round emits it, unless a full-acceptance lane holds
         if ahead is None:
+            if window is not None and size and self.choice:
+                self.choice.record(False, self._timing[0], emitted, self._window_ahead)
             return None
         proposal = ahead.result()
         stats.num_lane_draft_tokens += sum(len(lane.draft_tokens) for lane, premise
@@ -144,6 +162,10 @@ class DraftAhead:
         hit = next((index for index, premise in enumerate(self._premises)
                     if premise.holds(acceptance.num_accepted, acceptance.next_token, size)), None)
         stats.record_outcome(acceptance.num_accepted, hit is not None)
+        full_hit = hit is not None and self._premises[hit].token is None
+        if self.choice:
+            self.choice.record(True, self._timing[0], emitted - full_hit, self._window_ahead, self._timing[1],
+                               hit=hit is not None, full_hit=full_hit)
         if hit is None:
             return None
         premise, lane = self._premises[hit], proposal.lanes[hit]

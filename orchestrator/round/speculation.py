@@ -142,3 +142,91 @@ class FanOut:
         else:
             return
         self._settling, self.slack = SETTLE_ROUNDS, None
+
+
+PROBE_EVERY = 16  # rounds between probes of the mode not chosen
+DEAD_BAND = 0.03  # the modes must differ by this share before the choice changes
+LEAST_SAMPLES = 4  # rounds of each mode measured before the choice is made from them
+
+
+MEMORY = 512  # samples a `Mean` remembers, about
+
+
+class Mean:
+    """A running mean over about the last MEMORY samples, each weighing the same within them (so it settles
+    instead of following noise, yet follows a change that lasts)."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, value: float) -> None:
+        self.total, self.count = self.total + value, self.count + 1
+        if self.count >= MEMORY:
+            self.total, self.count = self.total / 2, self.count / 2
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+class OverlapChoice:
+    """Whether drafting ahead pays, from the request's measured times and tokens, as seconds per emitted token:
+    - serial: (verify + fresh draft call) / T_fresh;
+    - ahead: (verify' + wait + (1 - hit rate) x fresh draft call) / (h x T_ahead + (1 - h) x T_fresh - full),
+    where verify' is the verification beside the draft's work (slower where they share a device or cores),
+    wait the wait for the lanes after it, T_fresh and T_ahead the tokens a round emits (its bonus token
+    counted) when its window was drafted afresh or ahead (a head drafts ahead on its own features, which
+    the target accepts less often), h the share of rounds drafted ahead whose next window was among the
+    lanes, and `full` the share whose bonus token was dropped for a full-acceptance lane. Running means;
+    the choice changes only past a dead band, and the other mode runs one round in every PROBE_EVERY.
+    One choice serves many requests (the deployment's), so what one request measured serves the next."""
+
+    def __init__(self) -> None:
+        self.verify = {True: Mean(), False: Mean()}  # by mode: drafting ahead or not
+        self.fresh, self.wait, self.hit, self.full = Mean(), Mean(), Mean(), Mean()
+        self.tokens = {True: Mean(), False: Mean()}  # by the window's source: drafted ahead or afresh
+        self.ahead = True  # the mode chosen
+        self._rounds = 0
+
+    def record(self, ahead: bool, verify_seconds: float, tokens: int, window_ahead: bool, wait_seconds: float = 0.0,
+               hit: bool = False, full_hit: bool = False) -> None:
+        """One round: whether it drafted ahead, its verification's time, the tokens it emitted and whether its
+        window was drafted ahead; if it drafted ahead, the wait for the lanes, whether its next window was
+        among them and whether that was the full-acceptance lane (its bonus token dropped)."""
+        self.verify[ahead].add(verify_seconds)
+        self.tokens[window_ahead].add(tokens + full_hit)
+        if ahead:
+            self.wait.add(wait_seconds)
+            self.hit.add(float(hit))
+            self.full.add(float(full_hit))
+
+    def record_fresh(self, seconds: float) -> None:
+        """A round's fresh draft call (its window was not drafted ahead)."""
+        self.fresh.add(seconds)
+
+    def seconds_per_token(self) -> tuple[float, float] | None:
+        """(serial, ahead) seconds per emitted token; None until both modes are measured."""
+        if min(self.verify[True].count, self.verify[False].count) < LEAST_SAMPLES or self.tokens[False].count == 0:
+            return None
+        values = [self.verify[True].value, self.verify[False].value, self.fresh.value, self.hit.value,
+                  self.tokens[False].value]
+        if None in values:
+            return None
+        verify_ahead, verify_serial, fresh, hit, fresh_tokens = values
+        ahead_tokens = self.tokens[True].value or fresh_tokens
+        serial = (verify_serial + fresh) / fresh_tokens
+        per_round = hit * ahead_tokens + (1 - hit) * fresh_tokens - self.full.value
+        return serial, (verify_ahead + self.wait.value + (1 - hit) * fresh) / max(per_round, 1.0)
+
+    def next_round_ahead(self) -> bool:
+        """Whether the next round drafts ahead: the mode that measures faster, the other one now and then."""
+        self._rounds += 1
+        measured = self.seconds_per_token()
+        if measured is not None:
+            serial, ahead = measured
+            if ahead < (1 - DEAD_BAND) * serial:
+                self.ahead = True
+            elif ahead > (1 + DEAD_BAND) * serial:
+                self.ahead = False
+        probe = (self._rounds + PROBE_EVERY // 2) % PROBE_EVERY == 0  # rounds 8, 24, 40, ...
+        return self.ahead != probe

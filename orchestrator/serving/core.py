@@ -22,6 +22,7 @@ from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams,
 from specdec.orchestrator.controllers.governor import Governed, SpeculationGovernor
 from specdec.orchestrator.round.engine import GenerationRequest, generate
 from specdec.orchestrator.round.sessions import Proposer, Scorer
+from specdec.orchestrator.round.speculation import OverlapChoice
 from specdec.orchestrator.round.stats import RequestStats
 from specdec.orchestrator.rules import MULTI_WINDOW_RULES, RULE_NAMES, AcceptanceRule, RuleParams, make_rule
 from specdec.orchestrator.serving.detokenize import IncrementalDetokenizer
@@ -58,6 +59,7 @@ class PreparedRequest:
     controller: GammaController
     controller_name: str
     gamma: int
+    overlap_choice: OverlapChoice | None = None  # overlap "auto": the deployment's measure of whether it pays
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Orchestrator:
         self.max_context = min(draft_info.max_context, target_info.max_context)
         self.metrics = metrics or OrchestratorMetrics()
         self.governor = SpeculationGovernor()
+        # overlap "auto": whether drafting ahead pays, measured over the deployment's (greedy) rounds
+        self.overlap_choice = OverlapChoice()
 
     @property
     def active_requests(self) -> int:
@@ -178,7 +182,10 @@ class Orchestrator:
             raise InvalidField("prompt", f"{len(prompt_ids)} tokens; the model's context is {self.max_context}")
         lanes = self.defaults.speculation_lanes if params.speculation_lanes is None else params.speculation_lanes
         check_range("speculation_lanes", lanes, 0, self.limits.max_speculation_lanes)
-        overlap = self.defaults.overlap if params.overlap is None else params.overlap
+        overlap = self.defaults.overlap if params.overlap is None else params.overlap  # True, False or "auto"
+        # "auto" drafts ahead for greedy requests only: which windows are drafted ahead depends on timing, and a
+        # sampled request's output depends on its windows, so that a seed would no longer give the same output
+        overlap = overlap if overlap != "auto" or params.sampling.greedy else False
         head = self.draft_info.draft_kind == "head"
         if head and num_draft_sequences > 1:
             raise InvalidField("num_draft_sequences", "a feature-head draft proposes one sequence (the target "
@@ -189,9 +196,10 @@ class Orchestrator:
                                     max_new_tokens=max_new_tokens, sampling=params.sampling, seed=seed,
                                     max_context=self.max_context, stop_token_ids=stops,
                                     num_draft_sequences=num_draft_sequences,
-                                    overlap=overlap, speculation_lanes=lanes if overlap else 0,
+                                    overlap=bool(overlap), speculation_lanes=lanes if overlap else 0,
                                     feature_layers=self.draft_info.feature_layers if head else ())
-        return PreparedRequest(request, rule, controller, controller_name, gamma)
+        choice = self.overlap_choice if overlap == "auto" else None
+        return PreparedRequest(request, rule, controller, controller_name, gamma, choice)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
         """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output."""
@@ -214,7 +222,7 @@ class Orchestrator:
         last_tokens = arrived
         try:
             async for emitted in generate(request, route.proposer, route.scorer, prepared.rule, prepared.controller,
-                                          stats):
+                                          stats, prepared.overlap_choice):
                 now = time.perf_counter()
                 if first_token is None:
                     first_token = now - arrived

@@ -32,6 +32,7 @@ def test_demo_models_resolve_to_shipped_checkpoints():
         ({"draft": {"model": "x", "kind": "medusa"}}, "draft.kind"),
         ({"target": {"model": "x", "kind": "head"}}, "target.kind"),
         ({"placement": "PACK"}, "placement"),
+        ({"defaults": {"overlap": "sometimes"}}, "defaults.overlap"),
     ],
 )
 def test_bad_config_names_the_key(raw, field):

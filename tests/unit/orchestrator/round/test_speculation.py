@@ -11,6 +11,7 @@ from specdec.orchestrator.round.speculation import (
     SETTLE_ROUNDS,
     FanOut,
     OutcomeModel,
+    OverlapChoice,
     Premise,
     plan,
     rank_prior,
@@ -95,3 +96,40 @@ def test_fan_out_holds_still_within_its_dead_band_and_after_a_change() -> None:
     for _ in range(SETTLE_ROUNDS):  # ...and nothing moves it again until it settles
         fan_out.update(0.010, 0.020)
     assert fan_out.size == 3
+
+
+def rounds_of(choice: OverlapChoice, count: int, verify_ahead: float, verify_serial: float, fresh: float,
+              hit: bool, tokens: int = 3, tokens_ahead: int = 3, wait: float = 0.0) -> list[bool]:
+    """Drive the choice as DraftAhead does for `count` rounds of fixed times and rejections; the modes it
+    picked."""
+    picked, window_ahead = [], False
+    for _ in range(count):
+        ahead = choice.next_round_ahead()
+        picked.append(ahead)
+        if not window_ahead:
+            choice.record_fresh(fresh)
+        emitted = tokens_ahead if window_ahead else tokens
+        choice.record(ahead, verify_ahead if ahead else verify_serial, emitted, window_ahead,
+                      wait if ahead else 0.0, hit=ahead and hit)
+        window_ahead = ahead and hit
+    return picked
+
+
+def test_overlap_choice_drafts_ahead_while_it_saves_time_probing_serial_now_and_then() -> None:
+    choice = OverlapChoice()
+    picked = rounds_of(choice, 72, verify_ahead=0.011, verify_serial=0.010, fresh=0.008, hit=True)
+    assert [round_ for round_, ahead in enumerate(picked, 1) if not ahead] == [8, 24, 40, 56, 72]  # the probes
+    serial, ahead = choice.seconds_per_token()
+    assert serial == pytest.approx((0.010 + 0.008) / 3) and ahead == pytest.approx(0.011 / 3)
+
+
+@pytest.mark.parametrize("times", [
+    dict(verify_ahead=0.020, verify_serial=0.010, fresh=0.003, hit=False, wait=0.002),  # the verify slows down
+    dict(verify_ahead=0.010, verify_serial=0.010, fresh=0.004, hit=True, tokens=4, tokens_ahead=2),  # fewer tokens
+], ids=["slower-verification", "windows-drafted-ahead-accepted-less"])
+def test_overlap_choice_goes_serial_where_drafting_ahead_costs_more_than_it_saves(times) -> None:
+    choice = OverlapChoice()
+    picked = rounds_of(choice, 96, **times)
+    serial, ahead = choice.seconds_per_token()
+    assert ahead > serial and not choice.ahead  # once each mode has run LEAST_SAMPLES rounds (the 4th probe)...
+    assert [round_ for round_, ahead in enumerate(picked, 1) if ahead and round_ > 57] == [72, 88]  # ...probes only
