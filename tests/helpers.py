@@ -12,6 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from specdec.config import resolve_model
+from specdec.distributions.warps import warped_probs
+from specdec.types import SamplingParams
 
 
 class BackgroundLoop:
@@ -79,6 +81,42 @@ def chisquare_pvalue(observed: list[float], expected: list[float]) -> float:
     observed_t, expected_t = torch.tensor(observed, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
     statistic = ((observed_t - expected_t) ** 2 / expected_t).sum()
     return float(torch.special.gammaincc(torch.tensor((len(observed) - 1) / 2, dtype=torch.float64), statistic / 2))
+
+
+def joint_expected(oracle: TargetOracle, prefix_ids: list[int], sampling: SamplingParams,
+                   trials: int) -> dict[tuple[int, int] | None, float]:
+    """P(x1, x2) of the two tokens after `prefix_ids` under the target's warped distributions; pairs whose
+    first token is too rare to matter in `trials` draws are pooled under None."""
+    with torch.inference_mode():
+        first = warped_probs(oracle.model(torch.tensor([prefix_ids])).logits[0, -1:], sampling)[0].double()
+        likely = [t for t in (first > 0).nonzero()[:, 0].tolist() if first[t] * trials >= 1]
+        rows = oracle.model(torch.tensor([prefix_ids + [t] for t in likely])).logits[:, -1]
+        second = warped_probs(rows, sampling).double()
+    expected = {(x1, x2): float(first[x1] * second[i, x2]) for i, x1 in enumerate(likely)
+                for x2 in (second[i] > 0).nonzero()[:, 0].tolist()}
+    expected[None] = 1.0 - sum(expected.values())
+    return expected
+
+
+def joint_pvalue(expected: dict[tuple[int, int] | None, float], pairs: list[tuple[int, int]]) -> float:
+    """Chi-square p-value of the observed pairs against `expected` (cells expected under 5 times pooled)."""
+    counts = Counter(pair if pair in expected else None for pair in pairs)
+    trials = len(pairs)
+    pooled_observed, pooled_expected, kept_observed, kept_expected = 0, 0.0, [], []
+    for cell, probability in expected.items():
+        if probability * trials >= 5 and cell is not None:
+            kept_observed.append(counts[cell])
+            kept_expected.append(probability * trials)
+        else:
+            pooled_observed += counts[cell]
+            pooled_expected += probability * trials
+    if pooled_expected * 1e6 < trials:  # nothing expected outside the kept cells: nothing may land there
+        if pooled_observed:
+            return 0.0
+        if len(kept_observed) == 1:  # a certain pair
+            return 1.0
+        return chisquare_pvalue(kept_observed, kept_expected)
+    return chisquare_pvalue(kept_observed + [pooled_observed], kept_expected + [pooled_expected])
 
 
 HOST_READS = ("tolist", "item", "cpu", "numpy", "__int__", "__float__", "__bool__", "__index__")

@@ -27,8 +27,9 @@ class BenchConfig:
     controller: str = "fixed"
     rule_params: dict = field(default_factory=dict)
     num_draft_sequences: int = 1
-    overlap: bool = False
-    speculation_lanes: int = 0
+    overlap: bool | None = False  # None: the server's default
+    speculation_lanes: int | None = 0  # None: the server's default
+    draft: str = ""  # a further draft's name (its own deployment), "" for the deployment's own
 
 
 @dataclass

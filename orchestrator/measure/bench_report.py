@@ -178,6 +178,19 @@ def print_compare(comparison: Comparison, console: Console) -> None:
     console.print(table)
     console.print("overlapped rows: 'draft model' includes drafting hidden under the verify call, so 'transport' "
                   "there is understated by that hidden time")
+    table = Table(title="the speculation cache: windows drafted ahead for the outcome the round ended in "
+                        "(hits / rounds, by accepted count; the last: every token accepted)")
+    for column in ("configuration", "temp.", "rounds drafted ahead", "hit rate", "by accepted count"):
+        table.add_column(column, justify="left" if column in ("configuration", "by accepted count") else "right")
+    for temperature, rows in comparison.specdec.items():
+        for row in rows:
+            outcomes, hits = row.num_outcomes_per_accepted, row.num_outcome_hits_per_accepted
+            if sum(outcomes):
+                table.add_row(row.config.label.removeprefix("specdec "), _temperature_name(temperature),
+                              str(sum(outcomes)), f"{sum(hits) / sum(outcomes):.2f}",
+                              "  ".join(f"{k}: {h}/{n}" for k, (h, n) in enumerate(zip(hits, outcomes, strict=True))
+                                        if n))
+    console.print(table)
 
     table = Table(title="ratios (same run)")
     for column in ("comparison", "numerator", "denominator", "ratio"):

@@ -34,6 +34,8 @@ HF_THREADS = (1, 2)
 HF_GENERATE = "HF generate()"
 BARE_TARGET = "bare target, 1 token a forward"
 WITH_PREFILL = "with prefill"  # the ideal as a whole request: the prompt's prefill (bare, this process) included
+OVERLAPPED_IDEAL = "overlapped ideal"
+SERVICE_TIMES = "model times in the services"  # a further draft's ideal: no bare forwards of it in this process
 
 
 @dataclass(frozen=True)
@@ -121,17 +123,23 @@ class Ratio:
     value: float
 
 
+SPECULATION_LANES = 8  # the overlapped rows' lanes (the demo config's default)
+
+
 def specdec_configs(gamma: int, draft: str = "") -> list[BenchConfig]:
-    """The rows of the deployment's own draft; with `draft` (a further draft's name, e.g. "head"), the rows
-    of a deployment with that draft, labelled with it: serial and the cost controller (the target-only row
-    is the first deployment's; overlap is not offered with a feature head)."""
-    if draft:
-        return [BenchConfig(f"specdec sd gamma={gamma} serial, {draft}", "fixed", "sd", gamma),
-                BenchConfig(f"specdec sd cost controller, {draft}", "controller", "sd", gamma, controller="cost")]
-    return [BenchConfig("specdec target-only", "baseline", "sd", 0),
-            BenchConfig(f"specdec sd gamma={gamma} serial", "fixed", "sd", gamma),
-            BenchConfig(f"specdec sd gamma={gamma} overlapped", "overlap", "sd", gamma, overlap=True),
-            BenchConfig("specdec sd cost controller", "controller", "sd", gamma, controller="cost")]
+    """The rows of the deployment's own draft: target-only, then sd serial, overlapped with the speculation cache,
+    the server's default configuration (overlap "auto" in the demo config) and the cost controller; with `draft`
+    (a further draft's name, e.g. "head"), the speculative rows of a deployment with that draft, labelled with
+    it (the target-only row is the first deployment's)."""
+    suffix = f", {draft}" if draft else ""
+    rows = [] if draft else [BenchConfig("specdec target-only", "baseline", "sd", 0)]
+    return rows + [
+        BenchConfig(f"specdec sd gamma={gamma} serial{suffix}", "fixed", "sd", gamma, draft=draft),
+        BenchConfig(f"specdec sd gamma={gamma} overlapped, {SPECULATION_LANES} lanes{suffix}", "overlap", "sd", gamma,
+                    overlap=True, speculation_lanes=SPECULATION_LANES, draft=draft),
+        BenchConfig(f"specdec default config, sd gamma={gamma}{suffix}", "default", "sd", gamma, overlap=None,
+                    speculation_lanes=None, draft=draft),
+        BenchConfig(f"specdec sd cost controller{suffix}", "controller", "sd", gamma, controller="cost", draft=draft)]
 
 
 def best_hf(rows: list[HFRow]) -> dict[tuple[str, float], HFRow]:
@@ -178,6 +186,14 @@ class Comparison:
             args = (expected, self.gamma, self.bare.draft_1, self.bare.target_verify)
             note = f"{expected:.2f} tokens/round (serial sd's)"
             serial_ideal = serial_ideal_tokens_per_second(*args)
+            for serial in (r for r in rows if r.config.group == "fixed" and r.config.draft):
+                t = serial.totals  # a further draft: no bare forwards here, the model times in its services
+                expected = expected_tokens_per_round(t.num_accepted_tokens_per_pos, t.num_drafts)
+                out.append(Figure("ideal", f"{OVERLAPPED_IDEAL} gamma={self.gamma}, {serial.config.draft} "
+                                           f"({SERVICE_TIMES})", temperature,
+                                  overlapped_ideal_tokens_per_second(expected, self.gamma, t.draft_ms_per_token / 1000,
+                                                                     t.verify_ms_per_forward / 1000),
+                                  f"{expected:.2f} tokens/round (its serial sd's)"))
             out += [Figure("ideal", f"serial ideal gamma={self.gamma}", temperature, serial_ideal, note),
                     Figure("ideal", f"overlapped ideal gamma={self.gamma}", temperature,
                            overlapped_ideal_tokens_per_second(*args), note),
@@ -240,6 +256,19 @@ def headline_ratios(figures: list[Figure], specdec: dict[float, list[BenchRow]],
             Ratio(f"{name}: best HF assisted / HF generate()", assisted.label, hf_generate,
                   ratio(assisted.tokens_per_second, tps("HF", hf_generate, temperature))),
         ]
+        for ahead in (r for r in rows if r.config.group == "overlap"):
+            same_draft = next(r for r in rows if r.config.group == "fixed" and r.config.draft == ahead.config.draft)
+            labels = [row.config.label.removeprefix("specdec ") for row in (ahead, same_draft)]
+            out.append(Ratio(f"{name}: overlapped / serial, {ahead.config.draft or 'own draft'}", *labels,
+                             ratio(ahead.totals.tokens_per_second, same_draft.totals.tokens_per_second)))
+            if ahead.config.draft:
+                ideal = f"{OVERLAPPED_IDEAL} gamma={gamma}, {ahead.config.draft} ({SERVICE_TIMES})"
+                out.append(Ratio(f"{name}: overlapped / overlapped ideal, {ahead.config.draft}", labels[0], ideal,
+                                 ratio(ahead.totals.tokens_per_second, tps("ideal", ideal, temperature))))
+        out += [Ratio(f"{name}: {r.config.label.removeprefix('specdec ')} / best HF assisted",
+                      r.config.label.removeprefix("specdec "), assisted.label,
+                      ratio(r.totals.tokens_per_second, assisted.tokens_per_second))
+                for r in rows if r.config.group == "default"]
         out += [Ratio(f"{name}: {r.config.label.removeprefix('specdec ')} / own target-only",
                       r.config.label.removeprefix("specdec "), own, ratio(r.totals.tokens_per_second,
                                                                           target_only.totals.tokens_per_second))

@@ -1,7 +1,8 @@
 """Chaos on a local Ray cluster: while 32 greedy generations run, kill the draft's process, wait until
 the orchestrator has it back, then kill the target's process. Ray restarts both (max_restarts); the
 orchestrator goes target-only while the draft is down, waits for the target and re-prefills it. Every
-request must complete with exactly the tokens of a fault-free run."""
+request must complete with exactly the tokens of a fault-free run, serial and overlapped with speculation
+lanes alike (a lanes' call cut by the kill is dropped, a session adopting a lane is fed again)."""
 
 from __future__ import annotations
 
@@ -46,12 +47,15 @@ class Progress:
             self.finished += finished
 
 
-def run_all(address: str, progress: Progress) -> list[tuple[list[int], dict]]:
+MODES = {"serial": {"overlap": False}, "overlapped": {"overlap": True, "speculation_lanes": 8}}
+
+
+def run_all(address: str, progress: Progress, mode: dict) -> list[tuple[list[int], dict]]:
     def one(prompt: str) -> tuple[list[int], dict]:
         tokens, stats = [], {}
         with Client(address, timeout_s=600) as client:
             for delta in client.stream(prompt, max_new_tokens=NEW_TOKENS, temperature=0.0, gamma=4,
-                                       ignore_eos=True):
+                                       ignore_eos=True, **mode):
                 tokens += delta.token_ids
                 stats = delta.stats or stats
                 progress.add(tokens=len(delta.token_ids))
@@ -75,20 +79,23 @@ def services_back(orchestrator, recoveries: int) -> bool:
     return all(f["available"] for f in faults.values()) and sum(f["recoveries"] for f in faults.values()) >= recoveries
 
 
-def test_killing_draft_then_target_loses_no_request_and_changes_no_token(chaos_deployment):
+@pytest.mark.parametrize("mode", MODES)
+def test_killing_draft_then_target_loses_no_request_and_changes_no_token(chaos_deployment, mode):
     dep = chaos_deployment
     started = time.perf_counter()
-    reference = run_all(dep.address, Progress())
+    reference = run_all(dep.address, Progress(), MODES[mode])
     fault_free_s = time.perf_counter() - started
     total = STREAMS * NEW_TOKENS
     assert [len(tokens) for tokens, _ in reference] == [NEW_TOKENS] * STREAMS
 
     progress, results = Progress(), {}
     started = time.perf_counter()
-    runner = threading.Thread(target=lambda: results.update(out=run_all(dep.address, progress)))
+    runner = threading.Thread(target=lambda: results.update(out=run_all(dep.address, progress, MODES[mode])))
     runner.start()
     pids = {}
-    for kind, handle, recoveries in (("draft", dep.drafts[0], 1), ("target", dep.targets[0], 2)):
+    recovered = sum(f["recoveries"] for f in ray.get(dep.orchestrator.health.remote())["faults"].values())
+    for kind, handle, recoveries in (("draft", dep.drafts[0], recovered + 1),
+                                     ("target", dep.targets[0], recovered + 2)):
         share = 0.15 if kind == "draft" else 0.4
         wait_for(lambda share=share: progress.tokens >= total * share, f"progress before killing the {kind}")
         pids[kind] = ray.get(handle.health.remote())["pid"]
@@ -110,20 +117,23 @@ def test_killing_draft_then_target_loses_no_request_and_changes_no_token(chaos_d
     for kind, handle in (("draft", dep.drafts[0]), ("target", dep.targets[0])):
         assert ray.get(handle.health.remote())["pid"] != pids[kind]  # a new process: Ray restarted it
     sums = {key: sum(stats[key] for _, stats in out)
-            for key in ("num_draft_faults", "num_target_faults", "num_target_only_rounds", "num_rounds")}
-    print(f"fault-free run {fault_free_s:.1f}s, run with kills {chaos_s:.1f}s; {STREAMS}/{STREAMS} completed, "
+            for key in ("num_draft_faults", "num_target_faults", "num_target_only_rounds", "num_rounds",
+                        "num_pre_drafted")}
+    print(f"{mode}: fault-free run {fault_free_s:.1f}s, run with kills {chaos_s:.1f}s; {STREAMS}/{STREAMS} completed, "
           f"{STREAMS - len(mismatched)}/{STREAMS} equal to the fault-free run; {sums}")
     assert sums["num_draft_faults"] > 0 and sums["num_target_faults"] > 0 and sums["num_target_only_rounds"] > 0
+    assert (sums["num_pre_drafted"] > 0) == (mode == "overlapped")
 
 
-def test_a_hung_target_is_detected_restarted_and_requests_finish(chaos_deployment):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_hung_target_is_detected_restarted_and_requests_finish(chaos_deployment, mode):
     """SIGSTOP leaves the target's process alive and listening but answering nothing: calls pass their
     deadline, the probe finds it hung, the orchestrator has Ray restart it, and the requests go on."""
     dep = chaos_deployment
     prompts = PROMPTS[:4]
     with Client(dep.address, timeout_s=600) as client:
-        reference = [client.generate(p, max_new_tokens=24, temperature=0.0, ignore_eos=True).token_ids
-                     for p in prompts]
+        reference = [client.generate(p, max_new_tokens=24, temperature=0.0, ignore_eos=True,
+                                     **MODES[mode]).token_ids for p in prompts]
         before = ray.get(dep.orchestrator.health.remote())["faults"]
         pid = ray.get(dep.targets[0].health.remote())["pid"]
         os.kill(pid, signal.SIGSTOP)
@@ -131,7 +141,7 @@ def test_a_hung_target_is_detected_restarted_and_requests_finish(chaos_deploymen
         try:
             with ThreadPoolExecutor(len(prompts)) as pool:
                 out = list(pool.map(lambda p: client.generate(p, max_new_tokens=24, temperature=0.0,
-                                                              ignore_eos=True), prompts))
+                                                              ignore_eos=True, **MODES[mode]), prompts))
         finally:
             try:
                 os.kill(pid, signal.SIGCONT)  # if it was not restarted, let it go on

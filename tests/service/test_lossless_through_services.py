@@ -1,5 +1,6 @@
 """Losslessness on the real demo pair through the real gRPC services: the first emitted token of a
-speculative round (a drafted position judged by `sd`) follows the target's own warped distribution."""
+speculative round (a drafted position judged by `sd`) follows the target's own warped distribution, and so do
+the first two when the second is judged on a window drafted ahead (overlapped, with speculation lanes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from specdec.distributions.warps import warped_probs
 from specdec.orchestrator.client import Client
 from specdec.types import SamplingParams
-from tests.helpers import TargetOracle, chisquare_pvalue
+from tests.helpers import TargetOracle, chisquare_pvalue, joint_expected, joint_pvalue
 
 PROMPT = "import os\nimport sys\n\n\ndef main():\n    "
 
@@ -37,3 +38,25 @@ def test_first_token_follows_the_targets_warped_distribution(servers, oracle: Ta
     observed = [counts[t] for t in support]
     probs = expected[support].double() / expected[support].double().sum()
     assert chisquare_pvalue(observed, (probs * sum(observed)).tolist()) > 1e-3
+
+
+TRIALS = 400
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(1.0), SamplingParams(1.0, top_k=6),
+                                      SamplingParams(0.8, top_p=0.7)], ids=["t1", "t1-topk6", "t0.8-topp0.7"])
+def test_windows_drafted_ahead_follow_the_targets_warped_distribution(servers, oracle: TargetOracle, sampling):
+    """gamma 1, overlapped with lanes: x1 is judged on a fresh window, x2 on a window drafted ahead during the
+    first verification whenever its premise held (all accepted, or the recovered token among the lanes'):
+    the pair must follow P(x1) P(x2 | x1)."""
+    expected = joint_expected(oracle, oracle.encode(PROMPT), sampling, TRIALS)
+    pairs, drafted_ahead = [], 0
+    with Client(servers["orchestrator"]) as client:
+        for seed in range(TRIALS):
+            out = client.generate(PROMPT, max_new_tokens=3, temperature=sampling.temperature, top_k=sampling.top_k,
+                                  top_p=sampling.top_p, gamma=1, seed=seed, overlap=True, speculation_lanes=4,
+                                  ignore_eos=True)
+            pairs.append(tuple(out.token_ids[:2]))
+            drafted_ahead += out.stats["num_pre_drafted"] > 0
+    assert drafted_ahead > TRIALS // 6  # windows drafted ahead were judged
+    assert joint_pvalue(expected, pairs) > 1e-3

@@ -107,10 +107,13 @@ def comparison() -> Comparison:
     target_only = stats(output_tokens=10, seconds=1.0, num_rounds=10, num_drafts=0, num_draft_tokens=0,
                         num_accepted_tokens=0, num_accepted_tokens_per_pos=[], draft_seconds=0.0,
                         num_draft_forwards=0, draft_call_seconds=0.0, wait_seconds=0.0, gamma_trace=[0] * 10)
+    overlapped = stats(seconds=1.0, num_outcomes_per_accepted=[4, 2, 1, 1, 2],
+                       num_outcome_hits_per_accepted=[2, 1, 0, 0, 2])
     specdec = {t: [row_of(configs[0], target_only),
                    row_of(configs[1], stats()),  # 15 tok/s
-                   row_of(configs[2], stats(seconds=1.0)),  # 30 tok/s
-                   row_of(configs[3], stats(seconds=3.0))]  # 10 tok/s
+                   row_of(configs[2], overlapped),  # 30 tok/s
+                   row_of(configs[3], stats(seconds=1.5)),  # the default configuration: 20 tok/s
+                   row_of(configs[4], stats(seconds=3.0))]  # 10 tok/s
                for t in (0.0, 1.0)}
     hf = []
     for t in (0.0, 1.0):
@@ -128,8 +131,10 @@ def test_headline_ratios_from_hand_made_rows():
     assert ratios["greedy: specdec serial sd / serial ideal"].value == pytest.approx(15 / (3 / 0.088))
     assert ratios["greedy: specdec overlapped sd / overlapped ideal"].value == pytest.approx(30 / (3 / 0.08))
     best = ratios["greedy: best specdec speculative / best HF assisted"]
-    assert (best.numerator, best.denominator) == ("sd gamma=4 overlapped", "HF assisted heuristic (from 4)")
+    assert (best.numerator, best.denominator) == ("sd gamma=4 overlapped, 8 lanes", "HF assisted heuristic (from 4)")
     assert best.value == pytest.approx(30 / 25)
+    assert ratios["greedy: overlapped / serial, own draft"].value == pytest.approx(30 / 15)
+    assert ratios["T=1: default config, sd gamma=4 / best HF assisted"].value == pytest.approx(20 / 25)
     assert ratios["T=1: best specdec speculative / HF generate()"].value == pytest.approx(30 / 15)
     assert ratios["T=1: sd cost controller / own target-only"].value == pytest.approx(1.0)
     assert ratios["greedy: draft model time per forward, through the system / bare"].value == pytest.approx(
@@ -153,26 +158,33 @@ def test_report_prints_and_writes_every_figure(tmp_path):
     print_compare(result, Console(file=out, width=200))
     text = out.getvalue()
     for expected in ("specdec vs Hugging Face", "where a round's time goes", "serial ideal gamma=4",
-                     "best specdec speculative / best HF assisted", "c = 0.040"):
+                     "best specdec speculative / best HF assisted", "c = 0.040", "the speculation cache",
+                     "0: 2/4  1: 1/2  2: 0/1  3: 0/1  4: 2/2"):
         assert expected in text
     json_path, csv_path = write_compare(result, {"prompts": 1}, tmp_path)
     written = json.loads(json_path.read_text())
-    assert len(written["figures"]) == len(compare_records(result)) == 2 * (3 + 4 + 3)
+    assert len(written["figures"]) == len(compare_records(result)) == 2 * (3 + 5 + 3)
     assert written["figures"][3]["round_round_ms"] == pytest.approx(100.0)  # target-only: 1 s over 10 rounds
-    assert len(csv_path.read_text().splitlines()) == 1 + 20
+    assert len(csv_path.read_text().splitlines()) == 1 + 22
 
 
 def test_a_further_drafts_rows_join_the_comparison_labelled_with_it():
-    """The head's rows (serial and the cost controller) stand beside the standalone draft's: each against the
-    same target-only row, and in the race for the best speculative figure; the ideals stay the standalone
-    draft's."""
+    """The head's rows stand beside the standalone draft's: each against the same target-only row, and in the
+    race for the best speculative figure; its overlapped row is set against its serial row and against an
+    overlapped ideal from its own model times; the other ideals stay the standalone draft's."""
     result = comparison()
     head_rows = specdec_configs(4, "head")
-    assert [c.label for c in head_rows] == ["specdec sd gamma=4 serial, head", "specdec sd cost controller, head"]
+    assert [c.label for c in head_rows] == [
+        "specdec sd gamma=4 serial, head", "specdec sd gamma=4 overlapped, 8 lanes, head",
+        "specdec default config, sd gamma=4, head", "specdec sd cost controller, head"]
     for rows in result.specdec.values():
-        rows += [row_of(head_rows[0], stats(seconds=0.5)), row_of(head_rows[1], stats(seconds=4.0))]
+        rows += [row_of(config, stats(seconds=seconds)) for config, seconds in zip(head_rows, (0.5, 0.4, 0.45, 4.0),
+                                                                                    strict=True)]
     ratios = {r.name: r for r in result.ratios()}
     assert ratios["greedy: sd gamma=4 serial, head / own target-only"].value == pytest.approx(60 / 10)
     best = ratios["greedy: best specdec speculative / best HF assisted"]
-    assert best.numerator == "sd gamma=4 serial, head" and best.value == pytest.approx(60 / 25)
+    assert best.numerator == "sd gamma=4 overlapped, 8 lanes, head" and best.value == pytest.approx(75 / 25)
+    assert ratios["greedy: overlapped / serial, head"].value == pytest.approx(75 / 60)
+    # its ideal: 3 tokens a round / max(verify 100 ms, 4 x draft 10 ms)
+    assert ratios["greedy: overlapped / overlapped ideal, head"].value == pytest.approx(75 / 30)
     assert ratios["greedy: specdec serial sd / serial ideal"].numerator == "sd gamma=4 serial"
