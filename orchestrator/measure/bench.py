@@ -48,6 +48,7 @@ class BenchRow:
     gamma_trace: list[int] = field(default_factory=list)  # the first prompt's
     outputs: list[list[int]] = field(default_factory=list)
     speedup: float = 0.0  # filled against the baseline row
+    core_shares: dict[str, float] = field(default_factory=dict)  # role -> share of a core (`process_times`)
 
     def __getattr__(self, name: str):
         if name == "totals":  # not set yet (a copy being made): no totals to read through

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rich.table import Table  # noqa: E402
 
 from specdec.orchestrator.measure.bench import BenchRow, Findings  # noqa: E402
 from specdec.orchestrator.measure.compare_hf import Comparison, round_breakdown  # noqa: E402
+from specdec.orchestrator.measure.process_times import ROLES, THIS_PROCESS  # noqa: E402
 
 
 def write_files(rows: list[BenchRow], found: Findings, meta: dict, out_dir: Path) -> list[Path]:
@@ -117,6 +119,9 @@ def _temperature_name(temperature: float) -> str:
     return "greedy" if temperature == 0 else f"T={temperature:g}"
 
 
+ROLE_NAMES = [role for role, _ in ROLES] + [THIS_PROCESS]
+
+
 def compare_records(comparison: Comparison) -> list[dict]:
     """One flat record per figure; specdec rows carry their per-round breakdown and acceptance."""
     rows = {(r.config.label.removeprefix("specdec "), t): r for t, rs in comparison.specdec.items() for r in rs}
@@ -129,7 +134,10 @@ def compare_records(comparison: Comparison) -> list[dict]:
                        "acceptance_rate": row.acceptance_rate,
                        "mean_acceptance_length": row.mean_acceptance_length,
                        "wire_bytes_per_token": row.wire_bytes / max(1, row.output_tokens),
-                       **{f"round_{k}": v for k, v in asdict(round_breakdown(row)).items()}}
+                       "outcomes_per_accepted": row.num_outcomes_per_accepted,
+                       "outcome_hits_per_accepted": row.num_outcome_hits_per_accepted,
+                       **{f"round_{k}": v for k, v in asdict(round_breakdown(row)).items()},
+                       **{f"cores_{role}": row.core_shares.get(role, 0.0) for role in ROLE_NAMES}}
         records.append(record)
     return records
 
@@ -178,6 +186,17 @@ def print_compare(comparison: Comparison, console: Console) -> None:
     console.print(table)
     console.print("overlapped rows: 'draft model' includes drafting hidden under the verify call, so 'transport' "
                   "there is understated by that hidden time")
+    roles = ROLE_NAMES
+    table = Table(title="on the cores: each local process's CPU time during each configuration, as a share of one "
+                        "core (the machine's: " + f"{os.cpu_count()} cores)")
+    for column in ("configuration", "temp.", *roles):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for temperature, rows in comparison.specdec.items():
+        for row in rows:
+            if row.core_shares:
+                table.add_row(row.config.label.removeprefix("specdec "), _temperature_name(temperature),
+                              *(f"{row.core_shares.get(role, 0.0):.2f}" for role in roles))
+    console.print(table)
     table = Table(title="the speculation cache: windows drafted ahead for the outcome the round ended in "
                         "(hits / rounds, by accepted count; the last: every token accepted)")
     for column in ("configuration", "temp.", "rounds drafted ahead", "hit rate", "by accepted count"):

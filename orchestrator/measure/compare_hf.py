@@ -19,6 +19,8 @@ the verify call, so there `draft model` includes hidden time and `transport` is 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +28,7 @@ from rich.progress import Progress
 
 from specdec.demo_pair.heldout import CodePrompt
 from specdec.orchestrator.client.grpc_client import Client
+from specdec.orchestrator.measure import process_times
 from specdec.orchestrator.measure.bench import BenchConfig, BenchRow, run_config
 from specdec.orchestrator.measure.hf_baseline import BareForwards, HFConfig, HFPair, HFRow, hf_configs, run_hf
 
@@ -310,9 +313,19 @@ def run_specdec(client: Client, prompts: list[CodePrompt], configs: list[BenchCo
     texts = [p.prompt for p in prompts]
     for gamma in dict.fromkeys((0, *(config.gamma for config in configs))):
         client.generate(texts[0], max_new_tokens=8, gamma=gamma, temperature=0.0, ignore_eos=True)
-    return {temperature: [run_config(client, prompts, config, max_new_tokens, temperature, seed, progress)
+    return {temperature: [run_timed(client, prompts, config, max_new_tokens, temperature, seed, progress)
                           for config in configs]
             for temperature in TEMPERATURES}
+
+
+def run_timed(client: Client, prompts: list[CodePrompt], config: BenchConfig, max_new_tokens: int,
+              temperature: float, seed: int, progress: Progress) -> BenchRow:
+    """`run_config`, with the share of a core each local process of the deployment spent meanwhile."""
+    before, started = process_times.snapshot(), time.perf_counter()
+    row = run_config(client, prompts, config, max_new_tokens, temperature, seed, progress)
+    row.core_shares = process_times.core_shares(before, process_times.snapshot(), time.perf_counter() - started,
+                                                os.getpid())
+    return row
 
 
 def run_hf_rows(pair: HFPair, prompts: list[CodePrompt], gamma: int, max_new_tokens: int, seed: int,

@@ -115,6 +115,8 @@ def comparison() -> Comparison:
                    row_of(configs[3], stats(seconds=1.5)),  # the default configuration: 20 tok/s
                    row_of(configs[4], stats(seconds=3.0))]  # 10 tok/s
                for t in (0.0, 1.0)}
+    for rows in specdec.values():
+        rows[2].core_shares = {"draft": 0.65, "target": 0.66, "orchestrator": 0.11}
     hf = []
     for t in (0.0, 1.0):
         for config, seconds in zip(hf_configs(4), (2.0, 1.5, 1.2), strict=True):
@@ -159,7 +161,7 @@ def test_report_prints_and_writes_every_figure(tmp_path):
     text = out.getvalue()
     for expected in ("specdec vs Hugging Face", "where a round's time goes", "serial ideal gamma=4",
                      "best specdec speculative / best HF assisted", "c = 0.040", "the speculation cache",
-                     "0: 2/4  1: 1/2  2: 0/1  3: 0/1  4: 2/2"):
+                     "0: 2/4  1: 1/2  2: 0/1  3: 0/1  4: 2/2", "on the cores", "0.65"):
         assert expected in text
     json_path, csv_path = write_compare(result, {"prompts": 1}, tmp_path)
     written = json.loads(json_path.read_text())
