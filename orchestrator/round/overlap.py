@@ -170,11 +170,11 @@ class DraftAhead:
             return None
         premise, lane = self._premises[hit], proposal.lanes[hit]
         stats.num_lane_hits += premise.token is not None
-        emitted = size if premise.token is None else premise.accepted + 1
-        ahead = Window(self._base + emitted, lane)
+        premise_tokens = size if premise.token is None else premise.accepted + 1  # what the round emits
+        drafted_ahead = Window(self._base + premise_tokens, lane)
         premise_len = self._base + (size - 1 if premise.token is None else premise.accepted)
-        self._taken = (ahead, hit, premise_len, lane.draft_tokens)
-        return ahead
+        self._taken = (drafted_ahead, hit, premise_len, lane.draft_tokens)
+        return drafted_ahead
 
     def spent(self) -> list[Proposal]:
         return self._spent
