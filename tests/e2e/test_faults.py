@@ -1,5 +1,5 @@
-"""Chaos on a local Ray cluster: while 32 greedy generations run, kill the draft's process, wait until
-the orchestrator has it back, then kill the target's process. Ray restarts both (max_restarts); the
+"""Chaos on a local Ray cluster: while 32 greedy generations run, kill the draft's process, then, while it is
+still down, the target's. Ray restarts both (max_restarts); the
 orchestrator goes target-only while the draft is down, waits for the target and re-prefills it. Every
 request must complete with exactly the tokens of a fault-free run, serial and overlapped with speculation
 lanes alike (a lanes' call cut by the kill is dropped, a session adopting a lane is fed again)."""
@@ -94,18 +94,19 @@ def test_killing_draft_then_target_loses_no_request_and_changes_no_token(chaos_d
     runner.start()
     pids = {}
     recovered = sum(f["recoveries"] for f in ray.get(dep.orchestrator.health.remote())["faults"].values())
-    for kind, handle, recoveries in (("draft", dep.drafts[0], recovered + 1),
-                                     ("target", dep.targets[0], recovered + 2)):
-        share = 0.15 if kind == "draft" else 0.4
+    # The target is killed while the draft is still down (a restart can outlast the whole run on a slow machine,
+    # and a target killed after the last request would never be noticed); the rounds between the kills are
+    # target-only.
+    for kind, handle, share in (("draft", dep.drafts[0], 0.15), ("target", dep.targets[0], 0.25)):
         wait_for(lambda share=share: progress.tokens >= total * share, f"progress before killing the {kind}")
         pids[kind] = ray.get(handle.health.remote())["pid"]
         in_flight = STREAMS - progress.finished
         os.kill(pids[kind], signal.SIGKILL)
-        killed_at = progress.tokens
-        wait_for(lambda recoveries=recoveries: services_back(dep.orchestrator, recoveries), f"the {kind} back")
-        print(f"\nkilled the {kind} (pid {pids[kind]}) with {in_flight} requests in flight, {killed_at}/{total} "
-              f"tokens streamed; back after {time.perf_counter() - started:.1f}s of the run")
+        print(f"\nkilled the {kind} (pid {pids[kind]}) with {in_flight} requests in flight, {progress.tokens}/{total} "
+              f"tokens streamed, {time.perf_counter() - started:.1f}s into the run")
         assert in_flight > 0
+    wait_for(lambda: services_back(dep.orchestrator, recovered + 2), "the draft and the target back")
+    print(f"both back after {time.perf_counter() - started:.1f}s of the run")
     runner.join(timeout=600)
     chaos_s = time.perf_counter() - started
 
