@@ -38,7 +38,10 @@ class ModelConfig:
     model: str
     dtype: str = "float32"
     device: str = "auto"
-    max_batch: int = 16  # calls of different sessions batched into one forward, at most
+    max_batch: int = 64  # calls of different sessions batched into one forward, at most
+    # tokens one forward feeds, about (vLLM's max_num_batched_tokens): past it, prompts are prefilled in chunks
+    # between the other requests' forwards instead of stalling them
+    max_batch_tokens: int = 256
     forward: str = "auto"  # auto: the runtime's lean forward for Llama-family models; transformers: never
     compile: str = "off"  # the lean forward's dense math through torch.compile: off | default | reduce-overhead
     # draft: "model" (a causal LM of its own), "head" (a feature head reading the target's hidden states,
@@ -104,7 +107,7 @@ OVERLAP_MODES = (True, False, "auto")
 class DefaultsConfig:
     rule: str = "sd"
     gamma: int = 4
-    gamma_controller: str = "fixed"
+    gamma_controller: str = "cost"  # with load_governor: speculation only where it measures faster
     max_new_tokens: int = 128
     # Draft ahead for the likeliest outcomes while the target verifies: true, false, or auto (greedy requests
     # draft ahead round by round while it measures faster than serial rounds; sampled requests run serial, so
@@ -127,7 +130,8 @@ class LimitsConfig:
     rpc_timeout_s: float = 30.0  # deadline of every call between services; a service past it is treated as down
     recovery_timeout_s: float = 120.0  # how long requests wait for a failed target to come back before failing
     max_message_bytes: int = 64 * 1024 * 1024
-    max_active_requests: int = 1024  # requests in flight at the orchestrator; more get RESOURCE_EXHAUSTED
+    max_active_requests: int = 256  # requests in flight at the orchestrator; more wait in its queue
+    max_waiting_requests: int = 1024  # requests waiting for a place, first come first served; more: RESOURCE_EXHAUSTED
     max_sessions: int = 4096  # sessions per model service; a new one beyond gets RESOURCE_EXHAUSTED
     session_idle_s: float = 600.0  # a service ends a session unused this long (0: never)
     max_job_items: int = 100_000  # requests in one batch job
@@ -161,6 +165,9 @@ class ServeConfig:
                 raise ValueError(f"{side}.num_gpus: must be a number >= 0 (or unset), got {gpus!r}")
             if gpus is not None and gpus > 1 and gpus != int(gpus):
                 raise ValueError(f"{side}.num_gpus: above 1 a service spans whole GPUs, got {gpus}")
+            if model.max_batch < 1 or model.max_batch_tokens < 1:
+                raise ValueError(f"{side}.max_batch and {side}.max_batch_tokens: must be >= 1, got "
+                                 f"{model.max_batch} and {model.max_batch_tokens}")
             if model.num_cpus is not None and model.num_cpus < 1:
                 raise ValueError(f"{side}.num_cpus: must be >= 1 (or unset), got {model.num_cpus}")
         if self.placement.strategy not in STRATEGIES:
@@ -184,6 +191,8 @@ class ServeConfig:
             raise ValueError("placement.max_restarts: must be -1 (always), 0 (never) or a positive count")
         if self.limits.max_active_requests < 1 or self.limits.max_sessions < 1 or self.limits.session_idle_s < 0:
             raise ValueError("limits: max_active_requests and max_sessions must be >= 1, session_idle_s >= 0")
+        if self.limits.max_waiting_requests < 0:
+            raise ValueError("limits.max_waiting_requests: must be >= 0 (0: refuse at max_active_requests)")
         if not 1 <= self.defaults.max_new_tokens <= self.limits.max_new_tokens:
             raise ValueError("defaults.max_new_tokens: must be in [1, limits.max_new_tokens]")
         if self.limits.max_job_items < 1:

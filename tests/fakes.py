@@ -49,22 +49,25 @@ class MarkovLM:
         self.check_extend(session_id, keep_len, tokens)
         return self.extend_batch([(session_id, keep_len, tokens)])[0]
 
-    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
+    def extend_batch(self, items: list[tuple[str, int, list[int] | torch.Tensor]],
+                     logits_of: list[int] | None = None) -> list[torch.Tensor]:
         self.batches.append(len(items))
         results = []
-        for session_id, keep_len, tokens in items:
+        for index, (session_id, keep_len, tokens) in enumerate(items):
+            tokens = tokens.tolist() if isinstance(tokens, torch.Tensor) else tokens
             held = self.sessions.setdefault(session_id, [])
             del held[keep_len:]
             held.extend(tokens)
             self.forwards += 1
-            results.append(self.table[torch.tensor(tokens)])
+            rows = self.table[torch.tensor(tokens)]
+            results.append(rows[len(tokens) - logits_of[index]:] if logits_of is not None else rows)
         return results
 
-    def extend_batch_features(self, items: list[tuple[str, int, list[int]]],
-                              layers: tuple[int, ...]) -> tuple[list[torch.Tensor], list[None]]:
+    def extend_batch_features(self, items: list[tuple[str, int, list[int] | torch.Tensor]], layers: tuple[int, ...],
+                              logits_of: list[int] | None = None) -> tuple[list[torch.Tensor], list[None]]:
         if layers:
             raise ValueError("a Markov chain has no layers to take features from")
-        return self.extend_batch(items), [None] * len(items)
+        return self.extend_batch(items, logits_of), [None] * len(items)
 
     def extend_rows_features(self, rows: list[list[int]], tokens: torch.Tensor,
                              layers: tuple[int, ...]) -> tuple[torch.Tensor, None]:

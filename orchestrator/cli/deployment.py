@@ -163,7 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                    "faults"):
         table.add_column(column)
     for row in rows:
-        load = (f"{row['active_requests']} requests" if "active_requests" in row
+        load = (f"{row['active_requests']} requests, {row.get('waiting_requests', 0)} waiting" if "active_requests" in row
                 else f"{row['sessions']} sessions" if "sessions" in row else "")
         memory = f"{row['rss_bytes'] / 2**20:.0f} MiB" if row.get("rss_bytes") else ""
         table.add_row(row["name"], row["state"] if row.get("serving", True) else "STARTING", row.get("address", ""),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from specdec.orchestrator.controllers.base import GammaController, RoundStats
-from specdec.orchestrator.controllers.cost import CostModelGamma
+from specdec.orchestrator.controllers.cost import CostEstimates, CostModelGamma
 from specdec.orchestrator.controllers.fixed import FixedGamma
 from specdec.orchestrator.controllers.gammatune import GammaTune, gammatune_plus
 from specdec.orchestrator.controllers.heuristic import HeuristicGamma
@@ -30,8 +30,10 @@ def _given(**values) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def make_controller(name: str, gamma: int, params: ControllerParams = ControllerParams()) -> GammaController:
-    """Controller `name` starting at `gamma`. KeyError for an unknown name, ValueError naming a bad parameter."""
+def make_controller(name: str, gamma: int, params: ControllerParams = ControllerParams(),
+                    estimates: CostEstimates | None = None) -> GammaController:
+    """Controller `name` starting at `gamma`; `cost` learns from and into the deployment's `estimates` when
+    given. KeyError for an unknown name, ValueError naming a bad parameter."""
     p = params
     if name == "fixed":
         return FixedGamma(gamma)
@@ -43,8 +45,10 @@ def make_controller(name: str, gamma: int, params: ControllerParams = Controller
         return gammatune_plus(**kwargs, gamma=max(gamma, 1)) if name == "gammatune+" else GammaTune(
             **kwargs, gamma=max(gamma, 1))
     if name == "cost":
-        return CostModelGamma(gamma, **_given(gamma_max=p.gamma_max, smoothing=p.smoothing, probe_every=p.probe_every))
+        return CostModelGamma(gamma, **_given(gamma_max=p.gamma_max, smoothing=p.smoothing, probe_every=p.probe_every),
+                              estimates=estimates)
     raise KeyError(name)
 
 
-__all__ = ["CONTROLLER_NAMES", "ControllerParams", "GammaController", "RoundStats", "make_controller"]
+__all__ = ["CONTROLLER_NAMES", "ControllerParams", "CostEstimates", "GammaController", "RoundStats",
+           "make_controller"]

@@ -23,7 +23,7 @@ class BenchConfig:
     label: str
     group: str  # baseline | fixed | controller | fsd | opt | uno | typical | multi_draft
     rule: str
-    gamma: int
+    gamma: int | None  # None: the server's default
     controller: str = "fixed"
     rule_params: dict = field(default_factory=dict)
     num_draft_sequences: int = 1

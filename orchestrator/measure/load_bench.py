@@ -1,8 +1,9 @@
 """`specdec bench --concurrency ...`: aggregate throughput under load.
 
-For each number of concurrent streams, each decoding mode (target-only, serial speculation, overlapped
-speculation with and without speculation lanes, the `cost` controller with the server's load governor)
-runs that many client streams at once, each sending requests back to back, and the aggregate output
+For each number of concurrent streams, each decoding mode (target-only, the server's default
+configuration as a user who sets nothing gets it, serial speculation at a fixed gamma, overlapped
+speculation with speculation lanes, the `cost` controller with the server's load governor) runs that
+many client streams at once, each sending requests back to back, and the aggregate output
 tokens/s is measured over the wall time of the whole load. Every mode sees the same prompts and seeds,
 in one run.
 """
@@ -25,10 +26,13 @@ from specdec.orchestrator.client.grpc_client import Client
 from specdec.orchestrator.measure.bench import BenchConfig, BenchRow
 
 
+DEFAULT = "default config"  # the mode that sets nothing: the server's defaults
+
+
 def load_modes(gamma: int, lanes: int) -> list[BenchConfig]:
     return [BenchConfig("target-only", "baseline", "sd", 0),
+            BenchConfig(DEFAULT, "default", "", None, controller="", overlap=None, speculation_lanes=None),
             BenchConfig(f"serial gamma={gamma}", "fixed", "sd", gamma),
-            BenchConfig(f"overlapped gamma={gamma}", "overlap", "sd", gamma, overlap=True),
             BenchConfig(f"overlapped gamma={gamma}, {lanes} lanes", "overlap", "sd", gamma, overlap=True,
                         speculation_lanes=lanes),
             BenchConfig("cost", "controller", "sd", gamma, controller="cost")]

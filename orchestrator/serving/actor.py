@@ -84,6 +84,7 @@ class OrchestratorActor:
         return {"service": SERVICE_NAME, "serving": self._server is not None, "address": self._address,
                 "http_address": self._http_address, "layout": self._layout,
                 "active_requests": o.active_requests if o else 0,
+                "waiting_requests": o.admission.waiting if o else 0,
                 "routes": {r.name: r.active for r in o.routes} if o else {},
                 "faults": {service.address: {"available": service.available, "failures": service.failures,
                                              "recoveries": service.recoveries, "restarts": service.restarts}
@@ -158,6 +159,7 @@ class OrchestratorActor:
         while True:
             await asyncio.sleep(GAUGE_REFRESH_S)
             self._orchestrator.metrics.running(self._orchestrator.active_requests)
+            self._orchestrator.metrics.waiting(self._orchestrator.admission.waiting)
 
     async def _serve_http(self, token: str) -> str:
         http, tls = self._config.http, self._config.tls

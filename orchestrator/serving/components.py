@@ -26,5 +26,6 @@ def service_arguments(config: ServeConfig, role: str, cpus: int, gpus: float, ho
                     model.compile, model.kind)
     return {"spec": spec,
             "host": config.placement.host if host is None else host, "port": port, "threads": cpus,
-            "limits": rpc_limits(config), "max_batch": model.max_batch, "max_sessions": config.limits.max_sessions,
+            "limits": rpc_limits(config), "max_batch": model.max_batch,
+            "max_batch_tokens": model.max_batch_tokens, "max_sessions": config.limits.max_sessions,
             "session_idle_s": config.limits.session_idle_s, "tls": config.tls, "gpu_share": gpus}

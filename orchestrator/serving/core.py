@@ -18,9 +18,16 @@ from transformers import PreTrainedTokenizerBase
 
 from specdec.config import DefaultsConfig, LimitsConfig
 from specdec.errors import InvalidField
-from specdec.orchestrator.controllers import CONTROLLER_NAMES, ControllerParams, GammaController, make_controller
+from specdec.orchestrator.controllers import (
+    CONTROLLER_NAMES,
+    ControllerParams,
+    CostEstimates,
+    GammaController,
+    make_controller,
+)
 from specdec.orchestrator.controllers.governor import Governed, SpeculationGovernor
 from specdec.orchestrator.round.engine import GenerationRequest, generate
+from specdec.orchestrator.serving.admission import Admission
 from specdec.orchestrator.round.sessions import Proposer, Scorer
 from specdec.orchestrator.round.speculation import OverlapChoice
 from specdec.orchestrator.round.stats import RequestStats
@@ -119,6 +126,8 @@ class Orchestrator:
         self.max_context = min(draft_info.max_context, target_info.max_context)
         self.metrics = metrics or OrchestratorMetrics()
         self.governor = SpeculationGovernor()
+        self.cost_estimates = CostEstimates(limits.max_gamma)  # what rounds cost here, from every `cost` request
+        self.admission = Admission(limits.max_active_requests, limits.max_waiting_requests, self.metrics.waiting)
         # overlap "auto": whether drafting ahead pays, measured over the deployment's (greedy) rounds
         self.overlap_choice = OverlapChoice()
 
@@ -135,6 +144,15 @@ class Orchestrator:
     def targets_recovering(self) -> bool:
         """True while every route's target is being brought back: no new request could start decoding now."""
         return not any(route.scorer.available for route in self.routes)
+
+    def default_controller(self, params: GenerateParams) -> str:
+        """The gamma controller of a request that names none: the configured default, unless the request
+        names its gamma (then that gamma every round) or is sampled with a seed. A sampled request's output
+        follows the windows its rounds drafted, and an adaptive controller's windows follow the load; a
+        seed asks for the same output every time, so its windows are the default gamma's, fixed."""
+        if params.gamma is not None or (params.seed is not None and not params.sampling.greedy):
+            return "fixed"
+        return self.defaults.gamma_controller
 
     def prepare(self, params: GenerateParams) -> PreparedRequest:
         """Validate and fill defaults. Raises InvalidField naming the first bad field."""
@@ -156,7 +174,7 @@ class Orchestrator:
             raise InvalidField("rule", "greedy needs sampling.temperature = 0")
         gamma = self.defaults.gamma if params.gamma is None else params.gamma
         check_range("gamma", gamma, 0, self.limits.max_gamma)
-        controller_name = params.gamma_controller or self.defaults.gamma_controller
+        controller_name = params.gamma_controller or self.default_controller(params)
         if params.gamma is None and params.gamma_controller is None and self.speculation_disabled_by_load:
             gamma, controller_name = 0, "fixed"
         if controller_name not in CONTROLLER_NAMES:
@@ -170,7 +188,8 @@ class Orchestrator:
         if num_draft_sequences > 1 and not rule.multi_window:
             raise InvalidField("num_draft_sequences", f"more than one draft per round works with "
                                              f"{' and '.join(MULTI_WINDOW_RULES)}, not {rule_name}")
-        controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params)
+        controller = _build("controller_params", make_controller, controller_name, gamma, params.controller_params,
+                            self.cost_estimates)
         if controller_name == "cost" and self.defaults.load_governor:
             controller = Governed(controller, self.governor)
         seed = secrets.randbelow(MAX_SEED) if params.seed is None else params.seed
@@ -202,13 +221,19 @@ class Orchestrator:
         return PreparedRequest(request, rule, controller, controller_name, gamma, choice)
 
     async def stream(self, params: GenerateParams) -> AsyncIterator[TextDelta | RequestStats]:
-        """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output."""
+        """Yield text deltas as rounds commit, then the request's stats. Raises InvalidField before any output:
+        a bad field at once, a full queue (`admission`) once the request would have to wait past its limit."""
         arrived = time.perf_counter()
-        if self.active_requests >= self.limits.max_active_requests:
-            raise InvalidField("max_active_requests", f"the orchestrator is at its limit of "
-                                                      f"{self.limits.max_active_requests} requests in flight; retry "
-                                                      f"later", "RESOURCE_EXHAUSTED")
         prepared = self.prepare(params)
+        await self.admission.enter()
+        try:
+            async for item in self._admitted(prepared, arrived):
+                yield item
+        finally:
+            self.admission.leave()
+
+    async def _admitted(self, prepared: PreparedRequest, arrived: float) -> AsyncIterator[TextDelta | RequestStats]:
+        """`stream` once the request is admitted: the round loop on the least-loaded route."""
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
                              prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,

@@ -13,8 +13,7 @@ output token per request. vLLM's, `vllm:*` with a `model_name` label, which vLLM
 `spec_decode_*` counters, requests running and waiting, prompt and generation tokens, finished requests by
 reason, time to first token, time per output token (as vLLM records it: one observation per step, here per
 round, of the time since the request's previous tokens, however many tokens the round emitted), end-to-end
-latency. specdec queues nothing (past
-`limits.max_active_requests` it refuses), so requests waiting is always 0.
+latency. Requests waiting are those queued for a place past `limits.max_active_requests` (`admission.py`).
 
 Off the hot path: what a round records (call latencies, token gaps, the current gamma) is kept in plain
 lists and handed to both sinks when a request finishes or the lists pass `FLUSH_EVERY` entries.
@@ -117,7 +116,7 @@ class OrchestratorMetrics:
         self.vllm_requests_running = series("gauge", "vllm:num_requests_running", "Number of requests running.",
                                             model)
         self.vllm_requests_waiting = series("gauge", "vllm:num_requests_waiting",
-                                            "Number of requests waiting (specdec queues none: always 0).", model)
+                                            "Number of requests waiting.", model)
         self.vllm_prompt_tokens = series("counter", "vllm:prompt_tokens", "Number of prefill tokens processed.",
                                          model)
         self.vllm_generation_tokens = series("counter", "vllm:generation_tokens",
@@ -131,6 +130,7 @@ class OrchestratorMetrics:
         self.vllm_e2e_latency = series("histogram", "vllm:e2e_request_latency_seconds",
                                        "Histogram of end to end request latency in seconds.", model)
         self.running(0)
+        self.waiting(0)
         self._calls: list[tuple[str, float, float]] = []  # (method, wall seconds, model seconds), not yet exported
         self._token_gaps: list[float] = []  # seconds between a request's rounds, not yet exported
         self._gammas: dict[str, int] = {}  # controller -> latest gamma, not yet exported
@@ -146,11 +146,15 @@ class OrchestratorMetrics:
             self._gammas[stats.gamma_controller] = stats.gamma_trace[-1]
 
     def running(self, requests: int) -> None:
-        """Requests in flight now (and none waiting). Also called every few seconds by the orchestrator actor:
+        """Requests in flight now. Also called every few seconds by the orchestrator actor (with `waiting`):
         Ray stops exporting a gauge that is not set again within two of its export intervals."""
         self.active_requests.set(requests)
         self.vllm_requests_running.set(requests, tags=self._model)
-        self.vllm_requests_waiting.set(0, tags=self._model)
+
+    def waiting(self, requests: int) -> None:
+        """Requests admitted to the queue, waiting for a place (`admission`)."""
+        self.requests_waiting = requests
+        self.vllm_requests_waiting.set(requests, tags=self._model)
 
     def first_token(self, seconds: float) -> None:
         self.time_to_first_token.observe(seconds)

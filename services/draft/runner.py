@@ -16,7 +16,8 @@ seeded from (seed, round)) and fed straight back to the model, and the host read
 at the end, for every call of the batch together. The one exception is the confidence early stop: a call
 with a threshold reads its token's probability back after every position (one host sync per token).
 Calls of different sessions draft in lockstep, one batched forward per position; a call that finishes
-(its gamma, or an early stop) leaves the batch. A call with M > 1 drafts runs its M sequences as rows
+(its gamma, or an early stop) leaves the batch. A prompt longer than the forward's token budget
+(`max_batch_tokens`) is prefilled a chunk a batch (`batcher.Continue`), between the other calls' windows. A call with M > 1 drafts runs its M sequences as rows
 over a fork of its session's cache, and its session keeps only the committed tokens.
 """
 
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
 from specdec.distributions.warps import warped_probs
 from specdec.errors import SessionError
-from specdec.services.runtime.batcher import run_calls
+from specdec.services.runtime.batcher import MAX_BATCH_TOKENS, PREFILL_CHUNK_FLOOR, Continue, chunk_sizes, run_calls, run_to_end
 from specdec.services.runtime.model import SessionLM
 from specdec.services.runtime.transfer import to_host
 from specdec.types import Proposal, ProposeCall, TopRows
@@ -145,19 +147,23 @@ class _Drafting:
 
 
 class DraftRunner:
-    def __init__(self, lm: SessionLM, support: int = DRAFT_SUPPORT):
+    chunks_prefill = True  # prompts longer than max_batch_tokens are prefilled in chunks
+
+    def __init__(self, lm: SessionLM, support: int = DRAFT_SUPPORT, max_batch_tokens: int = MAX_BATCH_TOKENS):
         if support < 2:
             raise ValueError(f"support: at least 2 tokens per draft distribution, got {support}")
-        self.lm, self.support = lm, support
+        self.lm, self.support, self.max_batch_tokens = lm, support, max_batch_tokens
 
     def propose(self, call: ProposeCall) -> Proposal:
-        result = self.propose_batch([call])[0]
+        """One call to its end (every chunk of its prompt), alone."""
+        result = run_to_end(self.propose_batch, [call])[0]
         if isinstance(result, Exception):
             raise result
         return result
 
-    def propose_batch(self, calls: list[ProposeCall]) -> list[Proposal | Exception]:
-        """Propose for every call; a call that cannot run gets its SessionError in its place."""
+    def propose_batch(self, calls: list[ProposeCall]) -> list[Proposal | Exception | Continue]:
+        """Propose for every call; a call that cannot run gets its SessionError in its place, one whose prompt
+        took a chunk of this batch `Continue` with the rest."""
         return run_calls(calls, self.check, lambda c: c.num_draft_sequences > 1 or bool(c.lanes), self._propose_alone,
                          self._propose)
 
@@ -192,19 +198,31 @@ class DraftRunner:
             return refused
 
     @torch.inference_mode()
-    def _propose(self, calls: list[ProposeCall]) -> list[Proposal]:
-        """Checked calls of distinct sessions, drafted in lockstep (or one call of M > 1 drafts over a fork)."""
+    def _propose(self, calls: list[ProposeCall]) -> list[Proposal | Continue]:
+        """Checked calls of distinct sessions, drafted in lockstep (or one call of M > 1 drafts over a fork),
+        after one forward over their new tokens; a call whose prompt does not fit that forward's budget
+        feeds a chunk of it and continues in the next batch."""
         started = time.perf_counter()
-        states = [_Drafting(call, self.lm.device, self.support, round_seed(call.seed, call.round)) for call in calls]
-        logits = self._extend(calls)
+        counts = [len(call.new_tokens) for call in calls]
+        sizes = (chunk_sizes(counts, [1] * len(calls), self.max_batch_tokens, PREFILL_CHUNK_FLOOR)
+                 if self.chunks_prefill else counts)
+        logits = self._extend([replace(call, new_tokens=call.new_tokens[:size]) for call, size in zip(calls, sizes,
+                                                                                                          strict=True)],
+                              [int(size == count) for size, count in zip(sizes, counts, strict=True)])
+        drafting = [index for index, (size, count) in enumerate(zip(sizes, counts, strict=True)) if size == count]
+        states = [_Drafting(calls[i], self.lm.device, self.support, round_seed(calls[i].seed, calls[i].round))
+                  for i in drafting]
         # every sequence of a call starts from its committed tokens
-        last = [rows[-1:].expand(state.call.num_draft_sequences, -1)
-                for state, rows in zip(states, logits, strict=True)]
+        last = [logits[i].expand(state.call.num_draft_sequences, -1) for i, state in zip(drafting, states, strict=True)]
         if len(calls) == 1 and calls[0].num_draft_sequences > 1:
             self._window(states, last, lambda active: self.lm.fork(calls[0].session_id, calls[0].num_draft_sequences))
         else:
             self._window(states, last, lambda active: self.lm.rows([state.call.session_id for state in active]))
-        return self._read_proposals(states, [self.lm.cache_len(call.session_id) for call in calls], started)
+        proposals = iter(self._read_proposals(states, [self.lm.cache_len(calls[i].session_id) for i in drafting],
+                                              started))
+        return [next(proposals) if size == count else
+                Continue(replace(call, keep_len=call.keep_len + size, new_tokens=call.new_tokens[size:], adopt_lane=0))
+                for call, size, count in zip(calls, sizes, counts, strict=True)]
 
     @torch.inference_mode()
     def _propose_lanes(self, call: ProposeCall) -> Proposal:
@@ -214,7 +232,7 @@ class DraftRunner:
         if call.adopt_lane:
             self.lm.adopt(call.session_id, call.adopt_lane - 1)
         if call.new_tokens:
-            self._extend([call])
+            self._extend([call], [1])
         else:
             self.lm.roll_back(call.session_id, call.keep_len)
         forks = self.lm.fork_at(call.session_id, [lane.keep_len for lane in call.lanes])
@@ -241,10 +259,11 @@ class DraftRunner:
             int_at, float_at = int_at + int_size, float_at + float_size
         return proposals
 
-    def _extend(self, calls: list[ProposeCall]) -> list[torch.Tensor]:
-        """Each call's new tokens appended to its session: per call the logits at them [>= 1, vocab], the
-        last row the distribution of its first draft token."""
-        return self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls])
+    def _extend(self, calls: list[ProposeCall], logits_of: list[int]) -> list[torch.Tensor]:
+        """Each call's new tokens appended to its session, in one forward: per call the logits [1, vocab] at
+        its last (the distribution of its first draft token) where `logits_of` is 1, none where 0 (a chunk
+        of a prompt)."""
+        return self.lm.extend_batch([(c.session_id, c.keep_len, c.new_tokens) for c in calls], logits_of)
 
     def _window(self, states: list[_Drafting], last: list[torch.Tensor],
                 rows_for: Callable[[list[_Drafting]], object]) -> None:

@@ -13,7 +13,7 @@ from specdec.services.draft.runner import DraftRunner
 from specdec.services.head.checkpoint import is_head
 from specdec.services.head.runner import HeadDraftRunner, check_head_features
 from specdec.services.head.session_lm import HeadLM
-from specdec.services.runtime.batcher import Batcher
+from specdec.services.runtime.batcher import MAX_BATCH_TOKENS, Batcher
 from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.services.runtime.model_servicer import ModelServicerBase
 from specdec.services.runtime.service_actor import ModelServiceActor
@@ -32,9 +32,11 @@ MAX_ALTERNATIVES = 16  # alternative tokens a draft position
 
 class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
     settings_fields = PROPOSE_SETTINGS
-    def __init__(self, lm: CausalLM | HeadLM, executor: ThreadPoolExecutor, max_batch: int = 16):
-        super().__init__(lm, executor, max_batch)
-        runner = HeadDraftRunner(lm) if isinstance(lm, HeadLM) else DraftRunner(lm)
+    def __init__(self, lm: CausalLM | HeadLM, executor: ThreadPoolExecutor, max_batch: int = 64,
+                 max_batch_tokens: int = MAX_BATCH_TOKENS):
+        super().__init__(lm, executor, max_batch, max_batch_tokens)
+        runner = (HeadDraftRunner(lm) if isinstance(lm, HeadLM) else
+                  DraftRunner(lm, max_batch_tokens=max_batch_tokens))
         self.batcher = Batcher(runner.propose_batch, executor, max_batch)
 
     @abort_on_bad_input
@@ -95,6 +97,6 @@ class DraftServiceActor(ModelServiceActor):
         return HeadLM(spec, max_sessions) if spec.kind == "head" else CausalLM(spec, max_sessions)
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> DraftServicer:
-        servicer = DraftServicer(lm, executor, self.max_batch)
+        servicer = DraftServicer(lm, executor, self.max_batch, self.max_batch_tokens)
         pb_grpc.add_DraftServiceServicer_to_server(servicer, server)
         return servicer

@@ -37,6 +37,7 @@ def check_head_features(call: ProposeCall, feature_width: int) -> None:
 
 class HeadDraftRunner(DraftRunner):
     lm: HeadLM
+    chunks_prefill = False  # a call's pairs come with the target's features of all of them: fed whole
 
-    def _extend(self, calls: list[ProposeCall]) -> list[torch.Tensor]:
+    def _extend(self, calls: list[ProposeCall], logits_of: list[int]) -> list[torch.Tensor]:
         return self.lm.extend_pairs([(c.session_id, c.keep_len, c.new_tokens, c.features) for c in calls])

@@ -34,8 +34,8 @@ from specdec.services.runtime.model import (
     Rows,
     Session,
     SessionStore,
+    packed_layout,
     tokenizer_fingerprint,
-    width_groups,
 )
 from specdec.services.runtime.transfer import to_device
 from specdec.types import FeatureRows, ModelInfo
@@ -114,39 +114,30 @@ class HeadLM(SessionStore):
     def held_tokens(self, session: HeadSession) -> int:
         return session.slot.length + 1 if session.slot and session.slot.length else 0
 
+    @torch.inference_mode()
     def extend_pairs(self, items: list[tuple[str, int, list[int], FeatureRows]]) -> list[torch.Tensor]:
         """Append each checked item's pairs (session, keep_len, new tokens, the features before them) to its
-        session; return each item's float32 logits [1, vocab] at its last pair, on the device."""
-        results: list[torch.Tensor | None] = [None] * len(items)
-        widths = [len(pair_tokens(keep_len, tokens)) for _, keep_len, tokens, _ in items]
-        for group in width_groups(widths):
-            for index, logits in zip(group, self._forward_group([items[i] for i in group]), strict=True):
-                results[index] = logits
-        return results
-
-    @torch.inference_mode()
-    def _forward_group(self, items: list[tuple[str, int, list[int], FeatureRows]]) -> list[torch.Tensor]:
+        session, all packed into one forward; return each item's float32 logits [1, vocab] at its last pair,
+        on the device."""
         pairs = [pair_tokens(keep_len, tokens) for _, keep_len, tokens, _ in items]
-        width = max(map(len, pairs))
         sessions = [self._rolled_back(session_id, keep_len, len(tokens))
                     for (session_id, keep_len, _, _), tokens in zip(items, pairs, strict=True)]
-        token_ids = torch.zeros(len(items), width, dtype=torch.long)
-        features = torch.zeros(len(items), width, self.feature_width, dtype=items[0][3].values.dtype)
-        for row, (tokens, (_, _, _, rows)) in enumerate(zip(pairs, items, strict=True)):
-            token_ids[row, : len(tokens)] = torch.tensor(tokens)
-            features[row, : len(tokens)] = rows.values
-        pasts = torch.tensor([[session.slot.length] for session in sessions])
-        spans = [Span(session.slot, row, session.slot.length, len(tokens))
-                 for row, (session, tokens) in enumerate(zip(sessions, pairs, strict=True))]
+        counts = [len(tokens) for tokens in pairs]
+        positions, last = packed_layout([session.slot.length for session in sessions], counts, [1] * len(items))
+        spans, offset = [], 0
+        for session, count in zip(sessions, counts, strict=True):
+            spans.append(Span(session.slot, 0, session.slot.length, count, offset))
+            offset += count
+        token_ids = torch.tensor([[token for tokens in pairs for token in tokens]])
+        features = torch.cat([rows.values for _, _, _, rows in items])[None]
         g = self.head.fused(to_device(features, self.device))
-        out = self._forward(spans, g, to_device(token_ids, self.device), to_device(pasts + torch.arange(width),
+        out = self._forward(spans, g, to_device(token_ids, self.device), to_device(torch.tensor([positions]),
                                                                                    self.device))
         logits = []
-        for span, session in zip(spans, sessions, strict=True):
-            last = span.count - 1
+        for column, session in zip(last, sessions, strict=True):
             session.regress_from = session.slot.length - 1
-            session.regress = [out.regress[span.first: span.first + 1, last: last + 1]]
-            logits.append(self._logits(out.predict[span.first, last: last + 1]))
+            session.regress = [out.regress[:, column: column + 1]]
+            logits.append(self._logits(out.predict[0, column: column + 1]))
         return logits
 
     def _rolled_back(self, session_id: str, keep_len: int, appending: int) -> HeadSession:

@@ -7,10 +7,11 @@ Capacity grows in blocks, at least doubling, up to the model's context: a slot i
 session first runs, not up front. Rolling back is setting `length`; nothing is freed or copied.
 
 A batched forward is a list of `Span`s, one per slot: rows [first, first + width) of the batch append
-`count` tokens after the slot's `past` tokens. `SlotForward` is the Cache handed to the model for one
-forward: its `update` writes each span's new keys/values into the span's slot, and `slot_attention` (the
-attention function registered under `ATTENTION`) attends each span's queries over a view of its own slot,
-with its own causal mask. No cache is stacked, padded or cut back out: each row reads its slot in place.
+`count` tokens after the slot's `past` tokens, at columns [offset, offset + count) of those rows (sessions
+of any lengths share a forward packed into one row, each at its own offset: no padding). `SlotForward` is
+the Cache handed to the model for one forward: its `update` writes each span's new keys/values into the
+span's slot, and `slot_attention` (the attention function registered under `ATTENTION`) attends each
+span's queries over a view of its own slot, with its own causal mask. No cache is stacked, padded or cut back out: each row reads its slot in place.
 
 Knows torch and the transformers Cache / AttentionInterface contract; knows nothing about sessions,
 tokens, rounds or sampling.
@@ -129,16 +130,22 @@ class Slot:
 
 @dataclass(frozen=True)
 class Span:
-    """Rows [first, first + slot.width) of a batched forward: `count` new tokens after `past` in `slot`."""
+    """Rows [first, first + slot.width) of a batched forward, columns [offset, offset + count) of them: `count`
+    new tokens after `past` in `slot`."""
 
     slot: Slot
     first: int
     past: int
     count: int
+    offset: int = 0
 
     @property
     def rows(self) -> slice:
         return slice(self.first, self.first + self.slot.width)
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.offset, self.offset + self.count)
 
 
 def cache_keyword(model: torch.nn.Module) -> str:
@@ -149,8 +156,8 @@ def cache_keyword(model: torch.nn.Module) -> str:
 
 class SlotForward(Cache):
     """The Cache of one batched forward over spans of slots: `update` writes the new keys/values of each
-    span into its slot (only its `count` real tokens, not the batch's right padding). The keys/values it
-    returns are not read: `slot_attention` reads the slots, given this object as `slot_forward`."""
+    span into its slot (only its own columns). The keys/values it returns are not read: `slot_attention`
+    reads the slots, given this object as `slot_forward`."""
 
     def __init__(self, spans: list[Span], width: int):
         super().__init__(layers=[])
@@ -168,27 +175,28 @@ class SlotForward(Cache):
 
 def write_spans(spans: list[Span], layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
     """keys, values [rows, kv_heads, T, head_dim] of one layer of a forward -> each span's slot, only its
-    `count` real tokens (not the batch's right padding)."""
+    own columns."""
     for span in spans:
-        span.slot.write(layer, span.past, keys[span.rows, :, : span.count], values[span.rows, :, : span.count])
+        span.slot.write(layer, span.past, keys[span.rows, :, span.columns], values[span.rows, :, span.columns])
 
 
 def attend_spans(spans: list[Span], masks: list[torch.Tensor | None], layer: int, query: torch.Tensor,
                  scaling: float | None, gqa: bool) -> torch.Tensor:
     """query [rows, heads, T, head_dim] -> output [rows, heads, T, head_dim]: each span attends over its own
-    slot (already holding this forward's keys and values) with its own causal mask; padding rows get 0. A
-    mask made on the first layer's device follows the query to a later layer's (a model spanning devices)."""
+    slot (already holding this forward's keys and values) with its own causal mask, at its own columns;
+    padding gets 0. A mask made on the first layer's device follows the query to a later layer's (a model
+    spanning devices)."""
     if any(mask is not None and mask.device != query.device for mask in masks):
         masks = [mask.to(query.device) if mask is not None else None for mask in masks]
-    if len(spans) == 1 and spans[0].count == query.shape[2]:  # one slot, no padding: its output is the batch's
+    if len(spans) == 1 and spans[0].count == query.shape[2]:  # one span, all columns: its output is the batch's
         keys, values = spans[0].slot.view(layer, spans[0].past + spans[0].count)
         return torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=masks[0],
                                                                 scale=scaling, enable_gqa=gqa)
     out = query.new_zeros(query.shape)
     for span, mask in zip(spans, masks, strict=True):
         keys, values = span.slot.view(layer, span.past + span.count)
-        out[span.rows, :, : span.count] = torch.nn.functional.scaled_dot_product_attention(
-            query[span.rows, :, : span.count], keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+        out[span.rows, :, span.columns] = torch.nn.functional.scaled_dot_product_attention(
+            query[span.rows, :, span.columns], keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa)
     return out
 
 

@@ -157,9 +157,11 @@ class LeanLlama:
         return self.forward(spans, input_ids, positions)[0]
 
     def forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor,
-                capture: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The logits and, with `capture`, the features [rows, T, len(capture) x hidden]: the outputs of
-        those decoder layers side by side (on the first one's device), None without."""
+                capture: tuple[int, ...] = (), keep: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits (with `keep`, column indices: those columns' only, [rows, len(keep), vocab]) and, with
+        `capture`, the features [rows, T, len(capture) x hidden]: the outputs of those decoder layers side by
+        side (on the first one's device), None without."""
         captured: dict[int, torch.Tensor] = {}
         hidden = F.embedding(input_ids, self.embed)
         cos, sin = rotary_tables(positions, self.inv_freq, self.rope_scaling, hidden.dtype)
@@ -177,6 +179,8 @@ class LeanLlama:
                                         layer.down.weight, layer.down.bias, self.eps)
             if index in capture:
                 captured[index] = hidden
+        if keep is not None:
+            hidden = hidden[:, keep.to(hidden.device)]
         normed = rms_norm(hidden.to(self.norm.device), self.norm, self.eps)
         features = None
         if capture:

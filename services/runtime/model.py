@@ -37,20 +37,18 @@ from specdec.services.runtime.transfer import to_device
 from specdec.types import ModelInfo
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-PAD_SLACK = 8  # appended lengths up to this share a forward whatever their mix (windows of gamma + 1)
+Tokens = list[int] | torch.Tensor  # token ids appended to a session: host ints, or a 1-D long tensor on the device
 
 
-def width_groups(widths: list[int], slack: int = PAD_SLACK) -> list[list[int]]:
-    """Indices of `widths` grouped into forwards: each row is right-padded to its group's widest, so a
-    long prefill does not pad a batch of short windows to its length. Sorted by width, a new group starts
-    where the width passes both `slack` and twice the group's narrowest."""
-    groups: list[list[int]] = []
-    for index in sorted(range(len(widths)), key=widths.__getitem__):
-        if groups and widths[index] <= max(slack, 2 * widths[groups[-1][0]]):
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
+def packed_layout(pasts: list[int], counts: list[int], logits_of: list[int]) -> tuple[list[int], list[int]]:
+    """Items of `counts` new tokens after `pasts` packed into one row: each token's position, and the columns
+    whose logits are computed (item i's last `logits_of[i]` tokens)."""
+    positions, keep, offset = [], [], 0
+    for past, count, wanted in zip(pasts, counts, logits_of, strict=True):
+        positions.extend(range(past, past + count))
+        keep.extend(range(offset + count - wanted, offset + count))
+        offset += count
+    return positions, keep
 
 
 class SessionLM(Protocol):
@@ -69,10 +67,12 @@ class SessionLM(Protocol):
     def check_extend(self, session_id: str, keep_len: int, tokens: list[int],
                      lane: int | None = None) -> None: ...
 
-    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]: ...
+    def extend_batch(self, items: list[tuple[str, int, Tokens]],
+                     logits_of: list[int] | None = None) -> list[torch.Tensor]: ...
 
-    def extend_batch_features(self, items: list[tuple[str, int, list[int]]],
-                              layers: tuple[int, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]: ...
+    def extend_batch_features(self, items: list[tuple[str, int, Tokens]], layers: tuple[int, ...],
+                              logits_of: list[int] | None = None
+                              ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]: ...
 
     def rows(self, session_ids: list[str]) -> object: ...
 
@@ -307,43 +307,36 @@ class CausalLM(SessionStore):
         self.check_extend(session_id, keep_len, tokens)
         return self.extend_batch([(session_id, keep_len, tokens)])[0]
 
-    def extend_batch(self, items: list[tuple[str, int, list[int]]]) -> list[torch.Tensor]:
-        """`extend` for several distinct sessions whose items passed `check_extend`, batched; float32 logits
-        [len(tokens), vocab] per item, on the device. Items of similar appended length share one forward
-        (`width_groups`)."""
-        return self.extend_batch_features(items, ())[0]
-
-    def extend_batch_features(self, items: list[tuple[str, int, list[int]]],
-                              layers: tuple[int, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-        """`extend_batch`, and per item the features at its appended positions [len(tokens), len(layers) x
-        hidden] (the outputs of those decoder layers, `feature_dtype`, on the device; None without layers)."""
-        if len({session_id for session_id, _, _ in items}) != len(items):
-            raise ValueError("extend_batch needs distinct sessions")
-        logits: list[torch.Tensor | None] = [None] * len(items)
-        features: list[torch.Tensor | None] = [None] * len(items)
-        for group in width_groups([len(tokens) for _, _, tokens in items]):
-            for index, (rows, row_features) in zip(group, self._forward_group([items[i] for i in group], layers),
-                                                   strict=True):
-                logits[index], features[index] = rows, row_features
-        return logits, features
+    def extend_batch(self, items: list[tuple[str, int, Tokens]],
+                     logits_of: list[int] | None = None) -> list[torch.Tensor]:
+        """`extend` for several distinct sessions whose items passed `check_extend`, in one forward; float32
+        logits per item, on the device: at all its appended positions [len(tokens), vocab], or at its last
+        `logits_of[i]` [logits_of[i], vocab] (0: none, a chunk of a prefill)."""
+        return self.extend_batch_features(items, (), logits_of)[0]
 
     @torch.inference_mode()
-    def _forward_group(self, items: list[tuple[str, int, list[int]]],
-                       layers: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """One forward over several checked, distinct sessions: the new tokens right-padded to the widest,
-        each row at its own positions, writing into and attending over its own slot."""
+    def extend_batch_features(self, items: list[tuple[str, int, Tokens]], layers: tuple[int, ...],
+                              logits_of: list[int] | None = None
+                              ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """`extend_batch`, and per item the features at its appended positions [len(tokens), len(layers) x
+        hidden] (the outputs of those decoder layers, `feature_dtype`, on the device; None without layers).
+        The items' tokens are packed into one row: no padding, whatever their lengths."""
+        if len({session_id for session_id, _, _ in items}) != len(items):
+            raise ValueError("extend_batch needs distinct sessions")
+        counts = [len(tokens) for _, _, tokens in items]
+        logits_of = counts if logits_of is None else logits_of
         slots = [self._rolled_back(session_id, keep_len, len(tokens)) for session_id, keep_len, tokens in items]
-        width = max(len(tokens) for _, _, tokens in items)
-        input_ids = torch.zeros(len(items), width, dtype=torch.long)
-        for row, (_, _, tokens) in enumerate(items):
-            input_ids[row, : len(tokens)] = torch.tensor(tokens)
-        pasts = torch.tensor([[slot.length] for slot in slots])
-        spans = [Span(slot, row, slot.length, len(tokens)) for row, (slot, (_, _, tokens)) in
-                 enumerate(zip(slots, items, strict=True))]
-        logits, features = self._forward(spans, self._to_device(input_ids),
-                                         self._to_device(pasts + torch.arange(width)), layers)
-        return [(logits[span.first, : span.count], features[span.first, : span.count] if layers else None)
-                for span in spans]
+        spans, offset = [], 0
+        for slot, count in zip(slots, counts, strict=True):
+            spans.append(Span(slot, 0, slot.length, count, offset))
+            offset += count
+        positions, keep = packed_layout([slot.length for slot in slots], counts, logits_of)
+        input_ids = torch.cat([self._to_device(torch.tensor(tokens, dtype=torch.long)) if isinstance(tokens, list)
+                               else tokens for _, _, tokens in items])
+        logits, features = self._forward(spans, input_ids[None], self._to_device(torch.tensor([positions])), layers,
+                                         self._to_device(torch.tensor(keep, dtype=torch.long)))
+        return (list(logits[0].split(logits_of)),
+                list(features[0].split(counts)) if layers else [None] * len(items))
 
     def _rolled_back(self, session_id: str, keep_len: int, appending: int) -> Slot:
         """The session's slot at keep_len tokens, with room for `appending` more (a new session gets one)."""
@@ -359,20 +352,24 @@ class CausalLM(SessionStore):
         return to_device(host, self.device)
 
     def _forward(self, spans: list[Span], input_ids: torch.Tensor, positions: torch.Tensor,
-                 layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 layers: tuple[int, ...] = (), keep: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One forward: input_ids and positions [rows, T] on the device -> float32 logits [rows, T, vocab]
-        and, with `layers`, the features [rows, T, len(layers) x hidden] (`feature_dtype`). Each span's slot
-        grows to hold its new tokens, and afterwards holds them."""
+        (with `keep`, column indices: [rows, len(keep), vocab], those columns' only) and, with `layers`, the
+        features [rows, T, len(layers) x hidden] (`feature_dtype`). Each span's slot grows to hold its new
+        tokens, and afterwards holds them."""
         for span in spans:
             span.slot.reserve(span.past + span.count, self.max_context)
         if self._lean is not None:
-            logits, features = self._lean.forward(spans, input_ids, positions, layers)
+            logits, features = self._lean.forward(spans, input_ids, positions, layers, keep)
         else:
             cache = SlotForward(spans, input_ids.shape[1])
             with captured_layers(self.model, layers) as captured:
                 logits = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, slot_forward=cache,
                                     **{self._cache_arg: cache}).logits
             features = captured[0] if layers else None
+            if keep is not None:
+                logits = logits[:, keep]
         for span in spans:
             span.slot.length = span.past + span.count
         if features is not None:

@@ -18,6 +18,7 @@ from specdec.errors import InvalidField
 from specdec.memory import steady_allocator
 from specdec.net.rpc import RpcLimits, format_address, start_server
 from specdec.net.security import TlsFiles
+from specdec.services.runtime.batcher import MAX_BATCH_TOKENS
 from specdec.services.runtime.gpu_fit import check_fits_share
 from specdec.services.runtime.host import advertised_host, gpu_ids, where
 from specdec.services.runtime.model import DTYPES, CausalLM, LoadSpec
@@ -31,14 +32,16 @@ class ModelServiceActor:
     role = ""  # "draft" or "target": the serve config's section for this service
 
     def __init__(self, spec: LoadSpec, host: str = "127.0.0.1", port: int = 0, threads: int = 1,
-                 limits: RpcLimits | None = None, max_batch: int = 16, max_sessions: int = 0,
-                 session_idle_s: float = 0.0, tls: TlsFiles | None = None, gpu_share: float = 0.0):
+                 limits: RpcLimits | None = None, max_batch: int = 64, max_sessions: int = 0,
+                 session_idle_s: float = 0.0, tls: TlsFiles | None = None, gpu_share: float = 0.0,
+                 max_batch_tokens: int = MAX_BATCH_TOKENS):
         """`gpu_share`: the GPUs this service was given; below 1, its share of one GPU's memory (the rest is
         another service's), checked against the model before it loads and enforced where CUDA is available."""
         steady_allocator()  # before the model thread and the gRPC server start
         self._spec, self._host, self._port, self._threads = spec, host, port, threads
         self.gpu_share = gpu_share
         self.max_batch = max_batch  # calls of different sessions run as one batched forward, up to this many
+        self.max_batch_tokens = max_batch_tokens  # tokens a forward feeds, about; longer prompts go in chunks
         self.max_sessions = max_sessions  # 0: no limit; beyond it new sessions get RESOURCE_EXHAUSTED
         self.session_idle_s = session_idle_s  # > 0: sessions unused this long are ended (abandoned clients)
         self._reaper: asyncio.Task | None = None

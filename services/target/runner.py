@@ -5,55 +5,99 @@ target's next-token distribution after the committed tokens and the window's fir
 Returns the gamma + 1 argmaxes of every window and, for one window, the statistics its call asked for
 (`specdec.distributions.scoring`: the target's probability of each draft token, candidate next tokens drawn at
 the caller's uniforms, entropies, divergences); whole warped rows (in wire precision) only on request.
-Calls of different sessions are scored as one batch; a call with M windows is scored as one batch over a
-fork of its session's cache, and its session keeps only the committed tokens. A call without draft tokens
-may ask for a decoded run (`decode_tokens` > 1): the target feeds back its own token at each position (the
-candidate at the caller's uniform, or the argmax) and scores the next, all on the device, the run calls of
-a batch in lockstep, so a target-only request costs one call per run instead of one per token. Scores
-are computed on the model's device; the host reads a whole batch's results (argmaxes, decoded tokens,
-statistics, rows) back at once, through pinned memory on CUDA.
+Calls of different sessions are scored as one batch, packed into one forward whatever their lengths; a
+call with M windows is scored as one batch over a fork of its session's cache, and its session keeps
+only the committed tokens. A call without draft tokens may ask for a decoded run (`decode_tokens` > 1):
+the target feeds back its own token at each position (the candidate at the caller's uniform, or the
+argmax) and scores the next, so a target-only request costs one call per run instead of one per token.
+
+The batch is continuous (`batcher.Continue`): each forward advances every call in it by one step and
+answers those that finished. A run advances one position a forward, its token fed back on the device;
+a prompt longer than the step's token budget (`max_batch_tokens`) is prefilled in chunks, a chunk a
+forward, its window scored with the last. Calls that arrive meanwhile join at the next forward. Scores
+are computed on the model's device; the host reads the results of the calls a forward finished
+(argmaxes, decoded tokens, statistics, rows) back at once, through pinned memory on CUDA.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import torch
 
 from specdec.distributions.scoring import StatisticsSpec, WindowStatistics, inverse_cdf, window_statistics
 from specdec.distributions.warps import warped_probs
 from specdec.errors import SessionError
-from specdec.services.runtime.batcher import run_calls
+from specdec.services.runtime.batcher import MAX_BATCH_TOKENS, PREFILL_CHUNK_FLOOR, Continue, chunk_sizes, run_calls, run_to_end
 from specdec.services.runtime.model import SessionLM
 from specdec.services.runtime.transfer import to_device, to_host
 from specdec.types import FeatureRows, Verification, VerifyCall
 from specdec.wire.encoding import wire_precision
 
 
-def _forks(call: VerifyCall) -> bool:
+def _forks(call: VerifyCall | Progress) -> bool:
     """Whether the call's windows are scored over a fork (M > 1 windows of draft tokens)."""
-    return call.num_draft_sequences > 1 and bool(call.draft_tokens)
+    return isinstance(call, VerifyCall) and call.num_draft_sequences > 1 and bool(call.draft_tokens)
+
+
+@dataclass
+class Progress:
+    """A verify call part-way through, between forwards: how much of its tokens its session holds, and a
+    decoded run's positions so far (each on the device)."""
+
+    call: VerifyCall
+    started: float
+    fed: int = 0  # of the call's tokens (new, then draft), appended so far
+    rows: list[torch.Tensor] = field(default_factory=list)  # a run's logits [1, vocab], a position each
+    tokens: list[torch.Tensor] = field(default_factory=list)  # a run's tokens [1], a position each
+    features: list[torch.Tensor] = field(default_factory=list)  # of the tokens appended so far (asked for)
+    batch_tokens: int = 0  # tokens of the forwards it took part in, all sessions'
+    uniforms: torch.Tensor | None = None  # a run's, on the device
+
+    @property
+    def session_id(self) -> str:
+        return self.call.session_id
+
+    @property
+    def length(self) -> int:
+        """The tokens its session holds now."""
+        return self.call.keep_len + self.fed + max(len(self.tokens) - 1, 0)
+
+    @property
+    def remaining(self) -> int:
+        """Tokens still to feed: the rest of its own, or a run's last token."""
+        return len(self.call.new_tokens) + len(self.call.draft_tokens) - self.fed or 1
+
+    @property
+    def window(self) -> int:
+        """Its last tokens that go in one piece, scored: the draft window and the token before it."""
+        return min(self.remaining, len(self.call.draft_tokens) + 1)
 
 
 class TargetRunner:
-    def __init__(self, lm: SessionLM):
-        self.lm = lm
+    def __init__(self, lm: SessionLM, max_batch_tokens: int = MAX_BATCH_TOKENS):
+        self.lm, self.max_batch_tokens = lm, max_batch_tokens
 
     def verify(self, call: VerifyCall) -> Verification:
-        result = self.verify_batch([call])[0]
+        """One call to its end (every step of it), alone."""
+        result = run_to_end(self.verify_batch, [call])[0]
         if isinstance(result, Exception):
             raise result
         return result
 
-    def verify_batch(self, calls: list[VerifyCall]) -> list[Verification | Exception]:
-        """Score every call; a call that cannot run gets its SessionError in its place."""
-        return run_calls(
-            calls, self.check, _forks, lambda c: self._verify_forked(c) if _forks(c) else self._verify_together([c])[0],
-            self._verify_together)
+    def verify_batch(self, calls: list[VerifyCall | Progress]) -> list[Verification | Exception | Continue]:
+        """One step of every call (a new call, or one part-way); a call that cannot run gets its SessionError
+        in its place, one not finished `Continue` with its progress."""
+        return run_calls(calls, self.check, _forks, lambda c: self._verify_forked(c) if _forks(c) else self._step([c])[0],
+                         self._step)
 
-    def check(self, call: VerifyCall) -> None:
+    def check(self, call: VerifyCall | Progress) -> None:
         """Raise SessionError if the call cannot run on its session: its tokens, then the positions a decoded
-        run feeds back, must fit the model's context."""
+        run feeds back, must fit the model's context; a call part-way still has its session as it left it."""
+        if isinstance(call, Progress):
+            self.lm.check_keep(call.session_id, call.length)
+            return
         self.lm.check_extend(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens)
         held = call.keep_len + len(call.new_tokens) + call.decode_tokens - 1
         if held > self.lm.max_context:
@@ -61,57 +105,59 @@ class TargetRunner:
                                                 f"of {self.lm.max_context}")
 
     @torch.inference_mode()
-    def _verify_together(self, calls: list[VerifyCall]) -> list[Verification]:
-        """Checked calls of distinct sessions, one window (or one decoded run) each, scored in one batched
-        extend, then the runs' further positions in lockstep."""
-        started = time.perf_counter()
-        items = [(call.session_id, call.keep_len, call.new_tokens + call.draft_tokens) for call in calls]
-        layers = tuple(sorted({layer for call in calls for layer in call.feature_layers}))
-        all_logits, features = self.lm.extend_batch_features(items, layers)
-        logits = [rows[-(len(call.draft_tokens) + 1):] for call, rows in zip(calls, all_logits, strict=True)]
-        runs = [index for index, call in enumerate(calls) if call.decode_tokens > 1]
-        decoded: list[torch.Tensor | None] = [None] * len(calls)
-        if runs:
-            for index, (rows, tokens, run_features) in zip(
-                    runs, self._decode([calls[i] for i in runs], [logits[i] for i in runs], layers), strict=True):
-                logits[index], decoded[index] = rows, tokens
-                if run_features is not None:
-                    features[index] = torch.cat((features[index], run_features))
-        fed = sum(len(tokens) for _, _, tokens in items) + sum(calls[i].decode_tokens - 1 for i in runs)
-        features = [own_features(call, rows, layers) for call, rows in zip(calls, features, strict=True)]
-        return self._scores(calls, logits, started, len(items), fed, decoded, features)
+    def _step(self, calls: list[VerifyCall | Progress]) -> list[Verification | Continue]:
+        """One forward over checked calls of distinct sessions (new, or part-way), packed: a chunk of a long
+        prompt, a whole window, or a run's next position each; then the calls that finished are scored."""
+        now = time.perf_counter()
+        work = [call if isinstance(call, Progress) else Progress(call, now) for call in calls]
+        sizes = chunk_sizes([p.remaining for p in work], [p.window for p in work], self.max_batch_tokens,
+                            PREFILL_CHUNK_FLOOR)
+        items, logits_of = [], []
+        for p, size in zip(work, sizes, strict=True):
+            own = p.call.new_tokens + p.call.draft_tokens
+            if p.fed < len(own):  # the call's own tokens: a chunk, or the rest with its window scored
+                items.append((p.session_id, p.length, own[p.fed: p.fed + size]))
+                logits_of.append(p.window if size == p.remaining else 0)
+            else:  # a run's next position: its last token fed back
+                items.append((p.session_id, p.length, p.tokens[-1]))
+                logits_of.append(1)
+        layers = tuple(sorted({layer for p in work for layer in p.call.feature_layers}))
+        logits, features = self.lm.extend_batch_features(items, layers, logits_of)
+        fed = sum(sizes)
+        results: list[Verification | Continue | None] = [None] * len(work)
+        done = []
+        for index, (p, size, rows, step_features) in enumerate(zip(work, sizes, logits, features, strict=True)):
+            p.batch_tokens += fed
+            if step_features is not None and p.call.feature_layers:
+                p.features.append(own_features(p.call, step_features, layers))
+            if p.fed < len(p.call.new_tokens) + len(p.call.draft_tokens):
+                p.fed += size
+                if not rows.shape[0]:  # a chunk of a prompt
+                    results[index] = Continue(p)
+                    continue
+            if p.call.decode_tokens > 1:
+                p.rows.append(rows)
+                p.tokens.append(self._own_token(p, rows))
+                if len(p.tokens) < p.call.decode_tokens:
+                    results[index] = Continue(p)
+                    continue
+                rows = torch.cat(p.rows)
+            done.append((index, p, rows))
+        if done:
+            finished = self._scores([p.call for _, p, _ in done], [rows for _, _, rows in done],
+                                    [p.started for _, p, _ in done], len(work), [p.batch_tokens for _, p, _ in done],
+                                    [torch.cat(p.tokens) if p.tokens else None for _, p, _ in done],
+                                    [torch.cat(p.features) if p.features else None for _, p, _ in done])
+            for (index, _, _), verification in zip(done, finished, strict=True):
+                results[index] = verification
+        return results
 
-    def _decode(self, calls: list[VerifyCall], first: list[torch.Tensor], layers: tuple[int, ...] = ()
-                ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-        """Decoded runs from each call's first position's logits [1, vocab]: per call its logits
-        [decode_tokens, vocab], its tokens [decode_tokens], the tokens fed back one position at a time
-        (every call still running in one forward), and with `layers` the features of the tokens fed back
-        [decode_tokens - 1, width], all on the device."""
-        logits = [[rows] for rows in first]
-        fed_features: list[list[torch.Tensor]] = [[] for _ in calls]
-        tokens: list[list[torch.Tensor]] = [[] for _ in calls]
-        uniforms = [to_device(torch.tensor(call.uniforms, dtype=torch.float64), self.lm.device)
-                    if call.statistics.recover else None for call in calls]  # copied to the device once a run
-        active, rows = list(range(len(calls))), None
-        while active:
-            for index in active:
-                step = len(tokens[index])
-                uniform = uniforms[index][step: step + 1] if uniforms[index] is not None else None
-                tokens[index].append(own_token(calls[index], logits[index][-1], uniform))
-            still = [index for index in active if len(tokens[index]) < calls[index].decode_tokens]
-            if not still:
-                break
-            if rows is None or len(still) < len(active):
-                rows = self.lm.rows([calls[index].session_id for index in still])
-            out, step_features = self.lm.extend_rows_features(
-                rows, torch.cat([tokens[index][-1] for index in still])[:, None], layers)
-            for row_index, (index, row) in enumerate(zip(still, out[:, -1].split(1), strict=True)):
-                logits[index].append(row)
-                if step_features is not None:
-                    fed_features[index].append(step_features[row_index])
-            active = still
-        return [(torch.cat(rows), torch.cat(picked), torch.cat(fed) if fed else None)
-                for rows, picked, fed in zip(logits, tokens, fed_features, strict=True)]
+    def _own_token(self, p: Progress, rows: torch.Tensor) -> torch.Tensor:
+        """A run's token [1] at its next position, from that position's logits [1, vocab]."""
+        if p.call.statistics.recover and p.uniforms is None:  # copied to the device once a run
+            p.uniforms = to_device(torch.tensor(p.call.uniforms, dtype=torch.float64), self.lm.device)
+        step = len(p.tokens)
+        return own_token(p.call, rows, p.uniforms[step: step + 1] if p.uniforms is not None else None)
 
     @torch.inference_mode()
     def _verify_forked(self, call: VerifyCall) -> Verification:
@@ -123,14 +169,16 @@ class TargetRunner:
         windows = to_device(torch.tensor(call.draft_tokens).reshape(sequences, gamma), self.lm.device)
         rest = self.lm.extend_rows(self.lm.fork(call.session_id, sequences), windows)  # [M, gamma, vocab]
         logits = torch.cat([first.expand(sequences, 1, -1), rest], 1).reshape(sequences * (gamma + 1), -1)
-        return self._scores([call], [logits], started, sequences, len(call.new_tokens) + len(call.draft_tokens))[0]
+        return self._scores([call], [logits], [started], sequences,
+                            [len(call.new_tokens) + len(call.draft_tokens)])[0]
 
-    def _scores(self, calls: list[VerifyCall], logits: list[torch.Tensor], started: float, batch_size: int,
-                batch_tokens: int, decoded: list[torch.Tensor | None] | None = None,
+    def _scores(self, calls: list[VerifyCall], logits: list[torch.Tensor], started: list[float], batch_size: int,
+                batch_tokens: list[int], decoded: list[torch.Tensor | None] | None = None,
                 features: list[torch.Tensor | None] | None = None) -> list[Verification]:
         """Verifications from each call's logits [rows, vocab] on the device, its decoded run's tokens
         (None: not a run) and its features (None: not asked for): every argmax, decoded token, statistic,
-        row and feature of the batch read back at once."""
+        row and feature of the batch read back at once. `started`: when each call began; `batch_tokens`:
+        the tokens of the forwards each took part in."""
         decoded = decoded or [None] * len(calls)
         features = features or [None] * len(calls)
         flat = torch.cat([rows.argmax(-1) for rows in logits] + [tokens for tokens in decoded if tokens is not None])
@@ -149,13 +197,13 @@ class TargetRunner:
         probs = [next(host) if rows is not None else None for rows in probs]
         features = [FeatureRows(call.keep_len, next(host)) if rows is not None else None
                     for call, rows in zip(calls, features, strict=True)]
-        seconds = time.perf_counter() - started  # the statistics and rows are the target's work too
+        now = time.perf_counter()  # the statistics and rows are the target's work too
         return [Verification(target_argmax=row_argmax, target_probs=rows, cache_len=self.lm.cache_len(call.session_id),
-                             compute_seconds=seconds, batch_size=batch_size, batch_tokens=batch_tokens,
+                             compute_seconds=now - call_started, batch_size=batch_size, batch_tokens=call_tokens,
                              statistics=run_statistics(call, call_own) if tokens is not None else window,
                              decoded_tokens=call_own, features=call_features)
-                for call, row_argmax, call_own, tokens, window, rows, call_features in zip(
-                    calls, argmax, own, decoded, windows, probs, features, strict=True)]
+                for call, row_argmax, call_own, tokens, window, rows, call_features, call_started, call_tokens in zip(
+                    calls, argmax, own, decoded, windows, probs, features, started, batch_tokens, strict=True)]
 
 
 def own_features(call: VerifyCall, features: torch.Tensor | None, layers: tuple[int, ...]) -> torch.Tensor | None:

@@ -9,7 +9,7 @@ import grpc
 from specdec.distributions.scoring import StatisticsSpec
 from specdec.errors import InvalidField
 from specdec.net.rpc import abort_on_bad_input
-from specdec.services.runtime.batcher import Batcher
+from specdec.services.runtime.batcher import MAX_BATCH_TOKENS, Batcher
 from specdec.services.runtime.model import CausalLM
 from specdec.services.runtime.model_servicer import ModelServicerBase
 from specdec.services.runtime.service_actor import ModelServiceActor
@@ -28,9 +28,10 @@ MAX_DECODE_TOKENS = 64
 
 class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
     settings_fields = VERIFY_SETTINGS
-    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 16):
-        super().__init__(lm, executor, max_batch)
-        self.batcher = Batcher(TargetRunner(lm).verify_batch, executor, max_batch)
+    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 64,
+                 max_batch_tokens: int = MAX_BATCH_TOKENS):
+        super().__init__(lm, executor, max_batch, max_batch_tokens)
+        self.batcher = Batcher(TargetRunner(lm, max_batch_tokens).verify_batch, executor, max_batch)
 
     @abort_on_bad_input
     async def Verify(self, request: pb.VerifyRequest, context: grpc.aio.ServicerContext) -> pb.VerifyResponse:
@@ -69,7 +70,7 @@ class TargetServiceActor(ModelServiceActor):
     role = "target"
 
     def register(self, server: grpc.aio.Server, lm: CausalLM, executor: ThreadPoolExecutor) -> TargetServicer:
-        servicer = TargetServicer(lm, executor, self.max_batch)
+        servicer = TargetServicer(lm, executor, self.max_batch, self.max_batch_tokens)
         pb_grpc.add_TargetServiceServicer_to_server(servicer, server)
         return servicer
 

@@ -102,13 +102,15 @@ def test_greedy_completions_equal_the_grpc_api_and_generate(api, references, ora
 
 
 def test_a_streamed_completion_equals_the_whole_one_with_the_async_client(api):
+    fixed = GREEDY | {"gamma": 4}  # the same windows both times (the default controller's follow the load)
+
     async def run():
         client = openai.AsyncOpenAI(base_url=f"{api['url']}/v1", api_key="unused", max_retries=0)
         whole = await client.completions.create(model=MODEL, prompt=PROMPTS[2], max_tokens=TOKENS,
-                                                temperature=0, extra_body=GREEDY)
+                                                temperature=0, extra_body=fixed)
         chunks = [chunk async for chunk in await client.completions.create(
             model=MODEL, prompt=PROMPTS[2], max_tokens=TOKENS, temperature=0, stream=True,
-            stream_options={"include_usage": True}, extra_body=GREEDY)]
+            stream_options={"include_usage": True}, extra_body=fixed)]
         await client.close()
         return whole, chunks
 
@@ -291,8 +293,9 @@ def test_models_health_and_metrics(api):
 
 @pytest.fixture(scope="module")
 def limited(servers, tmp_path_factory):
-    """An orchestrator that admits one request at a time (kept for the module: its servers live with it)."""
-    actor, _, url = start(servers, tmp_path_factory, limits={"max_active_requests": 1})
+    """An orchestrator that admits one request at a time and queues none (kept for the module: its servers live
+    with it)."""
+    actor, _, url = start(servers, tmp_path_factory, limits={"max_active_requests": 1, "max_waiting_requests": 0})
     yield actor, url
 
 
@@ -324,7 +327,7 @@ def test_admission_refusal_is_429(servers, limited):
     next(iter(stream))  # one request in flight
     with pytest.raises(openai.RateLimitError) as info:
         client.completions.create(model=MODEL, prompt="x", max_tokens=2)
-    assert info.value.status_code == 429 and info.value.body["param"] == "max_active_requests"
+    assert info.value.status_code == 429 and info.value.body["param"] == "max_waiting_requests"
     assert info.value.response.headers["Retry-After"] == "1"
     stream.close()
     wait_for(lambda: servers["loop"].run(actor.health())["active_requests"] == 0)

@@ -125,7 +125,9 @@ def test_every_controller_reports_its_gamma_trace(client: Client, controller):
                           seed=2, ignore_eos=True)
     stats = out.stats
     assert stats["gamma_controller"] == controller and len(stats["gamma_trace"]) == stats["num_rounds"]
-    assert sum(stats["gamma_trace"]) == stats["num_draft_tokens"] and stats["measured_c"] > 0
+    assert sum(stats["gamma_trace"]) == stats["num_draft_tokens"]
+    # (cost starts where the deployment's measurements put it, which may be target-only throughout)
+    assert (stats["measured_c"] > 0) == (stats["num_draft_tokens"] > 0)
 
 
 def test_multi_draft_greedy_equals_the_targets_generate(client: Client, oracle: TargetOracle):

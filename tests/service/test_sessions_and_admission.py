@@ -1,10 +1,11 @@
 """Sessions and admission over real gRPC: abandoned sessions expire, a service refuses sessions beyond its
-limit and the orchestrator requests beyond its limit with RESOURCE_EXHAUSTED (not an out-of-memory), and a
-client that cancels frees its sessions in both services at once."""
+limit with RESOURCE_EXHAUSTED (not an out-of-memory), the orchestrator queues requests beyond its limit and
+refuses them beyond its queue, and a client that cancels frees its sessions in both services at once."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -54,24 +55,34 @@ def test_a_service_expires_idle_sessions_and_refuses_sessions_beyond_its_limit()
 
 @pytest.fixture(scope="module")
 def small_orchestrator(servers, tmp_path_factory):
-    """An orchestrator that admits one request at a time, over the shared draft and target services."""
-    config = ServeConfig().with_overrides(orchestrator={"port": 0}, limits={"max_active_requests": 1},
+    """An orchestrator that admits one request at a time and queues one more, over the shared services."""
+    config = ServeConfig().with_overrides(orchestrator={"port": 0},
+                                          limits={"max_active_requests": 1, "max_waiting_requests": 1},
                                           jobs={"journal_path": str(tmp_path_factory.mktemp("jobs") / "j.sqlite")})
     actor = OrchestratorActor(config, [servers["draft"]], [servers["target"]])
-    yield servers["loop"].run(actor.ready())  # the actor object must live as long as its server
+    yield actor, servers["loop"].run(actor.ready())  # the actor object must live as long as its server
 
 
-def test_the_orchestrator_refuses_requests_beyond_its_limit(small_orchestrator, servers):
-    with Client(small_orchestrator) as first, Client(small_orchestrator) as second:
+def test_the_orchestrator_queues_past_its_limit_and_refuses_past_its_queue(small_orchestrator, servers):
+    actor, address = small_orchestrator
+
+    def queued() -> int:
+        return servers["loop"].run(actor.health())["waiting_requests"]
+
+    with Client(address) as first, Client(address) as second, Client(address) as third, ThreadPoolExecutor(1) as pool:
         stream = first.stream("def f(x):", max_new_tokens=64, temperature=0.0, ignore_eos=True)
         first_delta = next(stream)  # one request in flight
+        waiting = pool.submit(second.generate, "import os", max_new_tokens=4, ignore_eos=True)
+        wait_for(lambda: queued() == 1)
         with pytest.raises(grpc.RpcError) as info:
-            second.generate("import os", max_new_tokens=4)
+            third.generate("import sys", max_new_tokens=4)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert info.value.details().startswith("max_active_requests")
-        rest = list(stream)  # the first request finishes undisturbed
+        assert info.value.details().startswith("max_waiting_requests")
+        assert not waiting.done()  # it waits its turn
+        rest = list(stream)  # the first request finishes undisturbed, and hands its place on
         assert len(first_delta.token_ids) + sum(len(d.token_ids) for d in rest) == 64
-        assert second.generate("import os", max_new_tokens=4, ignore_eos=True).stats["output_tokens"] == 4
+        assert waiting.result(timeout=60).stats["output_tokens"] == 4
+        assert queued() == 0
 
 
 def test_a_cancelled_stream_frees_its_sessions_in_both_services(servers):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from specdec.orchestrator.controllers import ControllerParams, RoundStats, make_controller
-from specdec.orchestrator.controllers.cost import CostModelGamma, expected_tokens
+from specdec.orchestrator.controllers.cost import SWITCH_MARGIN, CostEstimates, CostModelGamma, expected_tokens
 
 
 def feed(controller, rounds: list[tuple[int, int]]) -> list[int]:
@@ -78,7 +78,8 @@ def test_cost_model_converges_to_the_best_serial_gamma(c, alpha, best):
         controller.update(RoundStats(gamma, accepts(rng, alpha, gamma), c * gamma, 1.0, round_seconds=c * gamma + 1))
         chosen.append(gamma)
     settled = max(set(chosen[-500:]), key=chosen[-500:].count)
-    assert abs(settled - best) <= 1
+    # it settles where it cannot do better by more than the margin that keeps it from flipping on noise
+    assert serial_speedup(alpha, settled, c) >= serial_speedup(alpha, best, c) / (1 + SWITCH_MARGIN) - 0.02
     if best == 0:
         assert settled == 0
 
@@ -114,3 +115,34 @@ def test_cost_model_counts_the_whole_batch_a_window_rides_in():
 
     assert settle(1) >= 2  # alone: speculation pays (the analytic best is 3)
     assert settle(32) in (0, 1)  # 32 sessions per forward: target-only (1 only on a probe round)
+
+
+def test_a_new_request_starts_from_what_the_deployment_measured():
+    """The costs and the average acceptance are the deployment's: a request that arrives after others have
+    run starts at the gamma their measurements give, instead of learning from its own first rounds."""
+    estimates, rng = CostEstimates(), random.Random(3)
+    for _ in range(200):
+        controller = CostModelGamma(gamma=4, estimates=estimates)
+        for _ in range(20):
+            gamma = controller.next_gamma()
+            controller.update(RoundStats(gamma, accepts(rng, 0.2, gamma), 0.5 * gamma, 1.0,
+                                         round_seconds=0.5 * gamma + 1.2))
+    late = CostModelGamma(gamma=4, estimates=estimates)
+    assert estimates.alphas[0] < 0.35 and estimates.overhead_s[False] == pytest.approx(0.2, abs=0.05)
+    late.update(RoundStats(0, 0, 0.0, 1.0, round_seconds=1.2))
+    assert late.next_gamma() == 0  # low acceptance, a slow draft: target-only from its first update
+
+
+def test_the_cost_model_does_not_flip_between_near_equal_gammas():
+    """Noisy measurements (verify time +-20%, acceptance a coin per position) around gammas 1..3, whose rates
+    differ by 2-5%: it mostly stays put (without the margin, this run switches 39 times)."""
+    controller, rng = CostModelGamma(gamma=2, gamma_max=4), random.Random(4)
+    chosen = []
+    for _ in range(400):
+        gamma = controller.next_gamma()
+        verify = 1.0 * rng.uniform(0.8, 1.2)
+        controller.update(RoundStats(gamma, accepts(rng, 0.5, gamma), 0.12 * gamma, verify,
+                                     round_seconds=0.12 * gamma + verify))
+        chosen.append(gamma)
+    switches = sum(a != b for a, b in zip(chosen, chosen[1:]))
+    assert switches <= 15

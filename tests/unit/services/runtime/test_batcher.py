@@ -1,7 +1,8 @@
 """The batcher: a lone call runs at once and alone, calls that arrive while the model is busy go together
-(up to max_batch, in arrival order), each caller gets its own answer or error; and `run_calls`, which runs
-one batch of a runner's calls: each checked once just before it runs, a session's first call together with
-the others, its later ones alone and in order."""
+(up to max_batch, in arrival order), each caller gets its own answer or error, a call that answers
+`Continue` goes on in the next batch beside the newcomers; and `run_calls`, which runs one batch of a
+runner's calls: each checked once just before it runs, a session's first call together with the others,
+its later ones alone and in order; and `chunk_sizes`, which cuts prompts to a forward's budget."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from specdec.errors import InvalidField, SessionError
-from specdec.services.runtime.batcher import Batcher, run_calls
+from specdec.services.runtime.batcher import Batcher, Continue, chunk_sizes, run_calls, run_to_end
 
 WAIT = 5.0  # seconds: the most any test waits on the model thread
 ALL = float("inf")
@@ -386,3 +387,40 @@ def test_run_calls_answers_only_session_errors_in_place_and_lets_other_errors_of
 
     with pytest.raises(InvalidField, match="new_tokens"):
         run_calls(calls_of("a1 b1"), check, lambda call: False, lambda call: "alone", lambda calls: ["together"])
+
+
+def test_a_call_that_continues_runs_on_in_the_next_batch_first_beside_the_newcomers(executor):
+    """A call above 100 answers Continue(call - 1): it is in every next batch, ahead of the calls that
+    arrived meanwhile, until it answers; its caller waits for that answer."""
+    model = Model(answer=lambda call: Continue(call - 1) if call > 100 else call * 10)
+
+    async def scenario() -> None:
+        batcher = Batcher(model, executor, max_batch=8)
+        first = await busy_with_first(batcher, model, 103)
+        newcomers = await submit_all(batcher, [1, 2])
+        model.allow(ALL)
+        assert await first == 1000 and [await t for t in newcomers] == [10, 20]
+        assert model.batches == [[103], [102, 1, 2], [101], [100]]
+
+    run(scenario)
+
+
+def test_run_to_end_runs_the_continuing_calls_together_until_each_answers():
+    batches = []
+
+    def steps(calls: list[int]) -> list:
+        batches.append(list(calls))
+        return [Continue(call - 1) if call > 0 else f"done {call}" for call in calls]
+
+    assert run_to_end(steps, [2, 0, 1]) == ["done 0"] * 3
+    assert batches == [[2, 0, 1], [1, 0], [0]]
+
+
+@pytest.mark.parametrize("remaining, windows, budget, sizes", [
+    ([5, 1, 3], [5, 1, 3], 4, [5, 1, 3]),  # windows are never cut, whatever the budget
+    ([100, 5], [1, 5], 64, [58, 5]),  # a prompt takes what the windows leave
+    ([100, 80, 5], [1, 1, 5], 64, [57, 16, 5]),  # the next prompt gets at least the floor
+    ([30, 5], [1, 5], 64, [30, 5]),  # a prompt that fits goes whole, its last token scored
+])
+def test_chunk_sizes_cut_prompts_to_the_budget_and_never_a_window(remaining, windows, budget, sizes):
+    assert chunk_sizes(remaining, windows, budget, floor=16) == sizes

@@ -9,7 +9,7 @@ import torch
 from specdec.config import resolve_model
 from specdec.errors import SessionError
 from specdec.services.runtime.kv_cache import CAPACITY_BLOCK
-from specdec.services.runtime.model import CausalLM, LoadSpec, width_groups
+from specdec.services.runtime.model import CausalLM, LoadSpec, packed_layout
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +85,24 @@ def test_batched_extend_equals_one_session_at_a_time(lm: CausalLM):
         lm.end_session(f"solo-{sid}")
 
 
-def test_a_long_prefill_gets_a_forward_of_its_own(lm: CausalLM):
-    assert width_groups([1, 5, 40, 2, 3, 60, 9]) == [[0, 3, 4, 1], [6], [2, 5]]
-    assert width_groups([]) == [] and width_groups([30]) == [[0]]
+def test_packed_layout_places_every_item_and_keeps_the_logits_asked_for():
+    positions, keep = packed_layout([3, 0, 7], [2, 4, 1], [2, 0, 1])
+    assert positions == [3, 4, 0, 1, 2, 3, 7]
+    assert keep == [0, 1, 6]  # the first item's two tokens, none of the chunk's, the last item's one
+
+
+def test_a_long_prefill_shares_a_forward_with_short_windows_unpadded(lm: CausalLM):
     lm.extend("short", 0, [5, 6, 7])
+    lm.extend("chunked", 0, list(range(60, 70)))
     prompt = list(range(10, 50))
-    batched = lm.extend_batch([("short", 3, [8, 9]), ("prefill", 0, prompt)])
+    batched = lm.extend_batch([("short", 3, [8, 9]), ("prefill", 0, prompt), ("chunked", 10, list(range(70, 80)))],
+                              logits_of=[2, 40, 0])
+    assert [rows.shape[0] for rows in batched] == [2, 40, 0]
     assert torch.allclose(batched[0], lm.extend("solo-short", 0, [5, 6, 7, 8, 9])[-2:], atol=1e-4)
     assert torch.allclose(batched[1], lm.extend("solo-prefill", 0, prompt), atol=1e-4)
-    for sid in ("short", "prefill", "solo-short", "solo-prefill"):
+    assert lm.cache_len("chunked") == 20  # a chunk without logits still fills the cache
+    assert torch.allclose(lm.extend("chunked", 20, [80])[0], lm.extend("whole", 0, list(range(60, 81)))[-1], atol=1e-4)
+    for sid in ("short", "prefill", "chunked", "solo-short", "solo-prefill", "whole"):
         lm.end_session(sid)
 
 

@@ -4,6 +4,7 @@ batch left it (hand-written Markov fakes, no model)."""
 from __future__ import annotations
 
 from specdec.services.draft.runner import DraftRunner
+from specdec.services.runtime.batcher import Continue, run_to_end
 from specdec.services.runtime.model import SessionError
 from specdec.services.target.runner import TargetRunner
 from specdec.types import ProposeCall, SamplingParams, VerifyCall
@@ -51,7 +52,7 @@ def test_decoded_runs_ride_in_a_batch_beside_windows():
     greedy path, fed back position by position; the window is scored as it would be alone."""
     table = random_table(6, 2)
     target = MarkovLM(table)
-    results = TargetRunner(target).verify_batch([
+    results = run_to_end(TargetRunner(target).verify_batch, [
         VerifyCall("a", 1, 0, [1, 2], [], GREEDY, decode_tokens=5), VerifyCall("b", 1, 0, [3], [4, 5], GREEDY),
         VerifyCall("c", 1, 0, [0], [], GREEDY, decode_tokens=2)])
     alone = TargetRunner(MarkovLM(table)).verify(VerifyCall("b", 1, 0, [3], [4, 5], GREEDY))
@@ -63,3 +64,51 @@ def test_decoded_runs_ride_in_a_batch_beside_windows():
         assert result.decoded_tokens == path == result.target_argmax
     assert results[0].cache_len == 2 + 5 - 1 and results[2].cache_len == 1 + 2 - 1  # the last token is not fed
     assert results[1].target_argmax == alone.target_argmax and results[1].decoded_tokens == []
+
+
+def test_a_newcomer_joins_a_run_at_its_next_forward_and_a_finished_call_leaves():
+    """Continuous batching in the target: each batch is one forward; a run answers Continue until its last
+    position, and a call that arrives meanwhile rides in the run's next forward."""
+    table = random_table(6, 2)
+    target = MarkovLM(table)
+    runner = TargetRunner(target)
+    [step] = runner.verify_batch([VerifyCall("run", 1, 0, [1, 2], [], GREEDY, decode_tokens=4)])
+    assert isinstance(step, Continue) and target.batches == [1]
+    step, window = runner.verify_batch([step.rest, VerifyCall("new", 1, 0, [3], [4, 5], GREEDY)])
+    assert target.batches == [1, 2]  # one forward: the run's second position beside the newcomer's window
+    assert isinstance(step, Continue) and window.target_argmax == TargetRunner(MarkovLM(table)).verify(
+        VerifyCall("alone", 1, 0, [3], [4, 5], GREEDY)).target_argmax
+    [result] = run_to_end(runner.verify_batch, [step.rest])
+    assert result.decoded_tokens == TargetRunner(MarkovLM(table)).verify(
+        VerifyCall("solo", 1, 0, [1, 2], [], GREEDY, decode_tokens=4)).decoded_tokens
+    assert target.batches == [1, 2, 1, 1] and result.batch_tokens == 2 + 4 + 1 + 1
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_beside_the_others_windows():
+    """Past the forward's token budget a prompt feeds a chunk a forward (every other call's window whole in
+    each), and its window is scored with the last chunk as it would be unchunked."""
+    table = random_table(6, 2)
+    target = MarkovLM(table)
+    runner = TargetRunner(target, max_batch_tokens=24)
+    prompt = [1, 2, 3, 4, 5, 0] * 8  # 48 tokens
+    target.extend("other", 0, [1])
+    chunk, window = runner.verify_batch([VerifyCall("long", 1, 0, prompt, [4, 5], GREEDY),
+                                         VerifyCall("other", 1, 1, [2], [3], GREEDY)])
+    assert isinstance(chunk, Continue) and target.cache_len("long") == 24 - 3 - 2  # what the windows leave
+    assert window.target_argmax == [int(table[t].argmax()) for t in (2, 3)]
+    [result] = run_to_end(runner.verify_batch, [chunk.rest])
+    alone = TargetRunner(MarkovLM(table)).verify(VerifyCall("alone", 1, 0, prompt, [4, 5], GREEDY))
+    assert result.target_argmax == alone.target_argmax and result.cache_len == alone.cache_len == 50
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_before_the_draft_drafts():
+    table = random_table(6, 1)
+    draft = MarkovLM(table)
+    runner = DraftRunner(draft, max_batch_tokens=8)
+    prompt = [1, 2, 3, 4, 5, 0] * 6  # 36 tokens
+    first = runner.propose_batch([propose("long", 0, prompt), propose("short", 0, [2])])
+    assert isinstance(first[0], Continue) and len(first[1].draft_tokens) == 3
+    # the budget leaves 6 tokens after the two calls' last ones: the prompt advances by the floor, 16
+    assert first[0].rest.keep_len == draft.cache_len("long") == 16 and first[0].rest.new_tokens == prompt[16:]
+    [result] = run_to_end(runner.propose_batch, [first[0].rest])
+    assert result.draft_tokens == DraftRunner(MarkovLM(table)).propose(propose("alone", 0, prompt)).draft_tokens

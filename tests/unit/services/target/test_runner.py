@@ -9,6 +9,7 @@ import pytest
 
 from specdec.config import resolve_model
 from specdec.distributions.scoring import StatisticsSpec
+from specdec.services.runtime.batcher import run_to_end
 from specdec.services.runtime.model import CausalLM, LoadSpec
 from specdec.services.target.runner import TargetRunner
 from specdec.types import SamplingParams, VerifyCall
@@ -55,10 +56,10 @@ def test_features_are_the_asked_layers_outputs_at_every_token_fed(forward, monke
     run_call = VerifyCall("r", 1, 0, PROMPT, [], SamplingParams(temperature=0.0), decode_tokens=4,
                           feature_layers=layers)
     plain = VerifyCall("p", 1, 0, PROMPT, [7], SamplingParams(temperature=0.0))
-    reads = host_reads(lambda: runner.verify_batch([window_call, run_call, plain]), monkeypatch)
-    assert reads == Counter(tolist=1)
-    window_result, run_result, plain_result = runner.verify_batch(
-        [VerifyCall(**{**vars(call), "session_id": call.session_id + "2"}) for call in (window_call, run_call, plain)])
+    reads = host_reads(lambda: run_to_end(runner.verify_batch, [window_call, run_call, plain]), monkeypatch)
+    assert reads == Counter(tolist=2)  # the forward that finished the window and the plain call; the run's last
+    window_result, run_result, plain_result = run_to_end(runner.verify_batch, [
+        VerifyCall(**{**vars(call), "session_id": call.session_id + "2"}) for call in (window_call, run_call, plain)])
     assert plain_result.features is None
     reference = AutoModelForCausalLM.from_pretrained(resolve_model("demo:target"), dtype=torch.float32).eval()
     for result, fed in ((window_result, PROMPT + [7, 8, 9]), (run_result, PROMPT + run_result.decoded_tokens[:-1])):
