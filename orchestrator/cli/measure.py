@@ -119,7 +119,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                           help="gRPC address (default: $SPECDEC_ADDRESS or 127.0.0.1:50051), or with --endpoint "
                                "openai the HTTP API's URL (default: $SPECDEC_HTTP_ADDRESS or http://127.0.0.1:8000)")
     loadtest.add_argument("--concurrency", type=int, nargs="+",
-                          help="closed loop: numbers of concurrent streams to sweep (default: 1 8 32)")
+                          help="closed loop: numbers of concurrent streams to sweep (default: 1 4 16 64)")
     loadtest.add_argument("--rate", type=float, nargs="+", help="open loop: request rates (requests/s) to sweep")
     loadtest.add_argument("--burstiness", type=float, default=1.0,
                           help="open loop: shape of the gamma-distributed gaps; 1 is Poisson, < 1 burstier")
@@ -142,7 +142,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     loadtest.add_argument("--ray-generators", type=int, default=0,
                           help="run the load from this many Ray actors spread over the cluster's nodes")
     loadtest.add_argument("--ray-address", default="auto", help="with --ray-generators: the Ray cluster")
-    loadtest.add_argument("--seed", type=int, default=0, help="seed of prompts, arrivals and sampling")
+    loadtest.add_argument("--seed", type=int, default=0, help="seed of prompts and arrivals")
+    loadtest.add_argument("--seeded", action="store_true",
+                          help="give request i the seed --seed + i: sampled output reproducible run to run (the "
+                               "server then decodes sampled requests at its default gamma, fixed, instead of its "
+                               "adaptive controller, whose windows follow the load)")
     loadtest.add_argument("--out", help="output folder (default: loadtest-results/<time>)")
     connection_args(loadtest)
     loadtest.set_defaults(func=cmd_loadtest)
@@ -291,6 +295,7 @@ def _bench_load(args: argparse.Namespace, console) -> int:
     from specdec.demo_pair.heldout import code_prompts
     from specdec.orchestrator.client.grpc_client import Client
     from specdec.orchestrator.measure.load_bench import load_modes, print_load, run_load
+    from specdec.orchestrator.measure.loadtest_report import tradeoff_plot
 
     prompts = code_prompts(max(args.prompts, max(args.concurrency)), seed=args.seed)
     out_dir = Path(args.out or f"bench-results/load-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -300,7 +305,7 @@ def _bench_load(args: argparse.Namespace, console) -> int:
         with Progress(console=console, transient=True) as progress:
             rows = run_load(client, prompts, load_modes(args.gamma, args.speculation_lanes), args.concurrency,
                             args.requests_per_stream, args.min_requests, args.max_new_tokens, args.temperature,
-                            args.seed, progress)
+                            progress)
     print_load(rows, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = [r.record() for r in rows]
@@ -320,7 +325,11 @@ def _bench_load(args: argparse.Namespace, console) -> int:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_dir / "load.png", dpi=110)
-    for name in ("load.json", "load.csv", "load.png"):
+    tradeoff_plot({mode: [(1000 / r.totals.tokens_per_second if r.totals.tokens_per_second else 0.0,
+                           r.tokens_per_second, f"{r.concurrency}") for r in rows if r.mode.label == mode]
+                   for mode in dict.fromkeys(r.mode.label for r in rows)},
+                  "time per output token of a stream (ms)", out_dir / "tradeoff.png")
+    for name in ("load.json", "load.csv", "load.png", "tradeoff.png"):
         console.print(f"wrote {out_dir / name}")
     return 0
 
@@ -358,14 +367,14 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             if getattr(args, option) < 0:
                 raise ValueError(f"--{option.replace('_', '-')}: must not be negative")
         loads = ([LoadSpec(rate=r, burstiness=args.burstiness) for r in args.rate] if args.rate
-                 else [LoadSpec(concurrency=c) for c in (args.concurrency or [1, 8, 32])])
+                 else [LoadSpec(concurrency=c) for c in (args.concurrency or [1, 4, 16, 64])])
         if any(load.rate <= 0 and load.concurrency < 1 for load in loads):
             raise ValueError("--rate / --concurrency: every load must be positive")
 
         @functools.cache  # the same prompts for every mode at a load, read once
         def plans_for(load: LoadSpec):
             count = args.num_requests or max(16, 4 * load.concurrency)
-            return load_plans(args.dataset, count, args.output_tokens, args.seed, args.input_chars)
+            return load_plans(args.dataset, count, args.output_tokens, args.seed, args.input_chars, args.seeded)
 
         plans_for(loads[0])  # a bad dataset fails here, before any load
     except (ValueError, OSError) as exc:

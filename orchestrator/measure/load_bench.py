@@ -4,8 +4,9 @@ For each number of concurrent streams, each decoding mode (target-only, the serv
 configuration as a user who sets nothing gets it, serial speculation at a fixed gamma, overlapped
 speculation with speculation lanes, the `cost` controller with the server's load governor) runs that
 many client streams at once, each sending requests back to back, and the aggregate output
-tokens/s is measured over the wall time of the whole load. Every mode sees the same prompts and seeds,
-in one run.
+tokens/s is measured over the wall time of the whole load. Every mode sees the same prompts, in one run;
+requests carry no seed, as a user's load does (a seeded sampled request would get a fixed gamma by
+default, not the adaptive controller).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def requests_per_stream(concurrency: int, per_stream: int, min_requests: int) ->
 
 
 def run_load(client: Client, prompts: list[CodePrompt], modes: list[BenchConfig], concurrencies: list[int],
-             per_stream: int, min_requests: int, max_new_tokens: int, temperature: float, seed: int,
+             per_stream: int, min_requests: int, max_new_tokens: int, temperature: float,
              progress: Progress) -> list[LoadRow]:
     rows = []
     task = progress.add_task("load", total=len(modes) * len(concurrencies))
@@ -90,8 +91,7 @@ def run_load(client: Client, prompts: list[CodePrompt], modes: list[BenchConfig]
                     prompt = prompts[(index * count + k) % len(prompts)]
                     out = client.generate(prompt.prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                           gamma=mode.gamma, gamma_controller=mode.controller, overlap=mode.overlap,
-                                          speculation_lanes=mode.speculation_lanes, seed=seed + index * 1000 + k,
-                                          ignore_eos=True)
+                                          speculation_lanes=mode.speculation_lanes, ignore_eos=True)
                     trace = out.stats["gamma_trace"]
                     with adding:
                         row.totals.add(out.stats, out.token_ids)

@@ -3,9 +3,15 @@
 Two kinds of load. Closed loop: a fixed number of concurrent streams, each sending its next request as
 soon as the last one finished. Open loop: requests arrive at a rate, with gamma-distributed gaps
 (burstiness 1 is a Poisson process; below 1 burstier, above 1 more regular), whatever the server's
-state. Every request streams; each stream chunk carries one round's tokens, and the figures count
-tokens, not chunks: time per output token is (end-to-end - time to first token) / (tokens - 1), and a
-chunk of k tokens that arrives d seconds after the previous one counts as k inter-token gaps of d / k.
+state. Every request streams; each stream chunk carries one round's tokens. The figures are defined as
+vLLM's `bench serve` defines them, from the client's clock, request by request:
+- TTFT: from sending the request to the first chunk that carries tokens;
+- E2E: from sending the request to the last chunk that carries tokens;
+- TPOT: (E2E - TTFT) / (output tokens - 1), over requests of more than one token (tokens counted, not
+  chunks: speculation's several tokens a chunk lower it);
+- ITL: the gap between consecutive chunks that carry tokens (a chunk of several tokens is one gap);
+- output tokens/s and requests/s over the load's wall time; goodput: requests/s of those meeting every
+  latency limit given (`--slo ttft=S tpot=S e2e=S`, seconds; vLLM's `--goodput` takes milliseconds).
 
 The pure parts (arrival times, request records, summaries) are functions here; `run_load` is the thin
 driver over a client: the gRPC `Client` (endpoint `grpc`) or, over the OpenAI-compatible HTTP API, the
@@ -60,7 +66,7 @@ class LoadSpec:
 class RequestPlan:
     prompt: str
     max_new_tokens: int
-    seed: int
+    seed: int | None  # None: the server draws one (a seeded sampled request gets a fixed gamma by default)
 
 
 @dataclass
@@ -74,7 +80,7 @@ class RequestRecord:
     ttft: float = 0.0
     e2e: float = 0.0
     output_tokens: int = 0
-    itl: list[float] = field(default_factory=list)  # one gap per token after the first
+    itl: list[float] = field(default_factory=list)  # one gap per token-carrying chunk after the first
     num_draft_tokens: int = 0
     num_accepted_tokens: int = 0
     num_drafts: int = 0
@@ -98,14 +104,10 @@ def arrival_times(count: int, rate: float, burstiness: float, seed: int) -> list
     return times
 
 
-def token_gaps(chunks: list[tuple[float, int]]) -> list[float]:
-    """Inter-token latencies from (arrival time, tokens) per chunk: the first token has none; a chunk of k
-    tokens d seconds after the previous chunk gives k gaps of d / k."""
-    gaps = []
-    for (before, _), (at, tokens) in zip(chunks, chunks[1:], strict=False):
-        gaps += [(at - before) / tokens] * tokens
-    first_tokens = chunks[0][1] if chunks else 0
-    return [0.0] * max(0, first_tokens - 1) + gaps  # tokens arriving with the first one came at once
+def chunk_gaps(chunks: list[tuple[float, int]]) -> list[float]:
+    """Inter-token latencies as vLLM's `bench serve` measures them, from (arrival time, tokens) per chunk that
+    carries tokens: the gap between each chunk and the one before, however many tokens it carries."""
+    return [at - before for (before, _), (at, _) in zip(chunks, chunks[1:], strict=False)]
 
 
 def connect(endpoint: str, address: str, connection: dict | None = None):
@@ -136,10 +138,10 @@ def run_request(client: Client | OpenAIClient, plan: RequestPlan, params: dict, 
         record.status, record.error = exc.code().name, (exc.details() or "")[:200]
     except HttpError as exc:
         record.status, record.error = exc.status, exc.message[:200]
-    record.e2e = time.perf_counter() - started
+    record.e2e = chunks[-1][0] if chunks else time.perf_counter() - started
     record.output_tokens = sum(tokens for _, tokens in chunks)
     record.ttft = chunks[0][0] if chunks else 0.0
-    record.itl = token_gaps(chunks)
+    record.itl = chunk_gaps(chunks)
     return record
 
 
@@ -239,9 +241,11 @@ def summarize(records: list[RequestRecord], duration: float, slo: Slo) -> dict:
     }
 
 
-def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_chars: int = 0) -> list[RequestPlan]:
+def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_chars: int = 0,
+               seeded: bool = False) -> list[RequestPlan]:
     """`count` requests from the held-out code ("heldout") or a JSONL file of {"prompt", optional
-    "max_new_tokens"} lines, cycled as needed; `input_chars` > 0 keeps the last that many characters."""
+    "max_new_tokens"} lines, cycled as needed; `input_chars` > 0 keeps the last that many characters;
+    `seeded`: request i carries the seed seed + i."""
     if source == "heldout":
         from specdec.demo_pair.heldout import code_prompts
 
@@ -262,7 +266,8 @@ def load_plans(source: str, count: int, max_new_tokens: int, seed: int, input_ch
     for index in range(count):
         entry = entries[index % len(entries)]
         prompt = entry["prompt"][-input_chars:] if input_chars > 0 else entry["prompt"]
-        plans.append(RequestPlan(prompt, int(entry.get("max_new_tokens", max_new_tokens)), seed + index))
+        plans.append(RequestPlan(prompt, int(entry.get("max_new_tokens", max_new_tokens)),
+                                 seed + index if seeded else None))
     return plans
 
 

@@ -1,4 +1,6 @@
-"""`specdec loadtest` output: a table on the console, and JSON, CSV and PNG plots in a folder."""
+"""`specdec loadtest` output: a table on the console, and JSON, CSV and PNG plots in a folder: latencies
+against load, throughput against load, and the one to read first, `tradeoff.png`: each configuration's
+aggregate output tokens/s against its median time per output token, a point per load."""
 
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def write_report(rows: list[dict], meta: dict, out_dir: Path) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "loadtest.json", out_dir / "loadtest.csv", out_dir / "latency.png",
-             out_dir / "throughput.png"]
+             out_dir / "throughput.png", out_dir / "tradeoff.png"]
     paths[0].write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     flat_rows = [flat(row) for row in rows]
     with open(paths[1], "w", newline="") as fh:
@@ -90,4 +92,30 @@ def write_report(rows: list[dict], meta: dict, out_dir: Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(paths[3], dpi=110)
     plt.close(fig)
+    tradeoff_plot({mode: [(1000 * row["tpot_s"]["median"], row["output_tokens_per_s"], row["load"])
+                          for row in rows if row["mode"] == mode] for mode in modes},
+                  "median time per output token (ms)", paths[4])
     return paths
+
+
+def tradeoff_plot(series: dict[str, list[tuple[float, float, str]]], latency_label: str, path: Path) -> None:
+    """Throughput against latency: per configuration, a line through its (latency, aggregate tokens/s)
+    points, each labelled with its load. Up and to the left is better."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for name, points in series.items():
+        ax.plot([x for x, _, _ in points], [y for _, y, _ in points], marker="o", label=name)
+        for x, y, load in points:
+            ax.annotate(load, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(latency_label)
+    ax.set_ylabel("aggregate output tokens/s")
+    ax.set_title("throughput against latency (up and to the left is better)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

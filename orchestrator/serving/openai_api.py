@@ -8,7 +8,9 @@ rule_params, gamma, gamma_controller, controller_params, num_draft_sequences, ov
 ignore_eos) and vLLM's `return_token_ids` as extra body fields, the way vLLM takes its extra sampling
 parameters. Fields that change what a request means and that specdec cannot honour (penalties, logit
 bias, logprobs, tools, ...) are refused naming the field; other unknown fields are ignored, as vLLM does.
-Responses carry the request's speculative statistics in `spec_decode_stats`.
+Responses carry the request's speculative statistics in `spec_decode_stats`, and in vLLM's per-request
+shape (`--per-request-spec-decode-metrics`) at `metrics.speculative_decoding`, so that tools that read
+vLLM's (aiperf's speculative-decoding section) read specdec's acceptance unchanged.
 
 Pure: knows pydantic models and the OpenAI shapes; knows nothing of HTTP servers, the orchestrator's loop
 or Ray (`http_gateway.py` is the adapter).
@@ -191,14 +193,16 @@ def completion_response(identity: Identity, outputs: list[ChoiceOutput], plan: P
     choices = [{"index": o.index, "text": (plan.prompts[o.index // plan.n] if plan.echo else "") + o.text,
                 "logprobs": None, "finish_reason": o.finish_reason} | _token_ids(o, plan) for o in outputs]
     return _envelope(identity, "text_completion") | {
-        "choices": choices, "usage": usage(outputs, plan.n), "spec_decode_stats": spec_decode_stats(outputs)}
+        "choices": choices, "usage": usage(outputs, plan.n), "spec_decode_stats": spec_decode_stats(outputs),
+        "metrics": metrics(outputs)}
 
 
 def chat_response(identity: Identity, outputs: list[ChoiceOutput], plan: Plan) -> dict:
     choices = [{"index": o.index, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
                 "finish_reason": o.finish_reason} | _token_ids(o, plan) for o in outputs]
     return _envelope(identity, "chat.completion") | {
-        "choices": choices, "usage": usage(outputs, plan.n), "spec_decode_stats": spec_decode_stats(outputs)}
+        "choices": choices, "usage": usage(outputs, plan.n), "spec_decode_stats": spec_decode_stats(outputs),
+        "metrics": metrics(outputs)}
 
 
 def completion_chunk(identity: Identity, output: ChoiceOutput, plan: Plan) -> dict:
@@ -220,7 +224,8 @@ def chat_chunk(identity: Identity, output: ChoiceOutput, plan: Plan, role: bool 
 def usage_chunk(identity: Identity, kind: str, outputs: list[ChoiceOutput], plan: Plan) -> dict:
     """The last chunk of a stream with stream_options.include_usage: no choices, the request's usage."""
     return _envelope(identity, kind) | {
-        "choices": [], "usage": usage(outputs, plan.n), "spec_decode_stats": spec_decode_stats(outputs)}
+        "choices": [], "usage": usage(outputs, plan.n), "spec_decode_stats": spec_decode_stats(outputs),
+        "metrics": metrics(outputs)}
 
 
 def usage(outputs: list[ChoiceOutput], n: int) -> dict:
@@ -239,6 +244,25 @@ def spec_decode_stats(outputs: list[ChoiceOutput]) -> dict:
     names = ("rule", "gamma", "gamma_controller", "num_drafts", "num_draft_tokens", "num_accepted_tokens",
              "num_accepted_tokens_per_pos", "acceptance_rate", "mean_acceptance_length")
     return {name: getattr(total, name) for name in names}
+
+
+def metrics(outputs: list[ChoiceOutput]) -> dict:
+    """vLLM's per-request `metrics` of a response (or its usage chunk): its `speculative_decoding` for one
+    choice, None for several (as vLLM's)."""
+    return {"speculative_decoding": vllm_speculative_decoding(outputs[0].stats)
+            if len(outputs) == 1 and outputs[0].stats else None}
+
+
+def vllm_speculative_decoding(stats: RequestStats) -> dict:
+    """One request's statistics in vLLM's per-request shape. `acceptance_histogram[j]`: the rounds that
+    accepted exactly j draft tokens (the bonus or recovered token not counted), j = 0 .. num_spec_tokens,
+    the longest window drafted; rounds that drafted nothing are not steps."""
+    per_position = stats.num_accepted_tokens_per_pos
+    reached = [stats.num_drafts, *per_position, 0]  # rounds that accepted at least j tokens, j = 0, 1, ...
+    return {"acceptance_histogram": [reached[j] - reached[j + 1] for j in range(len(per_position) + 1)],
+            "num_spec_steps": stats.num_drafts, "num_spec_tokens": len(per_position),
+            "num_draft_tokens": stats.num_draft_tokens, "num_accepted_draft_tokens": stats.num_accepted_tokens,
+            "draft_acceptance_rate": stats.acceptance_rate, "mean_acceptance_length": stats.mean_acceptance_length}
 
 
 def error_body(message: str, kind: str, param: str | None, code: str | None) -> dict:

@@ -105,14 +105,15 @@ def test_load_bench_reports_every_mode_at_every_load(deployment, tmp_path):
          "--speculation-lanes", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "load.json").read_text())["rows"]
-    modes = ["target-only", "serial gamma=3", "overlapped gamma=3", "overlapped gamma=3, 1 lanes", "cost"]
+    modes = ["target-only", "default config", "serial gamma=3", "overlapped gamma=3, 1 lanes", "cost"]
     assert [(r["mode"], r["concurrency"]) for r in rows] == [(m, c) for c in (1, 3) for m in modes]
     assert [r["requests"] for r in rows] == [2] * 5 + [3] * 5  # light loads get more requests a stream
     assert all(r["tokens"] == 8 * r["requests"] and r["tokens_per_second"] > 0 for r in rows)
-    speculative = [r for r in rows if r["mode"] != "target-only"]
-    assert all(0 < r["efficiency"] and r["rounds"] > 0 for r in speculative)
+    speculative = [r for r in rows if r["mode"] not in ("target-only", "default config", "cost")]
+    assert all(0 < r["efficiency"] and r["rounds"] > 0 for r in speculative)  # (the adaptive ones may not draft)
     assert all(r["pre_drafted"] == 0 for r in rows if r["mode"].startswith("serial"))
-    assert (tmp_path / "load.png").stat().st_size > 0 and (tmp_path / "load.csv").stat().st_size > 0
+    for name in ("load.png", "load.csv", "tradeoff.png"):
+        assert (tmp_path / name).stat().st_size > 0
     governor = ray.get(deployment.orchestrator.health.remote())["governor"]
     assert governor["arm"] in ("speculate", "target-only") and governor["tokens_per_second"]  # it measured
 

@@ -11,10 +11,10 @@ from specdec.orchestrator.measure.loadtest import (
     RequestRecord,
     Slo,
     arrival_times,
+    chunk_gaps,
     load_plans,
     percentiles,
     summarize,
-    token_gaps,
 )
 
 
@@ -29,12 +29,10 @@ def test_arrivals_have_the_rate_and_the_burstiness(burstiness):
     assert arrival_times(10, 8.0, burstiness, seed=1) == times[:10]
 
 
-def test_token_gaps_count_tokens_not_chunks():
+def test_inter_token_latency_is_a_gap_a_chunk_as_vllm_measures_it():
     # chunks: 3 tokens at 0.10 s, 1 token at 0.30 s, 4 tokens at 0.50 s
-    gaps = token_gaps([(0.10, 3), (0.30, 1), (0.50, 4)])
-    assert len(gaps) == 3 + 1 + 4 - 1  # one gap per token after the first
-    assert gaps == pytest.approx([0.0, 0.0, 0.2, 0.05, 0.05, 0.05, 0.05])
-    assert token_gaps([]) == [] and token_gaps([(0.2, 1)]) == []
+    assert chunk_gaps([(0.10, 3), (0.30, 1), (0.50, 4)]) == pytest.approx([0.2, 0.2])
+    assert chunk_gaps([]) == [] and chunk_gaps([(0.2, 1)]) == []
 
 
 def test_percentiles_by_nearest_rank():
@@ -68,8 +66,9 @@ def test_load_split_over_generators():
 def test_prompt_files(tmp_path):
     good = tmp_path / "prompts.jsonl"
     good.write_text('{"prompt": "def f():"}\n\n{"prompt": "import os", "max_new_tokens": 5}\n')
-    plans = load_plans(str(good), 3, max_new_tokens=16, seed=7, input_chars=3)
+    plans = load_plans(str(good), 3, max_new_tokens=16, seed=7, input_chars=3, seeded=True)
     assert [(p.prompt, p.max_new_tokens, p.seed) for p in plans] == [("():", 16, 7), (" os", 5, 8), ("():", 16, 9)]
+    assert [p.seed for p in load_plans(str(good), 2, 16, seed=7)] == [None, None]  # the server draws them
     assert len(load_plans("heldout", 4, 16, seed=0)) == 4
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')

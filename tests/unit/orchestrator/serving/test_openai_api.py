@@ -119,6 +119,28 @@ def test_spec_decode_stats_add_up_the_choices_with_vllms_definitions():
     assert combined["mean_acceptance_length"] == pytest.approx(1 + 9 / 5)
 
 
+def test_vllms_per_request_speculative_metrics_in_vllms_shape():
+    """What vLLM's --per-request-spec-decode-metrics puts at metrics.speculative_decoding, which aiperf reads:
+    the histogram has num_spec_tokens + 1 buckets, sums to the steps, and weighs to the accepted tokens."""
+    request = stats(3, 12, 4, 14, [3, 2, 1, 0])  # 4 rounds: accepted 0, 1, 2 and 3 of up to 4 drafts
+    metrics = api.vllm_speculative_decoding(request)
+    assert metrics == {"acceptance_histogram": [1, 1, 1, 1, 0], "num_spec_steps": 4, "num_spec_tokens": 4,
+                       "num_draft_tokens": 14, "num_accepted_draft_tokens": 6,
+                       "draft_acceptance_rate": pytest.approx(6 / 14), "mean_acceptance_length": pytest.approx(2.5)}
+    assert sum(j * count for j, count in enumerate(metrics["acceptance_histogram"])) == 6
+    target_only = api.vllm_speculative_decoding(stats(3, 12, 0, 0, []))
+    assert target_only["acceptance_histogram"] == [0] and target_only["num_spec_steps"] == 0
+    identity, plan = api.Identity("cmpl-1", 123, "m"), api.completion_plan(CompletionRequest(prompt="x"))
+    one = api.completion_response(identity, [ChoiceOutput(0, stats=request)], plan)
+    assert one["metrics"]["speculative_decoding"]["num_spec_steps"] == 4
+    several = api.completion_response(identity, [ChoiceOutput(0, stats=request), ChoiceOutput(1, stats=request)],
+                                      api.completion_plan(CompletionRequest(prompt="x", n=2)))
+    assert several["metrics"] == {"speculative_decoding": None}  # as vLLM's, for n > 1
+    streamed = api.completion_plan(CompletionRequest(prompt="x", stream=True, stream_options={"include_usage": True}))
+    usage = api.usage_chunk(identity, "text_completion", [ChoiceOutput(0, stats=request)], streamed)
+    assert usage["metrics"]["speculative_decoding"]["acceptance_histogram"] == [1, 1, 1, 1, 0]
+
+
 def test_response_and_chunk_shapes():
     identity = api.Identity("cmpl-1", 123, "demo:target")
     plan = api.completion_plan(CompletionRequest(prompt="def f", echo=True, return_token_ids=True))
