@@ -225,21 +225,13 @@ class Orchestrator:
         a bad field at once, a full queue (`admission`) once the request would have to wait past its limit."""
         arrived = time.perf_counter()
         prepared = self.prepare(params)
-        await self.admission.enter()
-        try:
-            async for item in self._admitted(prepared, arrived):
-                yield item
-        finally:
-            self.admission.leave()
-
-    async def _admitted(self, prepared: PreparedRequest, arrived: float) -> AsyncIterator[TextDelta | RequestStats]:
-        """`stream` once the request is admitted: the round loop on the least-loaded route."""
         request = prepared.request
         stats = RequestStats(request_id=request.request_id, rule=prepared.rule.name, gamma=prepared.gamma,
                              prompt_tokens=len(request.prompt_ids), gamma_controller=prepared.controller_name,
                              num_draft_sequences=request.num_draft_sequences, overlap=request.overlap,
                              speculation_lanes=request.speculation_lanes)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
+        await self.admission.enter()
         route = min(self.routes, key=lambda r: r.active)  # the least-loaded draft/target pair
         route.active += 1
         self.metrics.running(self.active_requests)
@@ -265,6 +257,7 @@ class Orchestrator:
             yield stats
         finally:
             route.active -= 1
+            self.admission.leave()  # the place goes to the longest waiting request
             self.metrics.running(self.active_requests)
             self.metrics.finished(stats, first_token, time.perf_counter() - arrived)
             # Free both sessions whether the request finished, failed or was cancelled.

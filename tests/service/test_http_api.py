@@ -218,7 +218,7 @@ def test_32_concurrent_streams(api, references, servers):
 def test_a_client_that_disconnects_mid_stream_frees_its_sessions(api, servers):
     parts = urlsplit(api["url"])
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    connection.request("POST", "/v1/completions", json.dumps({"prompt": "class Tree:", "max_tokens": 400,
+    connection.request("POST", "/v1/completions", json.dumps({"prompt": "class Tree:", "max_tokens": 400, "gamma": 4,
                                                              "ignore_eos": True, "stream": True}),
                        {"Content-Type": "application/json"})
     response = connection.getresponse()
