@@ -85,7 +85,8 @@ class CostModelGamma:
         self.gamma = min(gamma, gamma_max)
         self._rounds_at_zero = 0
         self._probing = False  # the last gamma chosen was a probe round
-        self.gamma = self._choose()  # where the deployment's measurements put it (its starting gamma until then)
+        if self.estimates.draft_token_s is not None:  # where the deployment's measurements put it
+            self.gamma = self._best()
 
     def next_gamma(self) -> int:
         return self.gamma
@@ -102,14 +103,17 @@ class CostModelGamma:
         seconds = self.estimates.seconds(gamma)
         return expected_tokens(self.alphas, gamma) / seconds if seconds > 0 else 0.0
 
-    def _choose(self) -> int:
-        if self.estimates.draft_token_s is None:  # nothing measured about the draft yet: keep the starting gamma
-            return self.gamma
+    def _best(self) -> int:
+        """The gamma with the highest expected rate, unless the current one is within SWITCH_MARGIN of it."""
         rates = [self.expected_rate(gamma) for gamma in range(self.gamma_max + 1)]
         best = max(range(self.gamma_max + 1), key=rates.__getitem__)
         current = 0 if self._probing else self.gamma
-        if rates[best] <= rates[current] * (1 + SWITCH_MARGIN):
-            best = current
+        return current if rates[best] <= rates[current] * (1 + SWITCH_MARGIN) else best
+
+    def _choose(self) -> int:
+        if self.estimates.draft_token_s is None:  # nothing measured about the draft yet: keep the starting gamma
+            return self.gamma
+        best = self._best()
         self._probing = False
         if best == 0:
             self._rounds_at_zero += 1

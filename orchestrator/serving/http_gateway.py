@@ -203,7 +203,13 @@ class Started:
 
 
 async def _start(orchestrator: Orchestrator, plan: Plan) -> Started:
-    """Start every choice's request and await its first output (a refusal raises here, before any response)."""
+    """Start every choice's request and await its first output (a refusal raises here, before any response).
+    Each choice takes a place of its own and holds it until the response streams: more choices than the
+    orchestrator admits at once could never all start, so such a request is refused naming `n`."""
+    if len(plan.choices) > orchestrator.limits.max_active_requests:
+        raise InvalidField("n", f"{len(plan.choices)} choices (prompts x n) need as many places at once; the "
+                                f"orchestrator admits {orchestrator.limits.max_active_requests} "
+                                f"(limits.max_active_requests)")
     streams = [orchestrator.stream(params) for params in plan.choices]
     try:
         firsts = await asyncio.gather(*(anext(stream) for stream in streams), return_exceptions=True)

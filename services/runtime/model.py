@@ -369,7 +369,7 @@ class CausalLM(SessionStore):
                                     **{self._cache_arg: cache}).logits
             features = captured[0] if layers else None
             if keep is not None:
-                logits = logits[:, keep]
+                logits = logits[:, keep.to(logits.device)]
         for span in spans:
             span.slot.length = span.past + span.count
         if features is not None:

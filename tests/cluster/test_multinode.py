@@ -87,7 +87,8 @@ def test_serve_auto_loadtest_over_ray_generators_and_metrics(two_nodes, tmp_path
         out_dir = tmp_path / "report"
         loadtest = subprocess.run(
             [*SPECDEC, "loadtest", "--address", address, "--concurrency", "1", "4", "--num-requests", "4",
-             "--output-tokens", "12", "--compare-target-only", "--ray-generators", "2", "--ray-address", "auto",
+             "--output-tokens", "12", "--gamma", "3", "--compare-target-only", "--ray-generators", "2",
+             "--ray-address", "auto",
              "--slo", "ttft=60", "--out", str(out_dir)], capture_output=True, text=True, timeout=600, env=env)
         assert loadtest.returncode == 0, loadtest.stderr[-3000:]
         rows = json.loads((out_dir / "loadtest.json").read_text())["rows"]

@@ -81,7 +81,7 @@ def post(url: str, path: str, body: dict | bytes, headers: dict | None = None) -
 
 def test_greedy_completions_equal_the_grpc_api_and_generate(api, references, oracle: TargetOracle):
     response = api["client"].completions.create(model=MODEL, prompt=PROMPTS[:2], max_tokens=TOKENS,
-                                                temperature=0, extra_body=GREEDY)
+                                                temperature=0, extra_body=GREEDY | {"gamma": 4})
     assert response.object == "text_completion" and response.model == "demo:target"
     assert [c.index for c in response.choices] == [0, 1]
     with Client(api["grpc"]) as grpc_client:
@@ -102,7 +102,8 @@ def test_greedy_completions_equal_the_grpc_api_and_generate(api, references, ora
 
 
 def test_a_streamed_completion_equals_the_whole_one_with_the_async_client(api):
-    fixed = GREEDY | {"gamma": 4}  # the same windows both times (the default controller's follow the load)
+    # the same windows both times (the default controller's, and auto overlap's, follow the load)
+    fixed = GREEDY | {"gamma": 4, "overlap": False}
 
     async def run():
         client = openai.AsyncOpenAI(base_url=f"{api['url']}/v1", api_key="unused", max_retries=0)
@@ -128,7 +129,7 @@ def test_a_streamed_completion_equals_the_whole_one_with_the_async_client(api):
 def test_chat_completions_streamed_and_not(api):
     messages = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "def add(a, b):"}]
     whole = api["client"].chat.completions.create(model=MODEL, messages=messages, max_tokens=TOKENS,
-                                                  temperature=0, extra_body=GREEDY)
+                                                  temperature=0, extra_body=GREEDY | {"gamma": 4})
     assert whole.object == "chat.completion" and whole.choices[0].message.role == "assistant"
     assert whole.usage.completion_tokens == TOKENS and whole.spec_decode_stats["num_drafts"] > 0
     stream = api["client"].chat.completions.create(model=MODEL, messages=messages, max_tokens=TOKENS,
@@ -317,6 +318,14 @@ def secured(servers, tmp_path_factory):
     actor, _, url = start(servers, tmp_path_factory, orchestrator={"token_file": str(token_file)},
                           tls={"cert": str(certs["cert"]), "key": str(certs["key"])})
     yield actor, url, ssl.create_default_context(cafile=str(certs["ca"]))
+
+
+def test_more_choices_than_the_orchestrator_admits_at_once_are_refused_naming_n(limited):
+    _, url = limited
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=2, n=2)
+    assert info.value.body["param"] == "n"
 
 
 def test_admission_refusal_is_429(servers, limited):
