@@ -17,8 +17,9 @@ at the end, for every call of the batch together. The one exception is the confi
 with a threshold reads its token's probability back after every position (one host sync per token).
 Calls of different sessions draft in lockstep, one batched forward per position; a call that finishes
 (its gamma, or an early stop) leaves the batch. A prompt longer than the forward's token budget
-(`max_batch_tokens`) is prefilled a chunk a batch (`batcher.Continue`), between the other calls' windows. A call with M > 1 drafts runs its M sequences as rows
-over a fork of its session's cache, and its session keeps only the committed tokens.
+(`max_batch_tokens`) is prefilled a chunk a batch (`batcher.Continue`), between the other calls' windows.
+A call with M > 1 drafts runs its M sequences as rows over a fork of its session's cache, and its session
+keeps only the committed tokens.
 """
 
 from __future__ import annotations

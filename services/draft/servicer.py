@@ -34,7 +34,7 @@ class DraftServicer(ModelServicerBase, pb_grpc.DraftServiceServicer):
     settings_fields = PROPOSE_SETTINGS
     def __init__(self, lm: CausalLM | HeadLM, executor: ThreadPoolExecutor, max_batch: int = 64,
                  max_batch_tokens: int = MAX_BATCH_TOKENS):
-        super().__init__(lm, executor, max_batch, max_batch_tokens)
+        super().__init__(lm, executor, max_batch)
         runner = (HeadDraftRunner(lm) if isinstance(lm, HeadLM) else
                   DraftRunner(lm, max_batch_tokens=max_batch_tokens))
         self.batcher = Batcher(runner.propose_batch, executor, max_batch)

@@ -29,9 +29,8 @@ class ModelServicerBase:
     batcher: Batcher
     settings_fields: tuple[str, ...] = ()  # the request fields a session sends once (`held_settings`)
 
-    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int, max_batch_tokens: int):
+    def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int):
         self._lm, self._executor, self.max_batch = lm, executor, max_batch
-        self.max_batch_tokens = max_batch_tokens
         self.rounds: RoundLedger[Message] = RoundLedger()
         self.settings = HeldSettings(self.settings_fields)
 

@@ -30,7 +30,7 @@ class TargetServicer(ModelServicerBase, pb_grpc.TargetServiceServicer):
     settings_fields = VERIFY_SETTINGS
     def __init__(self, lm: CausalLM, executor: ThreadPoolExecutor, max_batch: int = 64,
                  max_batch_tokens: int = MAX_BATCH_TOKENS):
-        super().__init__(lm, executor, max_batch, max_batch_tokens)
+        super().__init__(lm, executor, max_batch)
         self.batcher = Batcher(TargetRunner(lm, max_batch_tokens).verify_batch, executor, max_batch)
 
     @abort_on_bad_input
